@@ -1,0 +1,2 @@
+//! Benchmarks (placeholder until the side-by-side runner lands).
+fn main() {}

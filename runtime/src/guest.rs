@@ -1,0 +1,98 @@
+//! The state every guest store carries, and the one linker all modules are checked against.
+//!
+//! Both WAGI and SDK modules use the same store type, so one [`wasmtime::Linker`] (WASI
+//! preview 1 plus the Platform host ABI) is built once per engine and every module is
+//! pre-instantiated against it. A module importing anything that linker lacks is refused
+//! when it is loaded, with the import named.
+
+use std::time::Instant;
+
+use wasmtime::{Engine, Linker, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::engine::EPOCH_TICK;
+
+/// Per-instance memory cap, recording whether the guest hit it (so a Go "out of memory"
+/// exit is reported as the memory limit, not as a generic crash).
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    /// Largest linear memory allowed, in bytes.
+    pub max_memory: u64,
+    /// Set once a growth was refused.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// The data in every guest [`Store`].
+pub struct GuestState {
+    /// WASI preview 1 context: env, stdio, clocks, random.
+    pub wasi: WasiP1Ctx,
+    /// Memory cap for this instance.
+    pub limiter: MemoryLimiter,
+    /// SDK host-call state (request being served, capabilities); `None` for WAGI.
+    pub sdk: Option<crate::sdk::SdkHostState>,
+}
+
+/// Builds the shared linker: WASI preview 1 (async) and the Platform host ABI.
+pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
+    crate::sdk::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// Creates a store for one guest instance with its memory cap and wall-clock deadline.
+///
+/// Every epoch tick the guest yields to the executor; past `deadline` it traps with
+/// [`wasmtime::Trap::Interrupt`].
+pub fn new_store(engine: &Engine, state: GuestState, deadline: Instant) -> Store<GuestState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Moves an existing store's deadline (SDK pooled instances serve many requests).
+pub fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// How long past a guest's deadline the host waits for it to notice before dropping it.
+pub const DEADLINE_GRACE: std::time::Duration = EPOCH_TICK.saturating_mul(20);

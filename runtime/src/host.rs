@@ -1,0 +1,538 @@
+//! `Runtime`: the data plane's state and its request path.
+//!
+//! ```text
+//! request ─► RouteTable (host, path) ─► release (weighted pick) ─► body within limit
+//!         ─► ModuleCache (warm | mmap artifact | compile once) ─► WAGI or SDK execution
+//!         ─► response + x-request-id, metrics, request log line
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use wasmtime::{Engine, Linker};
+
+use crate::abi::AbiKind;
+use crate::app::AppSpec;
+use crate::engine::{EngineSettings, EpochTicker, build_engine};
+use crate::failure::GuestFailure;
+use crate::guest::{GuestState, build_linker};
+use crate::logs::{LogBus, LogEvent, LogStream, printable_lines};
+use crate::metrics::{AppLabels, ColdLabels, RequestLabels, RuntimeMetrics, TrapLabels};
+use crate::module_cache::{LoadKind, ModuleCache, ModuleSource};
+use crate::route_table::{RouteMatch, RouteTableHandle};
+use crate::sdk::SdkPools;
+use crate::wagi::{self, CgiRequest};
+
+/// Boxed error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response the runtime produces.
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// The header carrying the request id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Settings of the data plane.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled artifacts are kept (`<data-dir>/artifacts`).
+    pub artifact_dir: PathBuf,
+    /// How long a module stays in memory without requests.
+    pub idle_timeout: Duration,
+    /// Engine and instance-pool tunables.
+    pub engine: EngineSettings,
+    /// Most guest executions at once; more wait (up to `queue_timeout`).
+    pub max_concurrency: usize,
+    /// How long a request may wait for an execution slot before a 503.
+    pub queue_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// Defaults with artifacts under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        RuntimeConfig {
+            artifact_dir: data_dir.join("artifacts"),
+            idle_timeout: Duration::from_secs(300),
+            engine: EngineSettings::default(),
+            max_concurrency: 256,
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors starting the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Engine configuration.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// Linker set-up.
+    #[error("cannot set up host functions: {0}")]
+    Linker(String),
+    /// Artifact directory.
+    #[error("cannot use artifact directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Facts about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Listener address.
+    pub local: SocketAddr,
+}
+
+/// The data plane.
+pub struct Runtime {
+    engine: Engine,
+    _ticker: EpochTicker,
+    linker: Arc<Linker<GuestState>>,
+    /// Compiled modules.
+    pub cache: Arc<ModuleCache>,
+    /// Live routes.
+    pub routes: RouteTableHandle,
+    /// Metrics.
+    pub metrics: Arc<RuntimeMetrics>,
+    /// Guest and request log lines.
+    pub logs: Arc<LogBus>,
+    /// Initialized SDK instances.
+    pub sdk_pools: Arc<SdkPools>,
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("routes", &self.routes.load())
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine, linker and caches. Must be called inside a tokio runtime.
+    pub fn new(
+        config: RuntimeConfig,
+        source: Arc<dyn ModuleSource>,
+    ) -> Result<Arc<Self>, RuntimeError> {
+        let engine = build_engine(&config.engine)?;
+        let ticker = EpochTicker::start(&engine);
+        let linker =
+            Arc::new(build_linker(&engine).map_err(|e| RuntimeError::Linker(format!("{e:#}")))?);
+        let cache = Arc::new(ModuleCache::new(
+            engine.clone(),
+            linker.clone(),
+            source,
+            &config.artifact_dir,
+            config.idle_timeout,
+        )?);
+        cache.spawn_evictor();
+        let metrics = Arc::new(RuntimeMetrics::new());
+        let sdk_pools = Arc::new(SdkPools::new(config.idle_timeout));
+        sdk_pools.spawn_reaper(metrics.clone());
+        Ok(Arc::new(Runtime {
+            engine,
+            _ticker: ticker,
+            linker,
+            cache,
+            routes: RouteTableHandle::default(),
+            metrics,
+            logs: Arc::new(LogBus::default()),
+            sdk_pools,
+            slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            queue_timeout: config.queue_timeout,
+            idle_timeout: config.idle_timeout,
+        }))
+    }
+
+    /// The wasmtime engine (for tools that compile for this host).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The shared linker.
+    pub fn linker(&self) -> &Arc<Linker<GuestState>> {
+        &self.linker
+    }
+
+    /// How long idle modules and instances are kept.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// True once routes are loaded (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.routes.is_loaded()
+    }
+
+    /// Serves one request.
+    pub async fn handle<B>(&self, req: Request<B>, conn: ConnInfo) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let request_id = request_id_of(&req);
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let table = self.routes.load();
+        let Some(matched) = table.lookup(host, req.uri().path()) else {
+            let resp = plain(
+                StatusCode::NOT_FOUND,
+                &format!("no app is routed at {}", req.uri().path()),
+            );
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    app: "-".into(),
+                    status: 404,
+                })
+                .inc();
+            return with_request_id(resp, &request_id);
+        };
+        let Some(spec) = matched.target.pick().cloned() else {
+            let resp = plain(StatusCode::SERVICE_UNAVAILABLE, "the app has no live release");
+            return with_request_id(resp, &request_id);
+        };
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            app = %spec.app,
+            release = %spec.release,
+            route = %matched.route,
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            cold = tracing::field::Empty,
+        );
+        let mut guard = InFlight::new(self, &spec, &request_id, started);
+        let (resp, cold) = self
+            .serve(req, conn, &matched, &spec, &request_id)
+            .instrument(span.clone())
+            .await;
+        let status = resp.status();
+        let elapsed = started.elapsed();
+        span.record("status", status.as_u16());
+        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+        span.record("cold", cold);
+        guard.finish(status, elapsed, cold);
+        span.in_scope(|| {
+            tracing::info!(
+                target: "platform::request",
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                cold,
+                "request served"
+            );
+        });
+        with_request_id(resp, &request_id)
+    }
+
+    async fn serve<B>(
+        &self,
+        req: Request<B>,
+        conn: ConnInfo,
+        matched: &RouteMatch,
+        spec: &Arc<AppSpec>,
+        request_id: &str,
+    ) -> (Response<ResponseBody>, bool)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limits = &spec.limits;
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > limits.max_body
+        {
+            return (too_large(limits.max_body), false);
+        }
+
+        let (loaded, kind) = match self.cache.get(&spec.module).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, module = ?spec.module, "cannot load module");
+                self.count_failure(spec, "load");
+                return (
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the function could not be loaded",
+                    ),
+                    true,
+                );
+            }
+        };
+        if kind.is_cold() {
+            self.metrics
+                .cold_loads
+                .get_or_create(&ColdLabels {
+                    app: spec.app.clone(),
+                    source: kind.as_str().into(),
+                })
+                .inc();
+            self.metrics.resident_modules.set(self.cache.resident() as i64);
+        }
+        let cold = kind != LoadKind::Warm;
+
+        let permit = match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => return (self.failure_response(spec, &GuestFailure::Overloaded, request_id), cold),
+        };
+
+        let resp = match loaded.abi.kind {
+            AbiKind::Wagi => {
+                let (parts, body) = req.into_parts();
+                let body = match Limited::new(body, usize::try_from(limits.max_body).unwrap_or(usize::MAX))
+                    .collect()
+                    .await
+                {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => {
+                        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                            return (too_large(limits.max_body), cold);
+                        }
+                        tracing::info!(error = %e, "request body could not be read");
+                        return (
+                            plain(StatusCode::BAD_REQUEST, "the request body could not be read"),
+                            cold,
+                        );
+                    }
+                };
+                let cgi = CgiRequest {
+                    parts: &parts,
+                    route_prefix: &matched.route.prefix,
+                    content_length: body.len(),
+                    remote: conn.remote,
+                    local: conn.local,
+                    request_id,
+                };
+                let outcome = wagi::run(&self.engine, &loaded, spec, &cgi, body).await;
+                self.emit_guest_output(spec, request_id, LogStream::Stderr, &outcome.stderr, outcome.stderr_dropped);
+                match outcome.result {
+                    Ok(r) => {
+                        let mut resp = Response::new(full(r.body));
+                        *resp.status_mut() = r.status;
+                        *resp.headers_mut() = r.headers;
+                        resp
+                    }
+                    Err(f) => self.failure_response(spec, &f, request_id),
+                }
+            }
+            AbiKind::Sdk => {
+                crate::sdk::serve(self, &loaded, spec, req, conn, &matched.route, request_id).await
+            }
+            AbiKind::Component => plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "WebAssembly components are not served by this host yet",
+            ),
+        };
+        drop(permit);
+        (resp, cold)
+    }
+
+    /// Turns a guest failure into its response, with a log line and a metric.
+    pub(crate) fn failure_response(
+        &self,
+        spec: &AppSpec,
+        failure: &GuestFailure,
+        request_id: &str,
+    ) -> Response<ResponseBody> {
+        tracing::warn!(
+            target: "platform::guest",
+            app = %spec.app,
+            request_id,
+            kind = failure.kind(),
+            error = %failure,
+            "guest failed"
+        );
+        self.count_failure(spec, failure.kind());
+        self.logs.publish(LogEvent {
+            ts_ms: LogEvent::now_ms(),
+            tenant: spec.tenant.clone(),
+            app: spec.app.clone(),
+            request_id: request_id.into(),
+            stream: LogStream::Stderr,
+            status: None,
+            line: format!("[platform] {failure}"),
+        });
+        plain(failure.status(), &failure.public_message())
+    }
+
+    fn count_failure(&self, spec: &AppSpec, kind: &str) {
+        self.metrics
+            .traps
+            .get_or_create(&TrapLabels {
+                app: spec.app.clone(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// Sends captured guest output to the log, line by line, with the request id.
+    pub(crate) fn emit_guest_output(
+        &self,
+        spec: &AppSpec,
+        request_id: &str,
+        stream: LogStream,
+        bytes: &[u8],
+        dropped: u64,
+    ) {
+        for line in printable_lines(bytes) {
+            tracing::info!(target: "platform::guest", app = %spec.app, request_id, stream = ?stream, "{line}");
+            self.logs.publish(LogEvent {
+                ts_ms: LogEvent::now_ms(),
+                tenant: spec.tenant.clone(),
+                app: spec.app.clone(),
+                request_id: request_id.into(),
+                stream,
+                status: None,
+                line,
+            });
+        }
+        if dropped > 0 {
+            tracing::info!(target: "platform::guest", app = %spec.app, request_id, "{dropped} more bytes of guest output dropped");
+        }
+    }
+}
+
+/// Tracks one in-flight request: gauges, metrics, and a log line if the client leaves early.
+struct InFlight<'a> {
+    rt: &'a Runtime,
+    spec: Arc<AppSpec>,
+    request_id: String,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(rt: &'a Runtime, spec: &Arc<AppSpec>, request_id: &str, started: Instant) -> Self {
+        rt.metrics.in_flight.inc();
+        InFlight {
+            rt,
+            spec: spec.clone(),
+            request_id: request_id.to_string(),
+            started,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, status: StatusCode, elapsed: Duration, cold: bool) {
+        self.done = true;
+        let m = &self.rt.metrics;
+        m.requests
+            .get_or_create(&RequestLabels {
+                app: self.spec.app.clone(),
+                status: status.as_u16(),
+            })
+            .inc();
+        m.latency
+            .get_or_create(&AppLabels {
+                app: self.spec.app.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.rt.logs.publish(LogEvent {
+            ts_ms: LogEvent::now_ms(),
+            tenant: self.spec.tenant.clone(),
+            app: self.spec.app.clone(),
+            request_id: self.request_id.clone(),
+            stream: LogStream::Request,
+            status: Some(status.as_u16()),
+            line: format!(
+                "{} in {:.2} ms{}",
+                status.as_u16(),
+                elapsed.as_secs_f64() * 1000.0,
+                if cold { " (cold)" } else { "" }
+            ),
+        });
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.rt.metrics.in_flight.dec();
+        if !self.done {
+            // The connection went away while the guest was working; its instance is gone.
+            tracing::info!(
+                target: "platform::request",
+                app = %self.spec.app,
+                request_id = %self.request_id,
+                after_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                "client disconnected before the response; request cancelled"
+            );
+            self.rt
+                .metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    app: self.spec.app.clone(),
+                    status: 499,
+                })
+                .inc();
+        }
+    }
+}
+
+fn request_id_of<B>(req: &Request<B>) -> String {
+    if let Some(id) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return id.to_string();
+    }
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+fn with_request_id(mut resp: Response<ResponseBody>, id: &str) -> Response<ResponseBody> {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// A full (non-streaming) body.
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// A short plain-text response from the host itself.
+pub fn plain(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(format!("{message}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn too_large(limit: u64) -> Response<ResponseBody> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than this function's limit of {limit} bytes"),
+    )
+}

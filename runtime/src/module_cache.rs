@@ -1,0 +1,518 @@
+//! `ModuleCache`: content-addressed modules, compiled once, loaded by mmap, evicted when idle.
+//!
+//! ```text
+//!  request ──► get(digest) ──► in memory? ──yes──► LoadedModule (warm)
+//!                                  │ no (single flight per digest)
+//!                                  ▼
+//!              artifact <digest>-<engine>.cwasm on disk? ──yes──► deserialize_file (mmap, cold)
+//!                                  │ no
+//!                                  ▼
+//!              ModuleSource: precompiled artifact from the feed, else the .wasm bytes,
+//!              compiled with Cranelift on a blocking thread, written atomically, then mmapped
+//! ```
+//!
+//! Modules stay in memory while in use and are dropped after `idle_timeout` without a
+//! request: the host keeps only the route and the artifact file for an idle app (scale to
+//! zero inside the host). Loading a compiled artifact costs well under a millisecond.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+use crate::abi::{self, AbiError, AbiInfo, AbiKind};
+use crate::engine::EngineFingerprint;
+use crate::guest::GuestState;
+
+/// A module's content address: the lower-case hex sha256 of its bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Digest(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Parses a 64-character hex digest, with or without a `sha256:` prefix.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.strip_prefix("sha256:").unwrap_or(s);
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Digest(s.to_ascii_lowercase()))
+    }
+
+    /// Wraps a finished hasher.
+    pub fn from_hasher(h: Sha256) -> Self {
+        Digest(hex::encode(h.finalize()))
+    }
+
+    /// The hex string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for humans.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.short())
+    }
+}
+
+/// Where the cache gets module bytes (and, when a compiler worker made one, artifacts).
+#[async_trait]
+pub trait ModuleSource: Send + Sync {
+    /// Path of a local file holding the module's wasm bytes.
+    async fn module_path(&self, digest: &Digest) -> Result<PathBuf, SourceError>;
+
+    /// Writes a precompiled artifact for `engine` to `dest` if the source has one.
+    /// Returns `false` when it has none (the cache then compiles locally).
+    async fn fetch_artifact(
+        &self,
+        _digest: &Digest,
+        _engine: &EngineFingerprint,
+        _dest: &Path,
+    ) -> Result<bool, SourceError> {
+        Ok(false)
+    }
+}
+
+/// A source could not produce a module.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// Modules kept in a local directory as `<digest>.wasm`.
+#[derive(Debug, Clone)]
+pub struct LocalModuleStore {
+    dir: PathBuf,
+}
+
+impl LocalModuleStore {
+    /// A store in `dir` (created when missing).
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(LocalModuleStore { dir })
+    }
+
+    /// The file a digest is kept in.
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{digest}.wasm"))
+    }
+
+    /// Stores `bytes` (once per content) and returns their digest.
+    pub fn put(&self, bytes: &[u8]) -> std::io::Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.path_of(&digest);
+        if !path.exists() {
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::io::Write::write_all(&mut tmp, bytes)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok(digest)
+    }
+}
+
+#[async_trait]
+impl ModuleSource for LocalModuleStore {
+    async fn module_path(&self, digest: &Digest) -> Result<PathBuf, SourceError> {
+        let path = self.path_of(digest);
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(SourceError(format!("module {digest:?} is not in {}", self.dir.display())))
+        }
+    }
+}
+
+/// A module ready to instantiate.
+pub struct LoadedModule {
+    /// Content digest.
+    pub digest: Digest,
+    /// What kind of guest it is.
+    pub abi: AbiInfo,
+    /// The compiled module (mmapped artifact).
+    pub module: Module,
+    /// Imports resolved against the shared linker.
+    pub pre: InstancePre<GuestState>,
+}
+
+impl fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("digest", &self.digest)
+            .field("abi", &self.abi.kind)
+            .finish()
+    }
+}
+
+/// How a module was obtained for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// Already in memory.
+    Warm,
+    /// Mapped from an artifact on disk.
+    Artifact,
+    /// Compiled with Cranelift first (the artifact did not exist).
+    Compiled,
+}
+
+impl LoadKind {
+    /// Label for metrics and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadKind::Warm => "warm",
+            LoadKind::Artifact => "artifact",
+            LoadKind::Compiled => "compiled",
+        }
+    }
+
+    /// True for anything but [`LoadKind::Warm`].
+    pub fn is_cold(self) -> bool {
+        self != LoadKind::Warm
+    }
+}
+
+/// Why a module could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The source does not have it.
+    #[error("module unavailable: {0}")]
+    Unavailable(String),
+    /// It is not a module this host can run.
+    #[error(transparent)]
+    Abi(#[from] AbiError),
+    /// It is a component; this host serves core modules.
+    #[error("the module is a WebAssembly component; this host serves WASI preview 1 modules (WAGI or Platform SDK)")]
+    Component,
+    /// Cranelift or the artifact loader failed.
+    #[error("cannot compile the module: {0}")]
+    Compile(String),
+    /// Imports did not resolve against the host linker.
+    #[error("cannot link the module: {0}")]
+    Link(String),
+    /// Disk trouble in the artifact directory.
+    #[error("artifact cache I/O: {0}")]
+    Io(String),
+}
+
+struct Slot {
+    cell: OnceCell<(Arc<LoadedModule>, LoadKind)>,
+    last_used_ms: AtomicU64,
+}
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct ModuleCache {
+    engine: Engine,
+    fingerprint: EngineFingerprint,
+    linker: Arc<Linker<GuestState>>,
+    source: Arc<dyn ModuleSource>,
+    artifact_dir: PathBuf,
+    idle_timeout: Duration,
+    slots: Mutex<HashMap<Digest, Arc<Slot>>>,
+    epoch: Instant,
+    compiles: AtomicU64,
+}
+
+impl fmt::Debug for ModuleCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleCache")
+            .field("artifact_dir", &self.artifact_dir)
+            .field("resident", &self.resident())
+            .finish()
+    }
+}
+
+impl ModuleCache {
+    /// A cache writing artifacts to `artifact_dir`.
+    pub fn new(
+        engine: Engine,
+        linker: Arc<Linker<GuestState>>,
+        source: Arc<dyn ModuleSource>,
+        artifact_dir: impl Into<PathBuf>,
+        idle_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let artifact_dir = artifact_dir.into();
+        std::fs::create_dir_all(&artifact_dir)?;
+        Ok(ModuleCache {
+            fingerprint: EngineFingerprint::of(&engine),
+            engine,
+            linker,
+            source,
+            artifact_dir,
+            idle_timeout,
+            slots: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            compiles: AtomicU64::new(0),
+        })
+    }
+
+    /// The engine modules are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine's fingerprint (part of artifact names).
+    pub fn fingerprint(&self) -> &EngineFingerprint {
+        &self.fingerprint
+    }
+
+    /// Where the artifact for `digest` lives (whether or not it exists yet).
+    pub fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.artifact_dir
+            .join(format!("{digest}-{}.cwasm", self.fingerprint.as_str()))
+    }
+
+    /// How many times this cache ran Cranelift (single flight makes concurrent cold
+    /// requests share one compile).
+    pub fn compile_count(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Number of modules held in memory.
+    pub fn resident(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The module for `digest`, loading (and if need be compiling) it on first use.
+    /// Concurrent callers for the same cold module share one load.
+    pub async fn get(&self, digest: &Digest) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .map_err(|_| LoadError::Io("module cache lock poisoned".into()))?;
+            slots
+                .entry(digest.clone())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        cell: OnceCell::new(),
+                        last_used_ms: AtomicU64::new(0),
+                    })
+                })
+                .clone()
+        };
+        slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        if let Some((m, _)) = slot.cell.get() {
+            return Ok((m.clone(), LoadKind::Warm));
+        }
+        // Cold: load, or wait for the request already loading it (and report its kind).
+        let loaded = slot
+            .cell
+            .get_or_try_init(|| async {
+                let (m, k) = self.load(digest).await?;
+                Ok::<_, LoadError>((Arc::new(m), k))
+            })
+            .await;
+        match loaded {
+            Ok((m, kind)) => Ok((m.clone(), *kind)),
+            Err(e) => {
+                // Do not keep a slot for a module that failed; a later request retries.
+                if let Ok(mut slots) = self.slots.lock()
+                    && slots
+                        .get(digest)
+                        .is_some_and(|s| Arc::ptr_eq(s, &slot) && s.cell.get().is_none())
+                {
+                    slots.remove(digest);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes sure an artifact exists on disk for `digest` (compiling it if needed) without
+    /// keeping the module in memory. Used ahead of traffic so no request waits for Cranelift.
+    pub async fn precompile(&self, digest: &Digest) -> Result<AbiInfo, LoadError> {
+        let artifact = self.artifact_path(digest);
+        let wasm = self
+            .source
+            .module_path(digest)
+            .await
+            .map_err(|e| LoadError::Unavailable(e.0))?;
+        let bytes = read_file(&wasm).await?;
+        let info = abi::detect(&bytes)?;
+        if info.kind == AbiKind::Component {
+            return Err(LoadError::Component);
+        }
+        if !artifact.exists() {
+            self.compile_to(&bytes, &artifact).await?;
+        }
+        Ok(info)
+    }
+
+    async fn load(&self, digest: &Digest) -> Result<(LoadedModule, LoadKind), LoadError> {
+        let artifact = self.artifact_path(digest);
+        let mut kind = LoadKind::Artifact;
+        let info;
+        if artifact.exists() {
+            // The artifact was made by this host from validated bytes; the ABI was checked
+            // then, and the module's exports tell it again below.
+            info = None;
+        } else {
+            let fetched = self
+                .source
+                .fetch_artifact(digest, &self.fingerprint, &artifact)
+                .await
+                .map_err(|e| LoadError::Unavailable(e.0))?;
+            let wasm = self
+                .source
+                .module_path(digest)
+                .await
+                .map_err(|e| LoadError::Unavailable(e.0))?;
+            let bytes = read_file(&wasm).await?;
+            let detected = abi::detect(&bytes)?;
+            if detected.kind == AbiKind::Component {
+                return Err(LoadError::Component);
+            }
+            if !fetched {
+                self.compile_to(&bytes, &artifact).await?;
+                kind = LoadKind::Compiled;
+            }
+            info = Some(detected);
+        }
+        let engine = self.engine.clone();
+        let path = artifact.clone();
+        let module = tokio::task::spawn_blocking(move || {
+            #[expect(
+                unsafe_code,
+                reason = "deserialize_file trusts the file; artifacts are written only by this host's compiler (or fetched from our own control plane) into a private directory"
+            )]
+            // SAFETY: see the reason above; the file is never modified after its atomic rename.
+            unsafe {
+                Module::deserialize_file(&engine, &path)
+            }
+        })
+        .await
+        .map_err(|e| LoadError::Compile(e.to_string()))?
+        .map_err(|e| {
+            // A stale or foreign artifact: remove it so the next attempt recompiles.
+            let _ = std::fs::remove_file(&artifact);
+            LoadError::Compile(format!("{e:#}"))
+        })?;
+        let info = match info {
+            Some(i) => i,
+            None => info_from_module(&module)?,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        Ok((
+            LoadedModule {
+                digest: digest.clone(),
+                abi: info,
+                module,
+                pre,
+            },
+            kind,
+        ))
+    }
+
+    async fn compile_to(&self, bytes: &[u8], artifact: &Path) -> Result<(), LoadError> {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        let engine = self.engine.clone();
+        let bytes = bytes.to_vec();
+        let dir = self.artifact_dir.clone();
+        let artifact = artifact.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), LoadError> {
+            let compiled = engine
+                .precompile_module(&bytes)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+                .map_err(|e| LoadError::Io(e.to_string()))?;
+            std::io::Write::write_all(&mut tmp, &compiled)
+                .map_err(|e| LoadError::Io(e.to_string()))?;
+            tmp.persist(&artifact)
+                .map_err(|e| LoadError::Io(e.error.to_string()))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| LoadError::Compile(e.to_string()))?
+    }
+
+    /// Drops modules idle for longer than the idle timeout. Returns how many went.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.now_ms();
+        let idle = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let Ok(mut slots) = self.slots.lock() else {
+            return 0;
+        };
+        let before = slots.len();
+        slots.retain(|_, s| {
+            s.cell.get().is_none() || now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < idle
+        });
+        before - slots.len()
+    }
+
+    /// Runs [`Self::evict_idle`] periodically until the cache is dropped.
+    pub fn spawn_evictor(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let period = (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(cache) = weak.upgrade() else { break };
+                let n = cache.evict_idle();
+                if n > 0 {
+                    tracing::debug!(evicted = n, "idle modules dropped from memory");
+                }
+            }
+        })
+    }
+}
+
+fn info_from_module(module: &Module) -> Result<AbiInfo, LoadError> {
+    let mut info = AbiInfo {
+        kind: AbiKind::Wagi,
+        has_initialize: false,
+        has_warmup: false,
+    };
+    let mut start = false;
+    let mut handle = false;
+    for e in module.exports() {
+        match e.name() {
+            "_start" => start = true,
+            "_initialize" => info.has_initialize = true,
+            "platform_warmup" => info.has_warmup = true,
+            n if n == crate::sdk::abi::SDK_EXPORT_HANDLE => handle = true,
+            _ => {}
+        }
+    }
+    info.kind = if handle {
+        AbiKind::Sdk
+    } else if start {
+        AbiKind::Wagi
+    } else {
+        return Err(LoadError::Abi(AbiError::NoEntryPoint));
+    };
+    Ok(info)
+}
+
+async fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| LoadError::Unavailable(format!("{}: {e}", path.display())))
+}

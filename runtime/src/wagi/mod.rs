@@ -1,0 +1,109 @@
+//! WAGI mode: run a WASI command module as a CGI/1.1 program, one fresh instance per request.
+//!
+//! The request body goes to stdin, the meta-variables to the environment, the response is
+//! parsed from stdout, and stderr is kept for the log. Any Go program serving a mux with
+//! `net/http/cgi.Serve` runs unmodified.
+
+pub mod cgi_env;
+pub mod cgi_response;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::Engine;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use crate::app::AppSpec;
+use crate::failure::{GuestFailure, is_clean_exit};
+use crate::guest::{self, GuestState, MemoryLimiter};
+use crate::logs::CappedPipe;
+use crate::module_cache::LoadedModule;
+
+pub use cgi_env::CgiRequest;
+pub use cgi_response::{CgiParseError, CgiResponse};
+
+/// Bytes of stderr kept per request; the rest is counted and dropped.
+pub const STDERR_CAP: usize = 64 * 1024;
+
+/// What one WAGI run produced.
+#[derive(Debug)]
+pub struct WagiOutcome {
+    /// The response, or why there is none.
+    pub result: Result<CgiResponse, GuestFailure>,
+    /// What the guest wrote to stderr (capped).
+    pub stderr: Bytes,
+    /// Bytes of stderr dropped past the cap.
+    pub stderr_dropped: u64,
+}
+
+/// Runs one request through a fresh instance of `module`.
+pub async fn run(
+    engine: &Engine,
+    module: &LoadedModule,
+    spec: &AppSpec,
+    req: &CgiRequest<'_>,
+    body: Bytes,
+) -> WagiOutcome {
+    let env = cgi_env::build_env(req, &spec.env);
+    // Room for headers on top of the body limit; reaching the cap means "too large".
+    let stdout_cap = usize::try_from(spec.limits.max_response)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let stdout = MemoryOutputPipe::new(stdout_cap);
+    let stderr = CappedPipe::new(STDERR_CAP);
+    let wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(body))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .envs(&env)
+        .arg(&spec.app)
+        .build_p1();
+    let deadline = Instant::now() + spec.limits.timeout;
+    let mut store = guest::new_store(
+        engine,
+        GuestState {
+            wasi,
+            limiter: MemoryLimiter {
+                max_memory: spec.limits.memory,
+                hit: false,
+            },
+            sdk: None,
+        },
+        deadline,
+    );
+
+    let call = async {
+        let instance = module.pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call_async(&mut store, ()).await
+    };
+    let outcome = tokio::time::timeout(spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
+    let memory_hit = store.data().limiter.hit;
+    drop(store);
+
+    let (stderr_bytes, stderr_dropped) = stderr.take();
+    let out = stdout.contents();
+    let result = match outcome {
+        Err(_elapsed) => Err(GuestFailure::Timeout),
+        Ok(Err(e)) if !is_clean_exit(&e) => {
+            if out.len() >= stdout_cap {
+                Err(GuestFailure::ResponseTooLarge(spec.limits.max_response))
+            } else {
+                Err(GuestFailure::classify(&e, memory_hit, &stderr_bytes))
+            }
+        }
+        Ok(_) => {
+            if out.len() >= stdout_cap {
+                Err(GuestFailure::ResponseTooLarge(spec.limits.max_response))
+            } else {
+                CgiResponse::parse(out).map_err(|e| GuestFailure::BadOutput(e.to_string()))
+            }
+        }
+    };
+    WagiOutcome {
+        result,
+        stderr: stderr_bytes,
+        stderr_dropped,
+    }
+}

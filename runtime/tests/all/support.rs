@@ -1,0 +1,117 @@
+//! A runtime on a real socket, with helpers to deploy guests to it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_runtime::{
+    AppSpec, AppTarget, LocalModuleStore, Limits, RouteSpec, RouteTable, Runtime, RuntimeConfig,
+};
+use tokio::net::TcpListener;
+
+pub struct TestHost {
+    pub rt: Arc<Runtime>,
+    pub addr: SocketAddr,
+    pub store: LocalModuleStore,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// One app to deploy.
+pub struct App<'a> {
+    pub name: &'a str,
+    pub module: &'a Path,
+    pub routes: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    pub limits: Limits,
+}
+
+impl<'a> App<'a> {
+    pub fn new(name: &'a str, module: &'a Path, routes: &'a [&'a str]) -> Self {
+        App { name, module, routes, env: &[], limits: Limits::default() }
+    }
+}
+
+impl TestHost {
+    /// A host sharing the machine-wide artifact cache (each guest compiles once).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalModuleStore::new(dir.path().join("modules")).unwrap();
+        let mut config = RuntimeConfig::new(dir.path());
+        config.artifact_dir = platform_test_guests::shared_artifact_dir();
+        config.engine.max_instances = 64;
+        configure(&mut config);
+        let rt = Runtime::new(config, Arc::new(store.clone())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(platform_runtime::server::serve(
+            listener,
+            rt.clone(),
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        TestHost { rt, addr, store, stop: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    pub fn deploy(&self, apps: &[App<'_>]) {
+        let mut entries = Vec::new();
+        for app in apps {
+            let bytes = std::fs::read(app.module).unwrap();
+            let digest = self.store.put(&bytes).unwrap();
+            let spec = Arc::new(AppSpec {
+                app: app.name.into(),
+                tenant: "t".into(),
+                release: "1".into(),
+                module: digest,
+                env: app.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                limits: app.limits.clone(),
+                isolation: Default::default(),
+                allowed_outbound_hosts: vec![],
+            });
+            let target = Arc::new(AppTarget::single(spec));
+            for r in app.routes {
+                entries.push((RouteSpec::parse(r).unwrap(), target.clone()));
+            }
+        }
+        self.rt.routes.replace(RouteTable::build(entries).unwrap());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Gracefully stops the listener, waiting for in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

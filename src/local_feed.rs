@@ -1,0 +1,104 @@
+//! The local feed: turns a `platform.toml` (or the built-in demo) into the runtime's routes.
+//!
+//! Modules are copied into the content-addressed module store, compiled ahead of traffic,
+//! and the route table is swapped in whole.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use platform_runtime::{AppSpec, AppTarget, Digest, LocalModuleStore, RouteSpec, RouteTable, Runtime};
+
+use crate::manifest::Manifest;
+
+/// One app as installed: its routes and module.
+#[derive(Debug, Clone)]
+pub struct InstalledApp {
+    /// App name.
+    pub name: String,
+    /// Its routes.
+    pub routes: Vec<RouteSpec>,
+    /// Module digest.
+    pub digest: Digest,
+}
+
+/// Stores the manifest's modules and installs its routes.
+pub fn install_manifest(
+    runtime: &Runtime,
+    store: &LocalModuleStore,
+    manifest: &Manifest,
+) -> anyhow::Result<Vec<InstalledApp>> {
+    let mut entries = Vec::new();
+    let mut installed = Vec::new();
+    for app in &manifest.apps {
+        let bytes = std::fs::read(&app.module)
+            .with_context(|| format!("cannot read module {}", app.module.display()))?;
+        platform_runtime::abi::detect(&bytes)
+            .with_context(|| format!("{}: app {:?}", app.module.display(), app.name))?;
+        let digest = store
+            .put(&bytes)
+            .with_context(|| format!("cannot store module {}", app.module.display()))?;
+        let spec = Arc::new(AppSpec {
+            app: app.name.clone(),
+            tenant: "local".into(),
+            release: format!("local-{}", digest.short()),
+            module: digest.clone(),
+            env: app.env.clone(),
+            limits: app.limits.clone(),
+            isolation: app.isolation,
+            allowed_outbound_hosts: app.allowed_outbound_hosts.clone(),
+        });
+        let target = Arc::new(AppTarget::single(spec));
+        for r in &app.routes {
+            entries.push((r.clone(), target.clone()));
+        }
+        installed.push(InstalledApp {
+            name: app.name.clone(),
+            routes: app.routes.clone(),
+            digest,
+        });
+    }
+    let table = RouteTable::build(entries)
+        .with_context(|| format!("{}: conflicting routes", manifest.path.display()))?;
+    runtime.routes.replace(table);
+    Ok(installed)
+}
+
+/// Installs the built-in demo app at `/`.
+pub fn install_demo(runtime: &Runtime, store: &LocalModuleStore) -> anyhow::Result<Vec<InstalledApp>> {
+    let bytes = crate::demo::demo_wasm();
+    let digest = store.put(&bytes).context("cannot store the demo module")?;
+    let route = RouteSpec::parse("/").context("demo route")?;
+    let spec = Arc::new(AppSpec {
+        limits: platform_runtime::Limits::default(),
+        release: "builtin".into(),
+        tenant: "local".into(),
+        module: digest.clone(),
+        ..AppSpec::for_tests("demo")
+    });
+    let table = RouteTable::build([(route.clone(), Arc::new(AppTarget::single(spec)))])
+        .context("demo route table")?;
+    runtime.routes.replace(table);
+    Ok(vec![InstalledApp {
+        name: "demo".into(),
+        routes: vec![route],
+        digest,
+    }])
+}
+
+/// Compiles every installed module ahead of traffic (artifacts land on disk; a request that
+/// arrives meanwhile shares the same compile).
+pub async fn warm_up(runtime: &Runtime, apps: &[InstalledApp]) {
+    for app in apps {
+        let started = std::time::Instant::now();
+        match runtime.cache.get(&app.digest).await {
+            Ok((m, kind)) => tracing::info!(
+                app = %app.name,
+                abi = m.abi.kind.as_str(),
+                how = kind.as_str(),
+                ms = started.elapsed().as_millis() as u64,
+                "module ready"
+            ),
+            Err(e) => tracing::error!(app = %app.name, error = %e, "module cannot be loaded"),
+        }
+    }
+}

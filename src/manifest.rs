@@ -1,0 +1,381 @@
+//! `platform.toml`: the app manifest, used by `platform up` and `platform deploy`.
+//!
+//! ```toml
+//! [[apps]]
+//! name = "shop"
+//! module = "shop.wasm"                       # relative to this file
+//! routes = ["/shop", "api.example.com/v1"]   # "/path" or "host/path"
+//! env = { GREETING = "hello" }
+//! limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB", max_response = "64MiB" }
+//! isolation = "pooled"                       # SDK modules: "pooled" | "per-request"
+//! allowed_outbound_hosts = ["api.example.com"]
+//! ```
+//!
+//! Every error names the file, the line and column, and what is wrong. Unknown keys are
+//! errors (a typo must not silently drop a limit).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use platform_runtime::{Isolation, Limits, RouteSpec};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Apps in file order.
+    pub apps: Vec<ManifestApp>,
+}
+
+/// One app of the manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestApp {
+    /// App name.
+    pub name: String,
+    /// Absolute path of the module file.
+    pub module: PathBuf,
+    /// Routes, parsed.
+    pub routes: Vec<RouteSpec>,
+    /// Environment for the guest.
+    pub env: Vec<(String, String)>,
+    /// Limits (defaults filled in).
+    pub limits: Limits,
+    /// SDK isolation mode.
+    pub isolation: Isolation,
+    /// Outbound hosts SDK guests may call.
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+/// A manifest problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    apps: Vec<Spanned<RawApp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+    module: Spanned<String>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    isolation: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    max_body: Option<Spanned<String>>,
+    max_response: Option<Spanned<String>>,
+}
+
+/// Validates an app name: 1–63 of `a-z 0-9 -`, starting with a letter or digit.
+pub fn check_app_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid app name {name:?}: use 1-63 lower-case letters, digits and '-'"
+        ))
+    }
+}
+
+/// Parses a size such as `128MiB`, `10MB`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    t.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. \"128MiB\", \"10MB\" or a number of bytes"))
+}
+
+/// Parses a duration such as `2s`, `500ms`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"2s\" or \"500ms\""))
+}
+
+impl Manifest {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses manifest `text` as if read from `path` (module paths are relative to it).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let err_at = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = match span {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ManifestError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            err_at(e.span(), msg)
+        })?;
+        if raw.apps.is_empty() {
+            return Err(err_at(
+                None,
+                "no [[apps]] defined: add at least one app with a name, a module and routes".into(),
+            ));
+        }
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut apps: Vec<ManifestApp> = Vec::new();
+        let mut route_owner: BTreeMap<RouteSpec, String> = BTreeMap::new();
+        for app in raw.apps {
+            let app_span = app.span();
+            let app = app.into_inner();
+            let name = app.name.get_ref().clone();
+            check_app_name(&name).map_err(|m| err_at(Some(app.name.span()), m))?;
+            if apps.iter().any(|a| a.name == name) {
+                return Err(err_at(
+                    Some(app.name.span()),
+                    format!("app {name:?} is defined twice"),
+                ));
+            }
+            let module_rel = app.module.get_ref();
+            let module = base.join(module_rel);
+            if !module.is_file() {
+                return Err(err_at(
+                    Some(app.module.span()),
+                    format!(
+                        "module file {} does not exist (paths are relative to the manifest)",
+                        module.display()
+                    ),
+                ));
+            }
+            let module = module.canonicalize().unwrap_or(module);
+            if app.routes.is_empty() {
+                return Err(err_at(
+                    Some(app_span),
+                    format!("app {name:?} has no routes: add routes = [\"/{name}\"]"),
+                ));
+            }
+            let mut routes = Vec::new();
+            for r in &app.routes {
+                let spec = RouteSpec::parse(r.get_ref())
+                    .map_err(|e| err_at(Some(r.span()), e.to_string()))?;
+                if let Some(owner) = route_owner.get(&spec) {
+                    return Err(err_at(
+                        Some(r.span()),
+                        format!("route {spec} is already used by app {owner:?}"),
+                    ));
+                }
+                route_owner.insert(spec.clone(), name.clone());
+                routes.push(spec);
+            }
+            let mut env = Vec::new();
+            for (k, v) in &app.env {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(err_at(
+                        Some(v.span()),
+                        format!("invalid environment variable name {k:?}"),
+                    ));
+                }
+                env.push((k.clone(), v.get_ref().clone()));
+            }
+            let mut limits = Limits::default();
+            if let Some(l) = &app.limits {
+                let l = l.get_ref();
+                if let Some(v) = &l.memory {
+                    limits.memory =
+                        parse_size(v.get_ref()).map_err(|m| err_at(Some(v.span()), m))?;
+                    if limits.memory < 4 << 20 {
+                        return Err(err_at(Some(v.span()), "memory limit must be at least 4MiB".into()));
+                    }
+                }
+                if let Some(v) = &l.timeout {
+                    limits.timeout =
+                        parse_duration(v.get_ref()).map_err(|m| err_at(Some(v.span()), m))?;
+                    if limits.timeout.is_zero() {
+                        return Err(err_at(Some(v.span()), "timeout must be more than 0".into()));
+                    }
+                }
+                if let Some(v) = &l.max_body {
+                    limits.max_body =
+                        parse_size(v.get_ref()).map_err(|m| err_at(Some(v.span()), m))?;
+                }
+                if let Some(v) = &l.max_response {
+                    limits.max_response =
+                        parse_size(v.get_ref()).map_err(|m| err_at(Some(v.span()), m))?;
+                }
+            }
+            let isolation = match &app.isolation {
+                Some(i) => i
+                    .get_ref()
+                    .parse::<Isolation>()
+                    .map_err(|m| err_at(Some(i.span()), m))?,
+                None => Isolation::default(),
+            };
+            let allowed_outbound_hosts = app
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| {
+                    let host = h.get_ref().trim().to_ascii_lowercase();
+                    if host.is_empty() || host.contains('/') || host.contains(' ') {
+                        Err(err_at(
+                            Some(h.span()),
+                            format!("invalid outbound host {:?}: use \"host\", \"host:port\" or \"*.domain\"", h.get_ref()),
+                        ))
+                    } else {
+                        Ok(host)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            apps.push(ManifestApp {
+                name,
+                module,
+                routes,
+                env,
+                limits,
+                isolation,
+                allowed_outbound_hosts,
+            });
+        }
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            apps,
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shop.wasm"), b"\0asm").unwrap();
+        let path = dir.path().join("platform.toml");
+        Manifest::parse(&path, text)
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let m = parse(
+            r#"
+[[apps]]
+name = "shop"
+module = "shop.wasm"
+routes = ["/shop", "api.example.com/v1"]
+env = { GREETING = "hello" }
+limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
+"#,
+        )
+        .unwrap();
+        let app = &m.apps[0];
+        assert_eq!(app.name, "shop");
+        assert_eq!(app.routes.len(), 2);
+        assert_eq!(app.routes[1].host.as_deref(), Some("api.example.com"));
+        assert_eq!(app.env, vec![("GREETING".into(), "hello".into())]);
+        assert_eq!(app.limits.memory, 128 << 20);
+        assert_eq!(app.limits.timeout, Duration::from_secs(2));
+        assert_eq!(app.limits.max_body, 10 << 20);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"missing.wasm\"\nroutes = [\"/x\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("platform.toml:3:10: module file"), "{e}");
+
+        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\", \"/a/../b\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("'..'"), "{e}");
+
+        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\"]\nlimits = { memory = \"lots\" }\n").unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("invalid size"), "{e}");
+
+        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\"]\ntimeout = \"2s\"\n").unwrap_err();
+        assert!(e.message.contains("unknown field `timeout`"), "{e}");
+
+        let e = parse("[[apps]]\nname = \"a\"\nmodule = \"shop.wasm\"\nroutes = [\"/x\"]\n[[apps]]\nname = \"b\"\nmodule = \"shop.wasm\"\nroutes = [\"/x/\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(8));
+        assert!(e.message.contains("already used by app \"a\""), "{e}");
+
+        let e = parse("[[apps]\nname=1").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+
+        let e = parse("[[apps]]\nname = \"Bad Name\"\nmodule = \"shop.wasm\"\nroutes = [\"/x\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}

@@ -1,0 +1,3 @@
+module platform.test/guests/cgimux
+
+go 1.24

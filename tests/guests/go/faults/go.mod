@@ -1,0 +1,3 @@
+module platform.test/guests/faults
+
+go 1.24

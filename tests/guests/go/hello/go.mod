@@ -1,0 +1,3 @@
+module platform.test/guests/hello
+
+go 1.24
