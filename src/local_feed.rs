@@ -1,4 +1,5 @@
-//! The local feed: turns a `platform.toml` (or the built-in demo) into the runtime's routes.
+//! The local feed of `platform runtime --manifest`: turns a `platform.toml` into the
+//! runtime's routes without a control plane.
 //!
 //! Modules are copied into the content-addressed module store, compiled ahead of traffic,
 //! and the route table is swapped in whole.
@@ -6,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use platform_runtime::{AppSpec, AppTarget, Digest, LocalModuleStore, RouteSpec, RouteTable, Runtime};
+use platform_runtime::{AppSpec, AppTarget, Digest, LocalModuleStore, RouteTable, Runtime};
 
 use crate::manifest::Manifest;
 
@@ -15,8 +16,6 @@ use crate::manifest::Manifest;
 pub struct InstalledApp {
     /// App name.
     pub name: String,
-    /// Its routes.
-    pub routes: Vec<RouteSpec>,
     /// Module digest.
     pub digest: Digest,
 }
@@ -53,7 +52,6 @@ pub fn install_manifest(
         }
         installed.push(InstalledApp {
             name: app.name.clone(),
-            routes: app.routes.clone(),
             digest,
         });
     }
@@ -61,28 +59,6 @@ pub fn install_manifest(
         .with_context(|| format!("{}: conflicting routes", manifest.path.display()))?;
     runtime.routes.replace(table);
     Ok(installed)
-}
-
-/// Installs the built-in demo app at `/`.
-pub fn install_demo(runtime: &Runtime, store: &LocalModuleStore) -> anyhow::Result<Vec<InstalledApp>> {
-    let bytes = crate::demo::demo_wasm();
-    let digest = store.put(&bytes).context("cannot store the demo module")?;
-    let route = RouteSpec::parse("/").context("demo route")?;
-    let spec = Arc::new(AppSpec {
-        limits: platform_runtime::Limits::default(),
-        release: "builtin".into(),
-        tenant: "local".into(),
-        module: digest.clone(),
-        ..AppSpec::for_tests("demo")
-    });
-    let table = RouteTable::build([(route.clone(), Arc::new(AppTarget::single(spec)))])
-        .context("demo route table")?;
-    runtime.routes.replace(table);
-    Ok(vec![InstalledApp {
-        name: "demo".into(),
-        routes: vec![route],
-        digest,
-    }])
 }
 
 /// Compiles every installed module ahead of traffic (artifacts land on disk; a request that

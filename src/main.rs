@@ -1,21 +1,23 @@
 //! `platform`: one binary for every part of Platform.
 //!
-//! - `platform up`: everything in one process on the embedded default.
-//! - `platform runtime`: the data plane alone.
+//! Processes: `up` (everything, embedded storage), `runtime`, `control`, `worker`.
+//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `tokens`.
 
+mod args;
+mod cli;
 mod demo;
+mod feed_client;
 mod local_feed;
 mod manifest;
-mod serve;
+mod process;
 mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::telemetry::LogFormat;
+use crate::args::{CommonArgs, RuntimeArgs, StoreArgs};
 
 /// Platform: serve Go HTTP handlers compiled to WebAssembly.
 #[derive(Debug, Parser)]
@@ -27,65 +29,88 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run everything in one process (runtime, admin API) on local storage. Serves the apps
-    /// of --manifest, or a built-in demo app when none is given.
-    Up(ServeArgs),
-    /// Run the data plane: serve traffic for the apps of --manifest.
-    Runtime(ServeArgs),
-}
-
-/// Flags shared by the serving commands. Every flag is also an environment variable.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// App manifest (platform.toml).
-    #[arg(long, env = "PLATFORM_MANIFEST")]
-    pub manifest: Option<PathBuf>,
-    /// Traffic listener [default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080].
-    #[arg(long, env = "PLATFORM_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Admin listener: health, readiness, metrics.
-    #[arg(long, env = "PLATFORM_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
-    pub admin_listen: SocketAddr,
-    /// Data directory: modules, compiled artifacts.
-    #[arg(long, env = "PLATFORM_DATA_DIR", default_value = "./.platform")]
-    pub data_dir: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, env = "PLATFORM_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// OTLP/HTTP endpoint for traces, e.g. http://127.0.0.1:4318.
-    #[arg(long, env = "PLATFORM_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-    /// Unload a module (and its idle instances) after this long without requests.
-    #[arg(long, env = "PLATFORM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
-    /// How long in-flight requests may take to finish after SIGTERM.
-    #[arg(long, env = "PLATFORM_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
-    /// Most guest executions at once; more requests wait.
-    #[arg(long, env = "PLATFORM_MAX_CONCURRENCY", default_value_t = 256)]
-    pub max_concurrency: usize,
-}
-
-impl ServeArgs {
-    /// The traffic address: the flag, else `$PORT` on all interfaces, else the default.
-    pub fn traffic_addr(&self) -> SocketAddr {
-        if let Some(a) = self.listen {
-            return a;
-        }
-        if let Some(port) = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()) {
-            return SocketAddr::from(([0, 0, 0, 0], port));
-        }
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    manifest::parse_duration(s)
+    /// Run everything in one process on local storage: runtime, control API, compile worker
+    /// and dashboard. Serves --manifest apps, or a demo app on an empty installation.
+    Up {
+        /// App manifest (platform.toml) to deploy at start.
+        #[arg(long, env = "PLATFORM_MANIFEST")]
+        manifest: Option<PathBuf>,
+        /// Base URL of the traffic listener as users reach it [default: from --listen].
+        #[arg(long, env = "PLATFORM_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run the data plane: serve traffic for what the control plane (or a manifest) says.
+    Runtime {
+        /// Serve this manifest instead of following a control plane.
+        #[arg(long, env = "PLATFORM_MANIFEST", conflicts_with = "control_url")]
+        manifest: Option<PathBuf>,
+        /// Control plane to follow, e.g. http://control:8081.
+        #[arg(long, env = "PLATFORM_CONTROL_URL")]
+        control_url: Option<String>,
+        /// NATS server carrying feed events [default: poll the control plane].
+        #[arg(long, env = "PLATFORM_NATS_URL")]
+        nats_url: Option<String>,
+        /// Admin token for the control plane.
+        #[arg(long, env = "PLATFORM_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Run the control plane: API, module uploads, events.
+    Control {
+        /// API listener (also /healthz, /readyz, /metrics).
+        #[arg(long, env = "PLATFORM_LISTEN", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Base URL of the runtimes' traffic listener as users reach it.
+        #[arg(
+            long,
+            env = "PLATFORM_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run a compile worker: compiles uploaded modules ahead of time.
+    Worker {
+        /// Health listener (/healthz, /readyz, /metrics).
+        #[arg(long, env = "PLATFORM_ADMIN_LISTEN", default_value = "127.0.0.1:8082")]
+        admin_listen: SocketAddr,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        #[expect(
+            unsafe_code,
+            reason = "set_var before any thread exists; error values (a guest's normal exit is one) must not capture backtraces on the request path even when RUST_BACKTRACE is set for panics"
+        )]
+        // SAFETY: no other thread is running yet, so nothing reads the environment concurrently.
+        unsafe {
+            std::env::set_var("RUST_LIB_BACKTRACE", "0");
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -94,8 +119,35 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Up(args) => serve::run(args, serve::Mode::Up).await,
-            Command::Runtime(args) => serve::run(args, serve::Mode::Runtime).await,
+            Command::Up {
+                manifest,
+                public_url,
+                common,
+                runtime,
+                store,
+            } => process::up::run(manifest, public_url, common, runtime, store).await,
+            Command::Runtime {
+                manifest,
+                control_url,
+                nats_url,
+                token,
+                common,
+                runtime,
+            } => {
+                process::runtime::run(manifest, control_url, nats_url, token, common, runtime).await
+            }
+            Command::Control {
+                listen,
+                public_url,
+                common,
+                store,
+            } => process::control::run(listen, public_url, common, store).await,
+            Command::Worker {
+                admin_listen,
+                common,
+                store,
+            } => process::worker::run(admin_listen, common, store).await,
+            Command::Client(c) => cli::run(c).await,
         }
     });
     match result {

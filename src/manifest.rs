@@ -139,7 +139,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
     t.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. \"128MiB\", \"10MB\" or a number of bytes"))
+        .map_err(|_| {
+            format!("invalid size {s:?}: expected e.g. \"128MiB\", \"10MB\" or a number of bytes")
+        })
 }
 
 /// Parses a duration such as `2s`, `500ms`, `1m`.
@@ -252,7 +254,10 @@ impl Manifest {
                     limits.memory =
                         parse_size(v.get_ref()).map_err(|m| err_at(Some(v.span()), m))?;
                     if limits.memory < 4 << 20 {
-                        return Err(err_at(Some(v.span()), "memory limit must be at least 4MiB".into()));
+                        return Err(err_at(
+                            Some(v.span()),
+                            "memory limit must be at least 4MiB".into(),
+                        ));
                     }
                 }
                 if let Some(v) = &l.timeout {
@@ -313,7 +318,10 @@ impl Manifest {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -353,11 +361,18 @@ limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
 
     #[test]
     fn errors_name_file_line_and_problem() {
-        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"missing.wasm\"\nroutes = [\"/x\"]\n").unwrap_err();
+        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"missing.wasm\"\nroutes = [\"/x\"]\n")
+            .unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
-        assert!(e.to_string().contains("platform.toml:3:10: module file"), "{e}");
+        assert!(
+            e.to_string().contains("platform.toml:3:10: module file"),
+            "{e}"
+        );
 
-        let e = parse("[[apps]]\nname = \"shop\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\", \"/a/../b\"]\n").unwrap_err();
+        let e = parse(
+            "[[apps]]\nname = \"shop\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\", \"/a/../b\"]\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(4));
         assert!(e.message.contains("'..'"), "{e}");
 
@@ -375,7 +390,8 @@ limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
         let e = parse("[[apps]\nname=1").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
 
-        let e = parse("[[apps]]\nname = \"Bad Name\"\nmodule = \"shop.wasm\"\nroutes = [\"/x\"]\n").unwrap_err();
+        let e = parse("[[apps]]\nname = \"Bad Name\"\nmodule = \"shop.wasm\"\nroutes = [\"/x\"]\n")
+            .unwrap_err();
         assert_eq!(e.line, Some(2));
     }
 }

@@ -105,8 +105,17 @@ fn traces_url(endpoint: &str) -> String {
 mod tests {
     #[test]
     fn traces_url_adds_the_signal_path() {
-        assert_eq!(super::traces_url("http://c:4318"), "http://c:4318/v1/traces");
-        assert_eq!(super::traces_url("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(super::traces_url("http://c:4318/custom"), "http://c:4318/custom");
+        assert_eq!(
+            super::traces_url("http://c:4318"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            super::traces_url("http://c:4318/"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            super::traces_url("http://c:4318/custom"),
+            "http://c:4318/custom"
+        );
     }
 }

@@ -1,2 +1,227 @@
-//! Benchmarks (placeholder until the side-by-side runner lands).
-fn main() {}
+//! Side-by-side benchmarks: Platform against a native hyper server and bare wasmtime, run
+//! in one process, one after the other, reported as ratios (absolute figures on a shared
+//! 2-core machine swing by ±30%; ratios within one run are what to compare).
+//!
+//! `./scripts/bench` runs everything and writes `target/bench/report.{json,md}`.
+
+mod inproc;
+mod loadgen;
+mod native;
+mod report;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use platform_runtime::{
+    AppSpec, AppTarget, LocalModuleStore, RouteSpec, RouteTable, Runtime, RuntimeConfig,
+};
+use platform_test_guests as guests;
+
+use crate::loadgen::{LoadResult, percentiles};
+use crate::report::{Report, Row};
+
+/// Benchmark options.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Measured seconds per HTTP run.
+    #[arg(long, default_value = "8")]
+    seconds: u64,
+    /// Warm-up seconds before each HTTP run.
+    #[arg(long, default_value = "2")]
+    warmup: u64,
+    /// Concurrent connections for throughput runs.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Iterations for in-process latency runs.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+    /// Cold starts to measure per module.
+    #[arg(long, default_value_t = 50)]
+    cold: usize,
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "target/bench")]
+    out: std::path::PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("client")
+        .enable_all()
+        .build()?;
+
+    eprintln!("building guests from source...");
+    let go_hello = guests::go("hello");
+    let go_mux = guests::go("cgimux");
+    let rust_hello = guests::rust("hello-wagi");
+
+    let mut report = Report::new(&args.concurrency);
+    let warmup = Duration::from_secs(args.warmup);
+    let secs = Duration::from_secs(args.seconds);
+    let load = |addr: SocketAddr, path: &str, c: usize| -> anyhow::Result<LoadResult> {
+        client_rt.block_on(loadgen::run(addr, path, "bench.local", c, warmup, secs))
+    };
+
+    // Native hyper, before.
+    let native_addr = server_rt.block_on(native::start())?;
+    eprintln!("native hyper hello ...");
+    let native_before = load(native_addr, "/", args.concurrency)?;
+
+    // Platform.
+    let data = tempfile::tempdir()?;
+    let (rt, platform_addr) = server_rt.block_on(async {
+        let store = LocalModuleStore::new(data.path().join("modules"))?;
+        let mut config = RuntimeConfig::new(data.path());
+        config.artifact_dir = guests::shared_artifact_dir();
+        let rt = Runtime::new(config, Arc::new(store.clone()))?;
+        let mut entries = Vec::new();
+        for (name, module, route) in [
+            ("go-hello", &go_hello, "/go"),
+            ("go-mux", &go_mux, "/mux"),
+            ("rust-hello", &rust_hello, "/rust"),
+        ] {
+            let digest = store.put(&std::fs::read(module)?)?;
+            let spec = Arc::new(AppSpec {
+                module: digest,
+                ..AppSpec::for_tests(name)
+            });
+            entries.push((RouteSpec::parse(route)?, Arc::new(AppTarget::single(spec))));
+        }
+        rt.routes.replace(RouteTable::build(entries)?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(platform_runtime::server::serve(
+            listener,
+            rt.clone(),
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        Ok::<_, anyhow::Error>((rt, addr))
+    })?;
+    eprintln!("platform: Go WAGI hello ...");
+    let go_wagi = load(platform_addr, "/go", args.concurrency)?;
+    eprintln!("platform: Rust WAGI hello ...");
+    let rust_wagi = load(platform_addr, "/rust", args.concurrency)?;
+    eprintln!("platform: Go net/http/cgi mux ...");
+    let mux_wagi = load(platform_addr, "/mux/items/1", args.concurrency)?;
+    eprintln!("latency at concurrency 1 ...");
+    let native_c1 = load(native_addr, "/", 1)?;
+    let go_wagi_c1 = load(platform_addr, "/go", 1)?;
+    let rust_wagi_c1 = load(platform_addr, "/rust", 1)?;
+
+    // Native hyper, after (brackets machine noise).
+    eprintln!("native hyper hello (again) ...");
+    let native_after = load(native_addr, "/", args.concurrency)?;
+    let native_rps = (native_before.rps + native_after.rps) / 2.0;
+
+    report.http("native hyper hello (before)", &native_before, native_rps);
+    report.http("native hyper hello (after)", &native_after, native_rps);
+    report.http("Platform, Go WAGI hello", &go_wagi, native_rps);
+    report.http("Platform, Rust WAGI hello", &rust_wagi, native_rps);
+    report.http(
+        "Platform, Go net/http/cgi mux (7.7 MB)",
+        &mux_wagi,
+        native_rps,
+    );
+    report.http(
+        "native hyper hello, 1 connection",
+        &native_c1,
+        native_c1.rps,
+    );
+    report.http(
+        "Platform, Go WAGI hello, 1 connection",
+        &go_wagi_c1,
+        native_c1.rps,
+    );
+    report.http(
+        "Platform, Rust WAGI hello, 1 connection",
+        &rust_wagi_c1,
+        native_c1.rps,
+    );
+
+    // In-process: the same guest bytes through bare wasmtime and through the WAGI executor.
+    eprintln!("in-process runs ...");
+    let n = args.iterations;
+    let bare_go = server_rt.block_on(inproc::bare_wasmtime(&go_hello, n))?;
+    let bare_rust = server_rt.block_on(inproc::bare_wasmtime(&rust_hello, n))?;
+    let exec_go = server_rt.block_on(inproc::wagi_executor(&rt, "/go", n))?;
+    let exec_rust = server_rt.block_on(inproc::wagi_executor(&rt, "/rust", n))?;
+    report.inproc(
+        "bare wasmtime, Go WAGI hello (instantiate + _start)",
+        bare_go,
+        None,
+    );
+    report.inproc(
+        "Platform WAGI executor, Go hello (env, stdio, parse)",
+        exec_go,
+        Some(bare_go),
+    );
+    report.inproc("bare wasmtime, Rust WAGI hello", bare_rust, None);
+    report.inproc(
+        "Platform WAGI executor, Rust hello",
+        exec_rust,
+        Some(bare_rust),
+    );
+    // Host overhead over HTTP, from the Rust guest (whose own start-up is ~nothing):
+    // the whole request at concurrency 1 minus the guest's bare run.
+    report.note(format!(
+        "Host overhead per Go WAGI request (HTTP at c=1, p50, minus bare wasmtime p50): {:.0} µs of {:.0} µs = {:.1}%",
+        go_wagi_c1.p50_us - bare_go.0,
+        go_wagi_c1.p50_us,
+        100.0 * (go_wagi_c1.p50_us - bare_go.0) / go_wagi_c1.p50_us
+    ));
+    report.note(format!(
+        "Executor overhead per Go WAGI run (p50, executor minus bare wasmtime): {:.1} µs of {:.0} µs = {:.1}%",
+        exec_go.0 - bare_go.0,
+        exec_go.0,
+        100.0 * (exec_go.0 - bare_go.0) / exec_go.0
+    ));
+
+    // Cold starts: artifact on disk, module not in memory.
+    eprintln!("cold starts ...");
+    for (label, path) in [
+        ("Go WAGI hello (2.1 MB)", "/go"),
+        ("Go net/http/cgi mux (7.7 MB)", "/mux/items/1"),
+    ] {
+        let mut samples = Vec::with_capacity(args.cold);
+        for _ in 0..args.cold {
+            rt.cache.evict_all();
+            samples.push(client_rt.block_on(loadgen::one_request(platform_addr, path))?);
+        }
+        let (p50, p99) = percentiles(&mut samples);
+        report.rows.push(Row::latency(
+            &format!("cold first request, {label}, artifact on disk"),
+            p50,
+            p99,
+        ));
+    }
+    let artifact = rt
+        .cache
+        .artifact_path(&platform_runtime::Digest::of(&std::fs::read(&go_mux)?));
+    let (p50, p99) = inproc::artifact_load(rt.engine(), &artifact, args.cold * 4)?;
+    report.rows.push(Row::latency(
+        "artifact load (Module::deserialize_file, mmap), Go mux",
+        p50,
+        p99,
+    ));
+
+    std::fs::create_dir_all(&args.out)?;
+    let md = report.markdown();
+    std::fs::write(args.out.join("report.md"), &md)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{md}");
+    eprintln!("written: {}/report.{{md,json}}", args.out.display());
+    drop(rt);
+    Ok(())
+}

@@ -55,9 +55,7 @@ pub enum AbiError {
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
     /// Imports a function the host does not provide.
-    #[error(
-        "the module imports {module}::{name}, which this host does not provide{hint}"
-    )]
+    #[error("the module imports {module}::{name}, which this host does not provide{hint}")]
     UnknownImport {
         /// Import module name.
         module: String,
@@ -151,25 +149,25 @@ pub fn detect(bytes: &[u8]) -> Result<AbiInfo, AbiError> {
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| AbiError::Invalid(e.to_string()))?;
         match payload {
-            Payload::Version { encoding, .. } => {
-                if encoding == Encoding::Component {
-                    // Validate structure without descending into the component's parts.
-                    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
-                        .validate_all(bytes)
-                        .map_err(|e| AbiError::Invalid(e.to_string()))?;
-                    return Ok(AbiInfo {
-                        kind: AbiKind::Component,
-                        has_initialize: false,
-                        has_warmup: false,
-                    });
-                }
+            Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } => {
+                // Validate structure without descending into the component's parts.
+                wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+                    .validate_all(bytes)
+                    .map_err(|e| AbiError::Invalid(e.to_string()))?;
+                return Ok(AbiInfo {
+                    kind: AbiKind::Component,
+                    has_initialize: false,
+                    has_warmup: false,
+                });
             }
             Payload::ImportSection(reader) => {
                 for imports in reader {
                     let imports = imports.map_err(|e| AbiError::Invalid(e.to_string()))?;
                     for import in imports {
-                        let (_, import) =
-                            import.map_err(|e| AbiError::Invalid(e.to_string()))?;
+                        let (_, import) = import.map_err(|e| AbiError::Invalid(e.to_string()))?;
                         check_import(import.module, import.name, import.ty)?;
                     }
                 }
@@ -288,10 +286,21 @@ mod tests {
             (import "wasi_snapshot_preview1" "fd_teleport" (func))
             (memory (export "memory") 1) (func (export "_start")))"#);
         let err = detect(&unknown).unwrap_err();
-        assert!(err.to_string().contains("wasi_snapshot_preview1::fd_teleport"), "{err}");
-        let gojs = wat(r#"(module (import "gojs" "runtime.wasmExit" (func (param i32)))
-            (memory (export "memory") 1) (func (export "_start")))"#);
-        assert!(detect(&gojs).unwrap_err().to_string().contains("GOOS=wasip1"));
+        assert!(
+            err.to_string()
+                .contains("wasi_snapshot_preview1::fd_teleport"),
+            "{err}"
+        );
+        let gojs = wat(
+            r#"(module (import "gojs" "runtime.wasmExit" (func (param i32)))
+            (memory (export "memory") 1) (func (export "_start")))"#,
+        );
+        assert!(
+            detect(&gojs)
+                .unwrap_err()
+                .to_string()
+                .contains("GOOS=wasip1")
+        );
         let none = wat(r#"(module (memory (export "memory") 1) (func (export "main")))"#);
         assert_eq!(detect(&none), Err(AbiError::NoEntryPoint));
         let component = wat("(component)");

@@ -164,9 +164,7 @@ mod tests {
             releases: vec![(90, a), (10, b)],
         };
         let n = 10_000;
-        let to_b = (0..n)
-            .filter(|_| t.pick().unwrap().release == "b")
-            .count();
+        let to_b = (0..n).filter(|_| t.pick().unwrap().release == "b").count();
         assert!((600..1400).contains(&to_b), "{to_b} of {n} went to b");
     }
 }

@@ -206,7 +206,10 @@ impl Runtime {
             return with_request_id(resp, &request_id);
         };
         let Some(spec) = matched.target.pick().cloned() else {
-            let resp = plain(StatusCode::SERVICE_UNAVAILABLE, "the app has no live release");
+            let resp = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the app has no live release",
+            );
             return with_request_id(resp, &request_id);
         };
         let span = tracing::info_span!(
@@ -289,32 +292,50 @@ impl Runtime {
                     source: kind.as_str().into(),
                 })
                 .inc();
-            self.metrics.resident_modules.set(self.cache.resident() as i64);
+            self.metrics
+                .resident_modules
+                .set(self.cache.resident() as i64);
         }
         let cold = kind != LoadKind::Warm;
 
-        let permit = match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
-            .await
+        let permit = match tokio::time::timeout(
+            self.queue_timeout,
+            self.slots.clone().acquire_owned(),
+        )
+        .await
         {
             Ok(Ok(p)) => p,
-            _ => return (self.failure_response(spec, &GuestFailure::Overloaded, request_id), cold),
+            _ => {
+                return (
+                    self.failure_response(spec, &GuestFailure::Overloaded, request_id),
+                    cold,
+                );
+            }
         };
 
         let resp = match loaded.abi.kind {
             AbiKind::Wagi => {
                 let (parts, body) = req.into_parts();
-                let body = match Limited::new(body, usize::try_from(limits.max_body).unwrap_or(usize::MAX))
-                    .collect()
-                    .await
+                let body = match Limited::new(
+                    body,
+                    usize::try_from(limits.max_body).unwrap_or(usize::MAX),
+                )
+                .collect()
+                .await
                 {
                     Ok(b) => b.to_bytes(),
                     Err(e) => {
-                        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some()
+                        {
                             return (too_large(limits.max_body), cold);
                         }
                         tracing::info!(error = %e, "request body could not be read");
                         return (
-                            plain(StatusCode::BAD_REQUEST, "the request body could not be read"),
+                            plain(
+                                StatusCode::BAD_REQUEST,
+                                "the request body could not be read",
+                            ),
                             cold,
                         );
                     }
@@ -328,7 +349,13 @@ impl Runtime {
                     request_id,
                 };
                 let outcome = wagi::run(&self.engine, &loaded, spec, &cgi, body).await;
-                self.emit_guest_output(spec, request_id, LogStream::Stderr, &outcome.stderr, outcome.stderr_dropped);
+                self.emit_guest_output(
+                    spec,
+                    request_id,
+                    LogStream::Stderr,
+                    &outcome.stderr,
+                    outcome.stderr_dropped,
+                );
                 match outcome.result {
                     Ok(r) => {
                         let mut resp = Response::new(full(r.body));

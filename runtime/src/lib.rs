@@ -12,6 +12,7 @@ pub mod admin;
 pub mod app;
 pub mod engine;
 pub mod failure;
+pub mod feed;
 pub mod guest;
 pub mod host;
 pub mod logs;

@@ -210,7 +210,13 @@ pub fn printable_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
             let l = &l[..l.len().min(8192)];
             String::from_utf8_lossy(l)
                 .chars()
-                .map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c })
+                .map(|c| {
+                    if c.is_control() && c != '\t' {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
                 .collect()
         })
 }

@@ -75,8 +75,8 @@ impl RuntimeMetrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<AppLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
             ])
         });
         let cold_loads = Family::<ColdLabels, Counter>::default();
@@ -84,7 +84,11 @@ impl RuntimeMetrics {
         let in_flight = Gauge::default();
         let resident_modules = Gauge::default();
         let pooled_instances = Gauge::default();
-        registry.register("requests", "HTTP requests by app and status", requests.clone());
+        registry.register(
+            "requests",
+            "HTTP requests by app and status",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Request latency by app",
@@ -96,7 +100,11 @@ impl RuntimeMetrics {
             cold_loads.clone(),
         );
         registry.register("traps", "Guest failures by kind", traps.clone());
-        registry.register("in_flight_requests", "Requests being served", in_flight.clone());
+        registry.register(
+            "in_flight_requests",
+            "Requests being served",
+            in_flight.clone(),
+        );
         registry.register(
             "resident_modules",
             "Modules held in memory",

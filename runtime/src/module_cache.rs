@@ -138,7 +138,10 @@ impl ModuleSource for LocalModuleStore {
         if path.exists() {
             Ok(path)
         } else {
-            Err(SourceError(format!("module {digest:?} is not in {}", self.dir.display())))
+            Err(SourceError(format!(
+                "module {digest:?} is not in {}",
+                self.dir.display()
+            )))
         }
     }
 }
@@ -201,7 +204,9 @@ pub enum LoadError {
     #[error(transparent)]
     Abi(#[from] AbiError),
     /// It is a component; this host serves core modules.
-    #[error("the module is a WebAssembly component; this host serves WASI preview 1 modules (WAGI or Platform SDK)")]
+    #[error(
+        "the module is a WebAssembly component; this host serves WASI preview 1 modules (WAGI or Platform SDK)"
+    )]
     Component,
     /// Cranelift or the artifact loader failed.
     #[error("cannot compile the module: {0}")]
@@ -362,6 +367,20 @@ impl ModuleCache {
         Ok(info)
     }
 
+    /// Makes sure the artifact for `digest` is on local disk, fetching it from the source
+    /// when the source has one; does not load it into memory or compile. Runs when a new
+    /// release appears, so its first request maps a local file.
+    pub async fn prefetch(&self, digest: &Digest) -> Result<bool, LoadError> {
+        let artifact = self.artifact_path(digest);
+        if artifact.exists() {
+            return Ok(true);
+        }
+        self.source
+            .fetch_artifact(digest, &self.fingerprint, &artifact)
+            .await
+            .map_err(|e| LoadError::Unavailable(e.0))
+    }
+
     async fn load(&self, digest: &Digest) -> Result<(LoadedModule, LoadKind), LoadError> {
         let artifact = self.artifact_path(digest);
         let mut kind = LoadKind::Artifact;
@@ -440,8 +459,8 @@ impl ModuleCache {
             let compiled = engine
                 .precompile_module(&bytes)
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-                .map_err(|e| LoadError::Io(e.to_string()))?;
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(&dir).map_err(|e| LoadError::Io(e.to_string()))?;
             std::io::Write::write_all(&mut tmp, &compiled)
                 .map_err(|e| LoadError::Io(e.to_string()))?;
             tmp.persist(&artifact)
@@ -461,15 +480,28 @@ impl ModuleCache {
         };
         let before = slots.len();
         slots.retain(|_, s| {
-            s.cell.get().is_none() || now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < idle
+            s.cell.get().is_none()
+                || now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < idle
         });
         before - slots.len()
+    }
+
+    /// Drops every module from memory now (artifacts stay on disk). For benchmarks of cold
+    /// starts and for operators freeing memory.
+    pub fn evict_all(&self) -> usize {
+        let Ok(mut slots) = self.slots.lock() else {
+            return 0;
+        };
+        let n = slots.len();
+        slots.clear();
+        n
     }
 
     /// Runs [`Self::evict_idle`] periodically until the cache is dropped.
     pub fn spawn_evictor(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        let period = (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {

@@ -172,7 +172,9 @@ pub struct RouteTable {
 
 impl fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouteTable").field("routes", &self.len).finish()
+        f.debug_struct("RouteTable")
+            .field("routes", &self.len)
+            .finish()
     }
 }
 
@@ -245,7 +247,10 @@ impl RouteTable {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: "[::1]:8080".
-        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -376,7 +381,10 @@ mod tests {
         assert_eq!(app_for(&t, None, "/shop/x?y=1").as_deref(), Some("shop"));
         assert_eq!(app_for(&t, None, "/shopping").as_deref(), Some("root"));
         assert_eq!(app_for(&t, None, "/shop/admin/x").as_deref(), Some("admin"));
-        assert_eq!(app_for(&t, None, "/shop/administrator").as_deref(), Some("shop"));
+        assert_eq!(
+            app_for(&t, None, "/shop/administrator").as_deref(),
+            Some("shop")
+        );
         assert_eq!(app_for(&t, None, "/").as_deref(), Some("root"));
     }
 
@@ -407,7 +415,10 @@ mod tests {
             (RouteSpec::parse("/a/").unwrap(), target("two")),
         ])
         .unwrap_err();
-        assert!(matches!(err, RouteError::Conflict { ref app, .. } if app == "one"), "{err}");
+        assert!(
+            matches!(err, RouteError::Conflict { ref app, .. } if app == "one"),
+            "{err}"
+        );
     }
 
     #[test]

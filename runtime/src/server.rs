@@ -58,8 +58,14 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("traffic listener closed; draining requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_s = grace.as_secs_f64(), "requests still running after the grace period; stopping anyway");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = grace.as_secs_f64(),
+            "requests still running after the grace period; stopping anyway"
+        );
     }
     Ok(())
 }

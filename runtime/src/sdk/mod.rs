@@ -56,5 +56,8 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    plain(StatusCode::NOT_IMPLEMENTED, "SDK modules are not served yet")
+    plain(
+        StatusCode::NOT_IMPLEMENTED,
+        "SDK modules are not served yet",
+    )
 }

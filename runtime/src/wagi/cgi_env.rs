@@ -41,7 +41,8 @@ pub fn build_env(req: &CgiRequest<'_>, app_env: &[(String, String)]) -> Vec<(Str
         req.route_prefix
     };
     let path_info = percent_decode(strip_prefix_segments(raw_path, script_name));
-    let (server_name, server_port) = server_name_port(&parts.headers, parts.uri.authority(), req.local);
+    let (server_name, server_port) =
+        server_name_port(&parts.headers, parts.uri.authority(), req.local);
     let request_uri = match parts.uri.query() {
         Some(q) => format!("{raw_path}?{q}"),
         None => raw_path.to_string(),
@@ -49,7 +50,10 @@ pub fn build_env(req: &CgiRequest<'_>, app_env: &[(String, String)]) -> Vec<(Str
 
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
     set("GATEWAY_INTERFACE", "CGI/1.1".into());
-    set("SERVER_SOFTWARE", concat!("platform/", env!("CARGO_PKG_VERSION")).into());
+    set(
+        "SERVER_SOFTWARE",
+        concat!("platform/", env!("CARGO_PKG_VERSION")).into(),
+    );
     set("SERVER_PROTOCOL", protocol(parts.version).into());
     set("SERVER_NAME", server_name);
     set("SERVER_PORT", server_port);
@@ -62,7 +66,10 @@ pub fn build_env(req: &CgiRequest<'_>, app_env: &[(String, String)]) -> Vec<(Str
     set("REMOTE_PORT", req.remote.port().to_string());
     set("CONTENT_LENGTH", req.content_length.to_string());
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-        set("CONTENT_TYPE", String::from_utf8_lossy(ct.as_bytes()).into_owned());
+        set(
+            "CONTENT_TYPE",
+            String::from_utf8_lossy(ct.as_bytes()).into_owned(),
+        );
     }
     set("HTTP_X_REQUEST_ID", req.request_id.into());
 
@@ -234,7 +241,10 @@ mod tests {
         assert_eq!(get(&env, "SCRIPT_NAME"), Some("/shop"));
         assert_eq!(get(&env, "PATH_INFO"), Some("/items/a b"));
         assert_eq!(get(&env, "QUERY_STRING"), Some("x=1&y=%20"));
-        assert_eq!(get(&env, "REQUEST_URI"), Some("/shop/items/a%20b?x=1&y=%20"));
+        assert_eq!(
+            get(&env, "REQUEST_URI"),
+            Some("/shop/items/a%20b?x=1&y=%20")
+        );
         assert_eq!(get(&env, "SERVER_NAME"), Some("api.example.com"));
         assert_eq!(get(&env, "SERVER_PORT"), Some("9000"));
         assert_eq!(get(&env, "SERVER_PROTOCOL"), Some("HTTP/1.1"));

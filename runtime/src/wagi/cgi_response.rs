@@ -130,8 +130,14 @@ impl CgiResponse {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -185,11 +191,29 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert_eq!(parse("").unwrap_err(), CgiParseError::Empty);
-        assert!(matches!(parse("hello world\n"), Err(CgiParseError::BadLine { line: 1, .. })));
-        assert!(matches!(parse("\u{1}\u{2}garbage"), Err(CgiParseError::BadLine { .. })));
-        assert_eq!(parse("Content-Type: text/plain\r\n").unwrap_err(), CgiParseError::NoHeaderEnd);
-        assert_eq!(parse("X-Foo: bar\n\nbody").unwrap_err(), CgiParseError::NoCgiField);
-        assert!(matches!(parse("Status: abc\n\n"), Err(CgiParseError::BadStatus(_))));
-        assert!(matches!(parse("Bad Name: x\n\n"), Err(CgiParseError::BadLine { .. })));
+        assert!(matches!(
+            parse("hello world\n"),
+            Err(CgiParseError::BadLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse("\u{1}\u{2}garbage"),
+            Err(CgiParseError::BadLine { .. })
+        ));
+        assert_eq!(
+            parse("Content-Type: text/plain\r\n").unwrap_err(),
+            CgiParseError::NoHeaderEnd
+        );
+        assert_eq!(
+            parse("X-Foo: bar\n\nbody").unwrap_err(),
+            CgiParseError::NoCgiField
+        );
+        assert!(matches!(
+            parse("Status: abc\n\n"),
+            Err(CgiParseError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse("Bad Name: x\n\n"),
+            Err(CgiParseError::BadLine { .. })
+        ));
     }
 }

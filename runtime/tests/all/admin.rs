@@ -13,7 +13,9 @@ async fn get(router: &axum::Router, path: &str) -> (u16, String) {
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -34,9 +36,31 @@ async fn ready_only_after_routes_and_metrics_count_requests() {
     let (status, text) = get(&router, "/metrics").await;
     assert_eq!(status, 200);
     use crate::support::metric_value;
-    assert_eq!(metric_value(&text, "platform_requests_total", &[("app", "hello"), ("status", "200")]), 3.0, "{text}");
-    assert_eq!(metric_value(&text, "platform_requests_total", &[("app", "-"), ("status", "404")]), 1.0);
-    assert_eq!(metric_value(&text, "platform_request_duration_seconds_count", &[("app", "hello")]), 3.0);
+    assert_eq!(
+        metric_value(
+            &text,
+            "platform_requests_total",
+            &[("app", "hello"), ("status", "200")]
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "platform_requests_total",
+            &[("app", "-"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "platform_request_duration_seconds_count",
+            &[("app", "hello")]
+        ),
+        3.0
+    );
     assert!(metric_value(&text, "platform_cold_loads_total", &[("app", "hello")]) >= 1.0);
     host.stop().await;
 }

@@ -42,7 +42,12 @@ async fn unrouted_paths_get_404_with_request_id() {
     let r = client().get(host.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
-    assert!(r.text().await.unwrap().contains("no app is routed at /nope"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("no app is routed at /nope")
+    );
     let r = client().get(host.url("/hellothere")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     host.stop().await;
@@ -53,7 +58,10 @@ async fn route_swaps_are_atomic_under_load() {
     let host = TestHost::start().await;
     let hello = guests::go("hello");
     let mux = guests::go("cgimux");
-    host.deploy(&[App::new("hello", &hello, &["/a"]), App::new("mux", &mux, &["/b"])]);
+    host.deploy(&[
+        App::new("hello", &hello, &["/a"]),
+        App::new("mux", &mux, &["/b"]),
+    ]);
     let c = client();
     let load = (0..40).map(|i| {
         let c = c.clone();
@@ -63,9 +71,15 @@ async fn route_swaps_are_atomic_under_load() {
     let swapper = async {
         for i in 0..20 {
             if i % 2 == 0 {
-                host.deploy(&[App::new("hello", &hello, &["/a"]), App::new("mux", &mux, &["/b"])]);
+                host.deploy(&[
+                    App::new("hello", &hello, &["/a"]),
+                    App::new("mux", &mux, &["/b"]),
+                ]);
             } else {
-                host.deploy(&[App::new("mux", &mux, &["/b"]), App::new("hello", &hello, &["/a"])]);
+                host.deploy(&[
+                    App::new("mux", &mux, &["/b"]),
+                    App::new("hello", &hello, &["/a"]),
+                ]);
             }
             tokio::task::yield_now().await;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform_runtime::{
-    AppSpec, AppTarget, LocalModuleStore, Limits, RouteSpec, RouteTable, Runtime, RuntimeConfig,
+    AppSpec, AppTarget, Limits, LocalModuleStore, RouteSpec, RouteTable, Runtime, RuntimeConfig,
 };
 use tokio::net::TcpListener;
 
@@ -30,7 +30,13 @@ pub struct App<'a> {
 
 impl<'a> App<'a> {
     pub fn new(name: &'a str, module: &'a Path, routes: &'a [&'a str]) -> Self {
-        App { name, module, routes, env: &[], limits: Limits::default() }
+        App {
+            name,
+            module,
+            routes,
+            env: &[],
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -59,7 +65,14 @@ impl TestHost {
             },
             Duration::from_secs(5),
         ));
-        TestHost { rt, addr, store, stop: Some(tx), task: Some(task), _dir: dir }
+        TestHost {
+            rt,
+            addr,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
     }
 
     pub fn deploy(&self, apps: &[App<'_>]) {
@@ -72,7 +85,11 @@ impl TestHost {
                 tenant: "t".into(),
                 release: "1".into(),
                 module: digest,
-                env: app.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                env: app
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 limits: app.limits.clone(),
                 isolation: Default::default(),
                 allowed_outbound_hosts: vec![],
@@ -111,7 +128,11 @@ pub fn client() -> reqwest::Client {
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

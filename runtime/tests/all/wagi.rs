@@ -27,7 +27,11 @@ async fn go_mux_patterns_query_and_env() {
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.text().await.unwrap(), "item 42\n");
 
-    let r = c.get(host.url("/mux/files/a/b/c.txt")).send().await.unwrap();
+    let r = c
+        .get(host.url("/mux/files/a/b/c.txt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "file a/b/c.txt\n");
 
     // Method patterns: POST to a GET route is refused by Go's mux itself.
@@ -49,7 +53,10 @@ async fn go_mux_patterns_query_and_env() {
     assert_eq!(v["agent"], "platform-test");
 
     let r = c.get(host.url("/mux/env")).send().await.unwrap();
-    assert_eq!(r.text().await.unwrap(), "GREETING=hello from the manifest\n");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "GREETING=hello from the manifest\n"
+    );
     host.stop().await;
 }
 
@@ -109,7 +116,10 @@ async fn go_mux_bodies_statuses_redirects_cookies() {
     assert_eq!(v["path_info"], "/whoami");
     assert_eq!(v["request_id"], "test-id-123");
     assert_eq!(v["auth"], "Bearer xyz");
-    assert!(v["remote"].as_str().unwrap().starts_with("127.0.0.1:"), "{v}");
+    assert!(
+        v["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{v}"
+    );
     // stderr is captured with the request id.
     let logged = host
         .rt
@@ -126,12 +136,20 @@ async fn body_over_the_limit_gets_413() {
     let host = TestHost::start().await;
     let module = guests::go("cgimux");
     host.deploy(&[App {
-        limits: Limits { max_body: 1000, ..Limits::default() },
+        limits: Limits {
+            max_body: 1000,
+            ..Limits::default()
+        },
         ..App::new("mux", &module, &["/mux"])
     }]);
     let c = client();
     // Declared length over the limit.
-    let r = c.post(host.url("/mux/echo")).body("y".repeat(1001)).send().await.unwrap();
+    let r = c
+        .post(host.url("/mux/echo"))
+        .body("y".repeat(1001))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.headers().contains_key("x-request-id"));
     // Chunked, no declared length: refused while streaming.
@@ -144,7 +162,12 @@ async fn body_over_the_limit_gets_413() {
         .unwrap();
     assert_eq!(r.status(), 413);
     // Within the limit still works.
-    let r = c.post(host.url("/mux/echo")).body("ok").send().await.unwrap();
+    let r = c
+        .post(host.url("/mux/echo"))
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
     host.stop().await;
 }
@@ -168,7 +191,13 @@ async fn concurrent_requests_to_a_cold_app_compile_it_once() {
     assert_eq!(host.rt.cache.compile_count(), 1);
     let artifacts_on_disk = std::fs::read_dir(artifacts.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
         .count();
     assert_eq!(artifacts_on_disk, 1);
 
@@ -180,16 +209,27 @@ async fn concurrent_requests_to_a_cold_app_compile_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_modules_leave_memory_and_come_back_from_the_artifact() {
-    let host = TestHost::start_with(|c| c.idle_timeout = std::time::Duration::from_millis(200)).await;
+    let host =
+        TestHost::start_with(|c| c.idle_timeout = std::time::Duration::from_millis(200)).await;
     let module = guests::go("hello");
     host.deploy(&[App::new("hello", &module, &["/hello"])]);
     let c = client();
-    assert_eq!(c.get(host.url("/hello")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(host.url("/hello")).send().await.unwrap().status(),
+        200
+    );
     assert_eq!(host.rt.cache.resident(), 1);
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(host.rt.cache.resident(), 0, "idle module still resident");
     let compiles = host.rt.cache.compile_count();
-    assert_eq!(c.get(host.url("/hello")).send().await.unwrap().status(), 200);
-    assert_eq!(host.rt.cache.compile_count(), compiles, "came back by compiling, not from disk");
+    assert_eq!(
+        c.get(host.url("/hello")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        host.rt.cache.compile_count(),
+        compiles,
+        "came back by compiling, not from disk"
+    );
     host.stop().await;
 }

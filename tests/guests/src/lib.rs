@@ -53,17 +53,26 @@ pub enum GoBuild {
 
 /// Builds the Go program in `tests/guests/go/<name>` as a WASI command.
 pub fn go(name: &str) -> PathBuf {
-    go_dir(&repo_root().join("tests/guests/go").join(name), GoBuild::Command)
+    go_dir(
+        &repo_root().join("tests/guests/go").join(name),
+        GoBuild::Command,
+    )
 }
 
 /// Builds the SDK example `sdk/go/examples/<name>` as a reactor.
 pub fn sdk_example(name: &str) -> PathBuf {
-    go_dir(&repo_root().join("sdk/go/examples").join(name), GoBuild::Reactor)
+    go_dir(
+        &repo_root().join("sdk/go/examples").join(name),
+        GoBuild::Reactor,
+    )
 }
 
 /// Builds the SDK test guest `tests/guests/go/<name>` as a reactor.
 pub fn go_sdk(name: &str) -> PathBuf {
-    go_dir(&repo_root().join("tests/guests/go").join(name), GoBuild::Reactor)
+    go_dir(
+        &repo_root().join("tests/guests/go").join(name),
+        GoBuild::Reactor,
+    )
 }
 
 /// Builds any Go main package directory with `GOOS=wasip1 GOARCH=wasm`.
@@ -127,9 +136,18 @@ pub fn rust(name: &str) -> PathBuf {
                 .current_dir(&dir)
                 .env_remove("RUSTFLAGS")
                 .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .args(["build", "--release", "--target", "wasm32-wasip1", "--target-dir"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip1",
+                    "--target-dir",
+                ])
                 .arg(&target_dir),
-            &format!("cargo build {} (is the wasm32-wasip1 target installed? run ./scripts/bootstrap)", dir.display()),
+            &format!(
+                "cargo build {} (is the wasm32-wasip1 target installed? run ./scripts/bootstrap)",
+                dir.display()
+            ),
         );
         let built = target_dir
             .join("wasm32-wasip1/release")
@@ -137,7 +155,9 @@ pub fn rust(name: &str) -> PathBuf {
         let built = if built.exists() {
             built
         } else {
-            target_dir.join("wasm32-wasip1/release").join(format!("{name}.wasm"))
+            target_dir
+                .join("wasm32-wasip1/release")
+                .join(format!("{name}.wasm"))
         };
         std::fs::copy(&built, &out)
             .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
@@ -201,7 +221,12 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
         if p.is_dir() {
             collect(&p, out);
-        } else if name.ends_with(".go") || name == "go.mod" || name == "go.sum" || name.ends_with(".rs") || name == "Cargo.toml" {
+        } else if name.ends_with(".go")
+            || name == "go.mod"
+            || name == "go.sum"
+            || name.ends_with(".rs")
+            || name == "Cargo.toml"
+        {
             out.push(p);
         }
     }

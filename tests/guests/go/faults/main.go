@@ -17,6 +17,9 @@ func main() {
 		}
 	case "/sleep":
 		time.Sleep(time.Hour)
+	case "/slow":
+		time.Sleep(time.Second)
+		fmt.Print("Content-Type: text/plain\r\n\r\nslow but done\n")
 	case "/membomb":
 		for {
 			b := make([]byte, 1<<20)

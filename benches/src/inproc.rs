@@ -1,0 +1,110 @@
+//! In-process measurements without HTTP: bare wasmtime, the WAGI executor, artifact loads.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use platform_runtime::wagi::{self, CgiRequest};
+use platform_runtime::{Runtime, engine};
+use wasmtime::{Linker, Module, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use crate::loadgen::percentiles;
+
+/// Fresh instance + `_start` per iteration with the serving engine configuration, nothing
+/// else: the floor for a WAGI request of this guest. Returns (p50, p99) in µs.
+pub async fn bare_wasmtime(wasm: &Path, iterations: usize) -> anyhow::Result<(f64, f64)> {
+    let engine = engine::build_engine(&engine::EngineSettings::default())?;
+    let _ticker = engine::EpochTicker::start(&engine);
+    let module = Module::from_file(&engine, wasm)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |t| t)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 50 {
+        let t0 = Instant::now();
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(bytes::Bytes::new()))
+            .stdout(MemoryOutputPipe::new(1 << 20))
+            .build_p1();
+        let mut store = Store::new(&engine, wasi);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        if let Err(e) = start.call_async(&mut store, ()).await
+            && !platform_runtime::failure::is_clean_exit(&e)
+        {
+            return Err(anyhow::anyhow!("guest failed: {e:#}"));
+        }
+        drop(store);
+        if i >= 50 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok(percentiles(&mut samples))
+}
+
+/// The WAGI executor (`wagi::run`: CGI env, stdio capture, response parsing) on the app
+/// routed at `path`, warm module, no HTTP. Returns (p50, p99) in µs.
+pub async fn wagi_executor(
+    rt: &Arc<Runtime>,
+    path: &str,
+    iterations: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let m = rt
+        .routes
+        .load()
+        .lookup(None, path)
+        .ok_or_else(|| anyhow::anyhow!("no route {path}"))?;
+    let spec = m
+        .target
+        .pick()
+        .ok_or_else(|| anyhow::anyhow!("no release"))?
+        .clone();
+    let (module, _) = rt.cache.get(&spec.module).await?;
+    let (parts, ()) = http::Request::get(path)
+        .header("host", "bench.local")
+        .body(())?
+        .into_parts();
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 50 {
+        let t0 = Instant::now();
+        let req = CgiRequest {
+            parts: &parts,
+            route_prefix: &m.route.prefix,
+            content_length: 0,
+            remote: "127.0.0.1:1".parse()?,
+            local: "127.0.0.1:2".parse()?,
+            request_id: "bench",
+        };
+        let out = wagi::run(rt.engine(), &module, &spec, &req, bytes::Bytes::new()).await;
+        out.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if i >= 50 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok(percentiles(&mut samples))
+}
+
+/// Maps a compiled artifact `n` times. Returns (p50, p99) in µs.
+pub fn artifact_load(
+    engine: &wasmtime::Engine,
+    artifact: &Path,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let mut samples: Vec<Duration> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        #[expect(
+            unsafe_code,
+            reason = "the artifact was written by this host's compiler moments ago"
+        )]
+        // SAFETY: see the reason above.
+        let m = unsafe { Module::deserialize_file(engine, artifact)? };
+        samples.push(t0.elapsed());
+        drop(m);
+    }
+    Ok(percentiles(&mut samples))
+}

@@ -1,0 +1,206 @@
+//! The serving feed: what runtimes must serve, as a snapshot and as per-app changes.
+//!
+//! Every change that affects serving (routes, live release, split, deletion) runs in a
+//! transaction that ends with [`commit_app_change`]: it bumps the revision, reads the app's
+//! whole serving state inside the same transaction, commits, then publishes it. Events
+//! carry the full state of one app, so applying one twice, or a newer snapshot first, is
+//! harmless.
+
+use std::collections::BTreeMap;
+
+use platform_proto::v1::{
+    FeedEvent, FeedSnapshot, Isolation, Limits, Release, ReleaseState, ServingApp, ServingRoute,
+    WeightedRelease, feed_event,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::Control;
+use crate::error::ApiError;
+use crate::store::{Store, Tx, timestamp};
+
+/// A release's configuration as stored (JSON in `releases.config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseConfig {
+    /// Guest environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Memory limit, bytes.
+    pub memory_bytes: u64,
+    /// Timeout, ms.
+    pub timeout_ms: u64,
+    /// Request body limit, bytes.
+    pub max_body_bytes: u64,
+    /// Response limit, bytes.
+    pub max_response_bytes: u64,
+    /// `pooled` or `per-request`.
+    pub isolation: String,
+    /// Outbound allow-list.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+impl ReleaseConfig {
+    /// The proto limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            max_body_bytes: self.max_body_bytes,
+            max_response_bytes: self.max_response_bytes,
+        }
+    }
+
+    /// The proto isolation.
+    pub fn isolation(&self) -> Isolation {
+        if self.isolation == "per-request" {
+            Isolation::PerRequest
+        } else {
+            Isolation::Pooled
+        }
+    }
+}
+
+/// Reads a release row (with `app_name` joined) into its proto form.
+pub fn release_from_row(
+    row: &sqlx::any::AnyRow,
+    live_id: Option<&str>,
+) -> Result<Release, sqlx::Error> {
+    let config: String = row.try_get("config")?;
+    let config: ReleaseConfig = serde_json::from_str(&config).unwrap_or_default();
+    let state: String = row.try_get("state")?;
+    let id: String = row.try_get("id")?;
+    Ok(Release {
+        live: live_id == Some(id.as_str()),
+        id,
+        app_id: row.try_get("app_id")?,
+        number: row.try_get::<i64, _>("number")? as u32,
+        module_digest: row.try_get("module_digest")?,
+        env: config.env.clone().into_iter().collect(),
+        limits: Some(config.limits()),
+        isolation: config.isolation() as i32,
+        allowed_outbound_hosts: config.allowed_outbound_hosts.clone(),
+        state: match state.as_str() {
+            "ready" => ReleaseState::Ready,
+            "failed" => ReleaseState::Failed,
+            _ => ReleaseState::Pending,
+        } as i32,
+        create_time: Some(timestamp(row.try_get("created_at")?)),
+        error: row
+            .try_get::<Option<String>, _>("error")?
+            .unwrap_or_default(),
+        app_name: row.try_get("app_name").unwrap_or_default(),
+    })
+}
+
+/// The serving state of one app, or `None` when it serves nothing (no routes, or no live
+/// release). Runs on whatever connection or transaction is given.
+pub async fn serving_app(
+    conn: &mut sqlx::AnyConnection,
+    app_id: &str,
+) -> Result<Option<ServingApp>, sqlx::Error> {
+    let Some(app) = sqlx::query(
+        "SELECT id, tenant, name, live_release_id, split_release_id, split_weight FROM apps WHERE id = $1",
+    )
+    .bind(app_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let live: Option<String> = app.try_get("live_release_id")?;
+    let Some(live) = live else { return Ok(None) };
+    let routes: Vec<ServingRoute> =
+        sqlx::query("SELECT host, prefix FROM routes WHERE app_id = $1 ORDER BY host, prefix")
+            .bind(app_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ServingRoute {
+                    host: r.try_get("host")?,
+                    path_prefix: r.try_get("prefix")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+    if routes.is_empty() {
+        return Ok(None);
+    }
+    let split: Option<String> = app.try_get("split_release_id")?;
+    let split_weight = app.try_get::<i64, _>("split_weight")?.clamp(0, 100) as u32;
+    let mut wanted = vec![(
+        live.clone(),
+        100 - if split.is_some() { split_weight } else { 0 },
+    )];
+    if let Some(s) = split
+        && split_weight > 0
+    {
+        wanted.push((s, split_weight));
+    }
+    let mut releases = Vec::new();
+    for (id, weight) in wanted {
+        if weight == 0 {
+            continue;
+        }
+        if let Some(row) = sqlx::query(
+            "SELECT r.*, a.name AS app_name FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *conn)
+        .await?
+        {
+            releases.push(WeightedRelease {
+                weight,
+                release: Some(release_from_row(&row, Some(&live))?),
+            });
+        }
+    }
+    if releases.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ServingApp {
+        app_id: app_id.to_string(),
+        tenant: app.try_get("tenant")?,
+        name: app.try_get("name")?,
+        routes,
+        releases,
+    }))
+}
+
+/// The whole serving state. The revision is read first: apps read after it are at least
+/// that new, and events up to it are then ignored by the runtime, which loses nothing since
+/// every event carries an app's full state.
+pub async fn snapshot(store: &Store) -> Result<FeedSnapshot, sqlx::Error> {
+    let revision = store.revision().await?;
+    let ids: Vec<String> = sqlx::query("SELECT DISTINCT app_id FROM routes")
+        .fetch_all(store.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut apps = Vec::with_capacity(ids.len());
+    let mut conn = store.pool().acquire().await?;
+    for id in ids {
+        if let Some(a) = serving_app(&mut conn, &id).await? {
+            apps.push(a);
+        }
+    }
+    Ok(FeedSnapshot { revision, apps })
+}
+
+/// Bumps the revision, captures `app_id`'s serving state, commits, and publishes the event.
+pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Result<u64, ApiError> {
+    let revision = Store::bump_revision(&mut tx).await?;
+    let change = match serving_app(&mut tx, app_id).await? {
+        Some(app) => feed_event::Change::AppChanged(app),
+        None => feed_event::Change::AppRemoved(app_id.to_string()),
+    };
+    tx.commit().await?;
+    ctl.events
+        .publish_feed(&FeedEvent {
+            revision,
+            change: Some(change),
+        })
+        .await;
+    Ok(revision)
+}

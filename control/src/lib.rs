@@ -1,0 +1,168 @@
+//! Platform's control plane: the source of truth for tenants, apps, modules, releases,
+//! routes and tokens, and the path by which a change reaches every runtime.
+//!
+//! - API: Connect services from `proto/platform/v1` ([`router`]), plus a streaming module
+//!   upload endpoint and artifact/module downloads for runtimes ([`api::modules`]).
+//! - Store: SQLite or PostgreSQL ([`store`]); blobs on files or S3 ([`blobs`]).
+//! - Compilation: a worker compiles each new module ahead of time ([`worker`]).
+//! - Events: serving changes go out as revisioned events ([`feed`], [`events`]).
+//!
+//! Not here: serving traffic (that is `platform-runtime`, which only ever sees the feed).
+
+pub mod api;
+pub mod auth;
+pub mod blobs;
+pub mod connect;
+pub mod error;
+pub mod events;
+pub mod feed;
+pub mod store;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use platform_runtime::engine::EngineFingerprint;
+
+use crate::auth::Caller;
+use crate::blobs::BlobStore;
+use crate::error::ApiError;
+use crate::events::EventBus;
+use crate::store::Store;
+
+pub use api::router;
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Base URL users reach apps at (printed in route URLs).
+    pub public_url: String,
+    /// Largest module accepted, in bytes.
+    pub max_module_size: u64,
+    /// Where uploads are staged while they are hashed and validated.
+    pub staging_dir: PathBuf,
+    /// Fingerprint of the runtimes' engine (artifacts are compiled for it).
+    pub engine: EngineFingerprint,
+}
+
+/// The control plane: store, blobs, events and configuration, shared by every handler.
+#[derive(Debug)]
+pub struct Control {
+    /// Database.
+    pub store: Store,
+    /// Module and artifact bytes.
+    pub blobs: BlobStore,
+    /// Change notifications.
+    pub events: EventBus,
+    /// Settings.
+    pub config: ControlConfig,
+}
+
+/// Errors starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Database.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Blob store.
+    #[error(transparent)]
+    Blob(#[from] blobs::BlobError),
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The first admin token, created on an empty database.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The secret (shown once).
+    pub secret: String,
+    /// Where it was written, mode 0600.
+    pub path: PathBuf,
+}
+
+impl Control {
+    /// Builds the control plane on an opened store, blob store and bus.
+    pub fn new(
+        store: Store,
+        blobs: BlobStore,
+        events: EventBus,
+        config: ControlConfig,
+    ) -> Arc<Self> {
+        let _ = std::fs::create_dir_all(&config.staging_dir);
+        Arc::new(Control {
+            store,
+            blobs,
+            events,
+            config,
+        })
+    }
+
+    /// Resolves the bearer token of a request.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Some(secret) = auth::bearer(headers) else {
+            return Err(ApiError::unauthenticated(
+                "missing bearer token: send `Authorization: Bearer <token>`",
+            ));
+        };
+        auth::caller_for_secret(&self.store, secret).await
+    }
+
+    /// On a database without tokens, creates tenant `default` with an admin token and
+    /// writes its secret to `token_file` (mode 0600). Returns it when one was created.
+    pub async fn bootstrap_admin(
+        &self,
+        token_file: &std::path::Path,
+    ) -> Result<Option<Bootstrap>, ControlError> {
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))?;
+        let any: Option<(String,)> = sqlx::query_as("SELECT id FROM tokens LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        auth::ensure_tenant(&mut tx, "default")
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))?;
+        let token = auth::create_token(&mut tx, "default", "bootstrap admin", true)
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))?;
+        write_secret_file(token_file, &token.secret).map_err(|e| {
+            ControlError::Other(format!("cannot write {}: {e}", token_file.display()))
+        })?;
+        tx.commit()
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))?;
+        Ok(Some(Bootstrap {
+            secret: token.secret,
+            path: token_file.to_path_buf(),
+        }))
+    }
+}
+
+/// Writes `secret` to `path` readable by the owner only.
+pub fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())
+}

@@ -1,0 +1,164 @@
+//! The compile worker: turns each uploaded module into an artifact for the runtimes'
+//! engine, ahead of any request, and lets waiting releases go live.
+//!
+//! Jobs are rows of `artifacts` in state `pending`. A worker claims one (a claim older than
+//! [`STALE_CLAIM_MS`] is taken over, so a crashed worker's job is not lost), compiles it on
+//! a blocking thread, stores the artifact blob, and records `ready` or `failed` with the
+//! reason. Workers wake on upload notices and also poll, so a lost notice only delays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sqlx::Row;
+use wasmtime::Engine;
+
+use crate::Control;
+use crate::api::releases::activate_ready_releases;
+use crate::blobs::BlobStore;
+use crate::store::now_ms;
+
+/// A claim older than this is considered abandoned.
+pub const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
+
+/// Runs the worker until `shutdown` resolves.
+pub async fn run(
+    ctl: Arc<Control>,
+    engine: Engine,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut notices = match ctl.events.subscribe_modules().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "worker cannot subscribe to upload notices; polling only");
+            None
+        }
+    };
+    tokio::pin!(shutdown);
+    tracing::info!(
+        engine = ctl.config.engine.as_str(),
+        "compile worker started"
+    );
+    loop {
+        loop {
+            match run_one(&ctl, &engine).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "compile job failed to run; retrying later");
+                    break;
+                }
+            }
+        }
+        let wait = tokio::time::sleep(Duration::from_secs(5));
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = wait => {}
+            _ = async {
+                match notices.as_mut() {
+                    Some(n) => n.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+    tracing::info!("compile worker stopped");
+}
+
+/// Claims and compiles one pending module. Returns false when there was none.
+pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
+    let Some(digest) = claim(ctl).await.map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    let started = std::time::Instant::now();
+    let result = compile(ctl, engine, &digest).await;
+    let now = now_ms();
+    let fp = ctl.config.engine.as_str();
+    match &result {
+        Ok(()) => {
+            sqlx::query("UPDATE artifacts SET state = 'ready', error = NULL, updated_at = $1 WHERE digest = $2 AND engine = $3")
+                .bind(now)
+                .bind(&digest)
+                .bind(fp)
+                .execute(ctl.store.pool())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(digest = %digest, ms = started.elapsed().as_millis() as u64, "module compiled");
+        }
+        Err(reason) => {
+            sqlx::query("UPDATE artifacts SET state = 'failed', error = $1, updated_at = $2 WHERE digest = $3 AND engine = $4")
+                .bind(reason)
+                .bind(now)
+                .bind(&digest)
+                .bind(fp)
+                .execute(ctl.store.pool())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::warn!(digest = %digest, error = %reason, "module failed to compile");
+        }
+    }
+    activate_ready_releases(ctl, &digest, result.as_ref().err().map(String::as_str))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+async fn claim(ctl: &Control) -> Result<Option<String>, sqlx::Error> {
+    let now = now_ms();
+    let fp = ctl.config.engine.as_str();
+    let mut tx = ctl.store.begin().await?;
+    let lock = match ctl.store.backend() {
+        crate::store::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::store::Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "SELECT digest FROM artifacts WHERE engine = $1 AND (state = 'pending' OR (state = 'compiling' AND claimed_at < $2)) ORDER BY updated_at LIMIT 1{lock}"
+    ))
+    .bind(fp)
+    .bind(now - STALE_CLAIM_MS)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let digest: String = row.try_get(0)?;
+    sqlx::query("UPDATE artifacts SET state = 'compiling', claimed_at = $1, updated_at = $2 WHERE digest = $3 AND engine = $4")
+        .bind(now)
+        .bind(now)
+        .bind(&digest)
+        .bind(fp)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(digest))
+}
+
+async fn compile(ctl: &Control, engine: &Engine, digest: &str) -> Result<(), String> {
+    let staging = tempfile::tempdir_in(&ctl.config.staging_dir).map_err(|e| e.to_string())?;
+    let wasm_path = staging.path().join("module.wasm");
+    ctl.blobs
+        .get_to_file(&BlobStore::module_key(digest), &wasm_path)
+        .await
+        .map_err(|e| format!("cannot read the module: {e}"))?;
+    let engine = engine.clone();
+    let out = staging.path().join("artifact.cwasm");
+    let out2 = out.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let bytes = std::fs::read(&wasm_path).map_err(|e| e.to_string())?;
+        let compiled = engine
+            .precompile_module(&bytes)
+            .map_err(|e| format!("{e:#}"))?;
+        std::fs::write(&out2, compiled).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("compiler thread: {e}"))??;
+    ctl.blobs
+        .put_file(
+            &BlobStore::artifact_key(digest, ctl.config.engine.as_str()),
+            &out,
+        )
+        .await
+        .map_err(|e| format!("cannot store the artifact: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,1184 @@
+"""Validates everything under deploy/ (and the root Dockerfile) without a cluster.
+
+Run it through deploy/tests/validate, which provides the Python packages. Each check prints
+one line; the run ends with a summary and exits non-zero if any check failed.
+
+Environment:
+  PLATFORM_SCHEMAS_DIR  folder of upstream CRD files (default: ../shared/schemas beside the
+                        repository); when absent, the CRD schema checks are skipped, not failed
+  K8S_VERSION           Kubernetes version for the built-in kinds (default 1.33.0)
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+import hcl2
+import jsonschema
+import kubernetes_validate
+import promql_parser
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kustomize_lite  # noqa: E402
+import kyverno_lite  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S_VERSION = os.environ.get("K8S_VERSION", "1.33.0")
+SCHEMAS = Path(os.environ.get("PLATFORM_SCHEMAS_DIR", ROOT.parent / "shared" / "schemas"))
+
+OVERLAYS = sorted(p for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
+# Kustomizations rendered and validated like the overlays (not Argo-managed overlays of base).
+EXTRA_KUSTOMIZATIONS = [DEPLOY / "observability"]
+# Plain manifests applied with kubectl or Argo CD, not through kustomize.
+PLAIN_MANIFESTS = sorted((DEPLOY / "argocd").glob("*.yaml")) + sorted((DEPLOY / "cluster").glob("*.yaml"))
+# Kinds with no schema available offline; they get the structural checks in this file only.
+NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig")}
+
+# The runtime's Prometheus metrics (what the Rust side exports; see the brief in README).
+METRICS = {
+    "platform_requests_total", "platform_request_duration_seconds_bucket",
+    "platform_request_duration_seconds_sum", "platform_request_duration_seconds_count",
+    "platform_cold_loads_total", "platform_traps_total", "platform_in_flight_requests",
+    "platform_resident_modules", "platform_pooled_instances",
+}
+PARTS = {"runtime", "control", "worker"}
+KNATIVE_RESERVED_PORTS = {8012, 8013, 8022, 8112, 9090, 9091}
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed: list[str] = []
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
+        self.section_counts: dict[str, int] = defaultdict(int)
+        self.section = ""
+
+    def start(self, title: str) -> None:
+        self.section = title
+        print(f"\n== {title}")
+
+    def check(self, ok: bool, what: str, detail: str = "") -> bool:
+        self.section_counts[self.section] += 1
+        if ok:
+            self.passed += 1
+            print(f"  ok    {what}")
+        else:
+            self.failed.append(f"{self.section}: {what}: {detail}")
+            print(f"  FAIL  {what}: {detail}")
+        return ok
+
+    def skip(self, what: str) -> None:
+        self.skipped.append(f"{self.section}: {what}")
+        print(f"  skip  {what}")
+
+    def note(self, what: str) -> None:
+        self.notes.append(what)
+        print(f"  note  {what}")
+
+
+R = Report()
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def name_of(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')}/{(ns + '/') if ns else ''}{meta.get('name')}"
+
+
+def group_of(obj: dict) -> str:
+    api = obj.get("apiVersion", "")
+    return api.split("/", 1)[0] if "/" in api else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML lint and rendering
+
+
+def yamllint_all() -> None:
+    R.start("YAML syntax and style (yamllint)")
+    files = sorted(p for p in DEPLOY.rglob("*.yaml") if "/.terraform/" not in str(p))
+    proc = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-f", "parsable", "-c", str(DEPLOY / "tests" / "yamllint.yaml"),
+         *map(str, files)], capture_output=True, text=True)
+    R.check(proc.returncode == 0, f"{len(files)} YAML files lint clean", proc.stdout.strip()[:2000])
+
+
+def render(directory: Path) -> list[dict] | None:
+    try:
+        objs = kustomize_lite.build(directory)
+    except (kustomize_lite.KustomizeError, OSError, yaml.YAMLError, KeyError) as e:
+        R.check(False, f"render {rel(directory)}", str(e))
+        return None
+    R.check(True, f"render {rel(directory)}: {len(objs)} objects")
+    return objs
+
+
+def _index(objs: list[dict]) -> dict:
+    return {kustomize_lite.res_id(o): o for o in objs}
+
+
+def _first_difference(a, b, path="") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                return f"{path}/{k} only in {'kubectl' if k in b else 'kustomize_lite'}"
+            d = _first_difference(a[k], b[k], f"{path}/{k}")
+            if d:
+                return d
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: list length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{path}/{i}")
+            if d:
+                return d
+        return ""
+    return "" if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def _decoded(obj: dict) -> dict:
+    """Secret data decoded: kustomize wraps its base64 at 70 columns, the value is the same."""
+    if obj.get("kind") == "Secret" and obj.get("data"):
+        obj = copy.deepcopy(obj)
+        obj["data"] = {k: base64.b64decode(v) for k, v in obj["data"].items()}
+    return obj
+
+
+def cross_check_with_kubectl(directory: Path, objs: list[dict]) -> None:
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        R.skip(f"kubectl kustomize {rel(directory)} (no kubectl): renderer not cross-checked")
+        return
+    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        R.check(False, f"kubectl kustomize {rel(directory)}", proc.stderr.strip()[:1000])
+        return
+    theirs = _index([_decoded(d) for d in yaml.safe_load_all(proc.stdout) if d])
+    ours = _index([_decoded(d) for d in objs])
+    diff = ""
+    if set(theirs) != set(ours):
+        diff = f"objects differ: only kubectl {sorted(set(theirs) - set(ours))}, only lite {sorted(set(ours) - set(theirs))}"
+    else:
+        for rid in sorted(ours):
+            d = _first_difference(ours[rid], theirs[rid])
+            if d:
+                diff = f"{rid}: {d}"
+                break
+    R.check(not diff, f"kustomize_lite output equals `kubectl kustomize` for {rel(directory)}", diff)
+
+
+# ---------------------------------------------------------------------------------------------
+# schemas
+
+
+def _strict(schema):
+    """OpenAPI from a CRD, made to refuse unknown fields as `kubectl apply` (strict) does."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes-validations")}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        if schema.get("nullable") and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(schema, list):
+        return [_strict(x) for x in schema]
+    return schema
+
+
+def load_crd_schemas() -> dict:
+    schemas: dict = {}
+    if not SCHEMAS.is_dir():
+        return schemas
+    for f in sorted(SCHEMAS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text(encoding="utf-8")):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for v in spec["versions"]:
+                schema = _strict(v["schema"]["openAPIV3Schema"])
+                schemas[(spec["group"], v["name"], spec["names"]["kind"])] = (
+                    jsonschema.Draft4Validator(schema), f.name, spec.get("scope"))
+    return schemas
+
+
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def validate_object(obj: dict, crds: dict, where: str) -> None:
+    group = group_of(obj)
+    version = obj["apiVersion"].split("/")[-1]
+    kind = obj["kind"]
+    label = f"{where}: {name_of(obj)}"
+    meta = obj.get("metadata") or {}
+    if not DNS_SUBDOMAIN.match(meta.get("name", "")):
+        R.check(False, label, f"metadata.name {meta.get('name')!r} is not a DNS-1123 name")
+        return
+    if kustomize_lite.is_builtin(obj):
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            R.check(True, f"{label} (Kubernetes {K8S_VERSION} schema, strict)")
+        except kubernetes_validate.ValidationError as e:
+            R.check(False, label, str(e).splitlines()[0])
+        except kubernetes_validate.SchemaNotFoundError:
+            R.check(False, label, f"no Kubernetes {K8S_VERSION} schema for {obj['apiVersion']} {kind}")
+        return
+    if (group, kind) in NO_SCHEMA_KINDS:
+        R.skip(f"{label}: no schema for {group}/{kind} offline (structure checked under Cluster settings)")
+        return
+    if not crds:
+        R.skip(f"{label}: CRD schema check ({SCHEMAS} absent)")
+        return
+    entry = crds.get((group, version, kind))
+    if entry is None:
+        R.check(False, label, f"no CRD schema for {obj['apiVersion']} {kind} in {SCHEMAS}")
+        return
+    validator, source, scope = entry
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+    detail = "; ".join(f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:3])
+    ok = R.check(not errors, f"{label} (CRD schema {source}, strict)", detail)
+    if ok and scope == "Cluster" and meta.get("namespace"):
+        R.check(False, label, "cluster-scoped kind carries a namespace")
+
+
+# ---------------------------------------------------------------------------------------------
+# consistency of one rendered overlay
+
+
+def pod_specs(objs: list[dict]):
+    """(object, pod metadata, pod spec) for every workload, Knative Services included."""
+    for o in objs:
+        kind = o["kind"]
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            t = o["spec"]["template"]
+            yield o, t.get("metadata") or {}, t["spec"]
+        elif kind == "Service" and group_of(o) == "serving.knative.dev":
+            t = o["spec"]["template"]
+            yield o, t.get("metadata") or {}, t["spec"]
+
+
+def part_of(container: dict) -> str | None:
+    args = container.get("args") or []
+    return args[0] if args and args[0] in PARTS else None
+
+
+def env_of(container: dict, objs: list[dict]) -> dict:
+    """The environment the container gets: envFrom ConfigMaps, then env (literal values)."""
+    env: dict = {}
+    cms = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ConfigMap"}
+    for src in container.get("envFrom") or []:
+        ref = src.get("configMapRef")
+        if ref and ref["name"] in cms:
+            env.update(cms[ref["name"]].get("data") or {})
+    for e in container.get("env") or []:
+        env[e["name"]] = e.get("value", "<from " + ",".join(e.get("valueFrom", {})) + ">")
+    return env
+
+
+def secret_keys(objs: list[dict]) -> dict:
+    """Secret name -> keys, for Secrets, SealedSecrets and CloudNativePG's generated Secrets."""
+    keys: dict = {}
+    for o in objs:
+        name = o["metadata"]["name"]
+        if o["kind"] == "Secret":
+            keys[name] = set(o.get("data") or {}) | set(o.get("stringData") or {})
+        elif o["kind"] == "SealedSecret":
+            keys[name] = set(o["spec"].get("encryptedData") or {})
+        elif o["kind"] == "Cluster" and group_of(o) == "postgresql.cnpg.io":
+            keys[f"{name}-app"] = {"username", "password", "host", "port", "dbname", "uri",
+                                   "jdbc-uri", "pgpass", "fqdn-uri", "fqdn-jdbc-uri"}
+    return keys
+
+
+def labels_match(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def duration_seconds(text: str) -> float:
+    total = 0.0
+    for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text):
+        total += float(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def check_overlay(name: str, objs: list[dict], features: dict) -> None:
+    by_kind = defaultdict(dict)
+    for o in objs:
+        by_kind[(group_of(o), o["kind"])][o["metadata"]["name"]] = o
+    secrets = secret_keys(objs)
+    configmaps = by_kind[("", "ConfigMap")]
+    pvcs = set(by_kind[("", "PersistentVolumeClaim")])
+    services = by_kind[("", "Service")]
+    templates = [(o, m, s) for o, m, s in pod_specs(objs)]
+    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] not in kustomize_lite.CLUSTER_SCOPED_KINDS}
+    R.check(namespaces == {"platform"}, f"{name}: every namespaced object is in `platform`", str(namespaces))
+
+    parts_seen: dict = {}
+    images = set()
+    for obj, pmeta, spec in templates:
+        wl = name_of(obj)
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        claim_templates = {t["metadata"]["name"] for t in (obj["spec"].get("volumeClaimTemplates") or [])}
+        for v in volumes.values():
+            if "persistentVolumeClaim" in v:
+                claim = v["persistentVolumeClaim"]["claimName"]
+                R.check(claim in pvcs, f"{name}: {wl} volume {v['name']} claims an existing PVC", claim)
+            if "configMap" in v:
+                R.check(v["configMap"]["name"] in configmaps, f"{name}: {wl} volume {v['name']} ConfigMap exists",
+                        v["configMap"]["name"])
+        for c in spec["containers"] + (spec.get("initContainers") or []):
+            cname = f"{wl}[{c['name']}]"
+            image = c.get("image", "")
+            R.check(bool(re.search(r"(:[\w][\w.-]*|@sha256:[0-9a-f]{64})$", image)) and not image.endswith(":latest"),
+                    f"{name}: {cname} image {image} is pinned (tag or digest, not latest)")
+            res = c.get("resources") or {}
+            R.check("memory" in (res.get("requests") or {}) and "memory" in (res.get("limits") or {}),
+                    f"{name}: {cname} has memory request and limit")
+            mounts = c.get("volumeMounts") or []
+            for m in mounts:
+                R.check(m["name"] in volumes or m["name"] in claim_templates,
+                        f"{name}: {cname} mount {m['mountPath']} has a volume", m["name"])
+            for e in c.get("env") or []:
+                vf = e.get("valueFrom") or {}
+                if "secretKeyRef" in vf:
+                    ref = vf["secretKeyRef"]
+                    R.check(ref["key"] in secrets.get(ref["name"], set()),
+                            f"{name}: {cname} env {e['name']} <- Secret {ref['name']}[{ref['key']}] exists")
+                if "configMapKeyRef" in vf:
+                    ref = vf["configMapKeyRef"]
+                    R.check(ref["key"] in (configmaps.get(ref["name"], {}).get("data") or {}),
+                            f"{name}: {cname} env {e['name']} <- ConfigMap {ref['name']}[{ref['key']}] exists")
+            for src in c.get("envFrom") or []:
+                if "configMapRef" in src:
+                    R.check(src["configMapRef"]["name"] in configmaps,
+                            f"{name}: {cname} envFrom ConfigMap {src['configMapRef']['name']} exists")
+                if "secretRef" in src:
+                    R.check(src["secretRef"]["name"] in secrets,
+                            f"{name}: {cname} envFrom Secret {src['secretRef']['name']} exists")
+            port_names = {p.get("name") for p in c.get("ports") or []}
+            for probe_kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+                port = ((c.get(probe_kind) or {}).get("httpGet") or {}).get("port")
+                if isinstance(port, str):
+                    R.check(port in port_names, f"{name}: {cname} {probe_kind} port {port} is declared")
+            # A read-only root filesystem: every directory the process is told to write to
+            # must be a mounted volume.
+            env = env_of(c, objs)
+            if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+                writable = [m["mountPath"] for m in mounts if not m.get("readOnly")]
+                for key, value in env.items():
+                    path = None
+                    if key.endswith("_DIR") and str(value).startswith("/"):
+                        path = value
+                    elif str(value).startswith("file://"):
+                        path = urlparse(value).path
+                    if path:
+                        R.check(any(path == w or path.startswith(w.rstrip("/") + "/") for w in writable),
+                                f"{name}: {cname} {key}={value} is on a writable volume")
+            part = part_of(c)
+            if part:
+                parts_seen[part] = (obj, c, env)
+                images.add(image)
+
+    R.check(set(parts_seen) == PARTS, f"{name}: runtime, control and worker are all deployed", str(sorted(parts_seen)))
+    R.check(len(images) == 1, f"{name}: the three parts run the same image", str(sorted(images)))
+
+    # Services select a workload and name ports it declares; Ingresses point at Services.
+    for svc in services.values():
+        if svc["spec"].get("type") == "ExternalName":
+            R.check(bool(svc["spec"].get("externalName")), f"{name}: Service {svc['metadata']['name']} has an externalName")
+            continue
+        sel = svc["spec"].get("selector") or {}
+        matching = [(o, m, s) for o, m, s in templates if labels_match(sel, m.get("labels") or {})]
+        R.check(bool(matching), f"{name}: Service {svc['metadata']['name']} selects a workload", str(sel))
+        for p in svc["spec"]["ports"]:
+            tp = p.get("targetPort", p["port"])
+            declared = {(q.get("name"), q["containerPort"]) for _, _, s in matching for c in s["containers"]
+                        for q in c.get("ports") or []}
+            ok = any(tp in (n, num) for n, num in declared)
+            R.check(ok, f"{name}: Service {svc['metadata']['name']} port {p['port']} -> {tp} is declared by its pods")
+    for ing in by_kind[("networking.k8s.io", "Ingress")].values():
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                b = path["backend"]["service"]
+                svc = services.get(b["name"])
+                ports = {p.get("name") for p in (svc or {}).get("spec", {}).get("ports", [])} | \
+                        {p["port"] for p in (svc or {}).get("spec", {}).get("ports", [])}
+                want = b["port"].get("name", b["port"].get("number"))
+                R.check(svc is not None and want in ports,
+                        f"{name}: Ingress {ing['metadata']['name']} {rule['host']} -> Service {b['name']}:{want}")
+    for pdb in by_kind[("policy", "PodDisruptionBudget")].values():
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        R.check(any(labels_match(sel, m.get("labels") or {}) for _, m, _ in templates),
+                f"{name}: PodDisruptionBudget {pdb['metadata']['name']} selects a workload")
+        R.check("maxUnavailable" in pdb["spec"],
+                f"{name}: PodDisruptionBudget {pdb['metadata']['name']} uses maxUnavailable (never blocks a drain at 1 replica)")
+    for obj, pmeta, _ in templates:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            R.check(labels_match(obj["spec"]["selector"]["matchLabels"], pmeta.get("labels") or {}),
+                    f"{name}: {name_of(obj)} selector matches its template")
+
+    # SealedSecrets are bound to name and namespace (strict scope).
+    for ss in by_kind[("bitnami.com", "SealedSecret")].values():
+        tmeta = (ss["spec"].get("template") or {}).get("metadata") or {}
+        R.check(tmeta.get("name", ss["metadata"]["name"]) == ss["metadata"]["name"],
+                f"{name}: SealedSecret {ss['metadata']['name']} template keeps its name")
+        placeholders = [k for k, v in ss["spec"]["encryptedData"].items() if v.startswith("PLACEHOLDER")]
+        if placeholders:
+            R.note(f"{name}: SealedSecret {ss['metadata']['name']} holds placeholders for {placeholders}: seal real values (README)")
+
+    # The runtime's public URL is the Knative host ({service}.{namespace}.{domain}), which the
+    # runtime Ingress must carry for Kourier to route it.
+    if "runtime" in parts_seen:
+        ksvc, _, env = parts_seen["runtime"]
+        public = urlparse(env.get("PLATFORM_PUBLIC_URL", "")).hostname or ""
+        prefix = f"{ksvc['metadata']['name']}.{ksvc['metadata']['namespace']}."
+        R.check(public.startswith(prefix), f"{name}: PLATFORM_PUBLIC_URL host {public} is the Knative host {prefix}<domain>")
+        to_gateway = [r["host"] for ing in by_kind[("networking.k8s.io", "Ingress")].values() for r in ing["spec"]["rules"]
+                      if any(services.get(p["backend"]["service"]["name"], {}).get("spec", {}).get("type") == "ExternalName"
+                             for p in r["http"]["paths"])]
+        R.check(to_gateway == [public], f"{name}: the Ingress to Kourier serves exactly the public host", str(to_gateway))
+
+    # What each part must be given (flags/env of the `platform` binary).
+    if set(parts_seen) == PARTS:
+        check_parts(name, parts_seen, services, features)
+
+
+def _service_for_url(url: str, services: dict, scheme: str) -> tuple[bool, str]:
+    u = urlparse(url)
+    if u.scheme != scheme:
+        return False, f"scheme {u.scheme} != {scheme}"
+    host = u.hostname or ""
+    parts = host.split(".")
+    if len(parts) < 2 or parts[1] != "platform":
+        return False, f"{host} is not a Service in namespace platform"
+    svc = services.get(parts[0])
+    if not svc:
+        return False, f"no Service {parts[0]}"
+    ports = {p["port"] for p in svc["spec"]["ports"]}
+    return (u.port in ports), f"port {u.port} not in {sorted(ports)}"
+
+
+def check_parts(name: str, parts: dict, services: dict, features: dict) -> None:
+    for part, (obj, c, env) in parts.items():
+        label = f"{name}: {part}"
+        ok, why = _service_for_url(env.get("PLATFORM_NATS_URL", ""), services, "nats")
+        R.check(ok, f"{label} PLATFORM_NATS_URL points at the NATS Service", why)
+        R.check(env.get("PLATFORM_LOG_FORMAT") == "json", f"{label} logs JSON")
+        R.check(str(env.get("PLATFORM_DATA_DIR", "")).startswith("/"), f"{label} has an absolute PLATFORM_DATA_DIR")
+        if part in ("control", "worker"):
+            R.check("PLATFORM_DATABASE_URL" in env, f"{label} gets PLATFORM_DATABASE_URL")
+            R.check(env.get("PLATFORM_BLOB_URL", "").split(":")[0] in ("file", "s3"), f"{label} has a file:// or s3:// blob URL")
+            if env.get("PLATFORM_BLOB_URL", "").startswith("s3://"):
+                secret_env = {s["secretRef"]["name"] for s in c.get("envFrom") or [] if "secretRef" in s}
+                R.check(bool(secret_env) and {"AWS_REGION", "AWS_ENDPOINT"} <= set(env),
+                        f"{label} S3 blob store has AWS_* settings and credentials")
+        admin_port = 8081
+        if part == "control":
+            R.check(env.get("PLATFORM_LISTEN") == "0.0.0.0:8081", f"{label} listens on 0.0.0.0:8081")
+            ok, why = _service_for_url(parts["runtime"][2].get("PLATFORM_CONTROL_URL", ""), services, "http")
+            R.check(ok, f"{name}: runtime PLATFORM_CONTROL_URL points at the control Service", why)
+        else:
+            R.check(env.get("PLATFORM_ADMIN_LISTEN") == "0.0.0.0:8081", f"{label} admin listener on 0.0.0.0:8081")
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            http = (c.get(probe) or {}).get("httpGet") or {}
+            port = ports.get(http.get("port"), http.get("port"))
+            R.check(http.get("path") == path and port == admin_port, f"{label} {probe} is GET {path} on {admin_port}",
+                    f"{http}")
+    check_knative(name, parts["runtime"], features)
+
+
+def check_knative(name: str, runtime, features: dict) -> None:
+    obj, c, env = runtime
+    label = f"{name}: runtime Knative Service"
+    R.check(group_of(obj) == "serving.knative.dev" and obj["kind"] == "Service", f"{label} is a serving.knative.dev Service")
+    tmpl = obj["spec"]["template"]
+    ann = (tmpl.get("metadata") or {}).get("annotations") or {}
+    spec = tmpl["spec"]
+    R.check(ann.get("autoscaling.knative.dev/min-scale") == "0", f"{label} scales to zero (min-scale \"0\")")
+    R.check(ann.get("autoscaling.knative.dev/target", "").isdigit(), f"{label} has a target concurrency")
+    R.check(duration_seconds(ann.get("autoscaling.knative.dev/scale-to-zero-pod-retention-period", "")) > 0,
+            f"{label} has a scale-to-zero pod retention period")
+    R.check(int(ann.get("autoscaling.knative.dev/max-scale", "0")) >= 1, f"{label} has max-scale >= 1")
+    R.check(ann.get("platform.dev/token-generation", "").isdigit(),
+            f"{label} has the platform.dev/token-generation annotation the runbook bumps")
+    cc = spec.get("containerConcurrency")
+    R.check(isinstance(cc, int) and cc > 0, f"{label} sets containerConcurrency")
+    ports = [p for x in spec["containers"] for p in x.get("ports") or []]
+    R.check(len(ports) == 1 and ports[0].get("name", "") in ("", "http1", "h2c")
+            and ports[0]["containerPort"] not in KNATIVE_RESERVED_PORTS,
+            f"{label} declares exactly one serving port (http1/h2c, not a queue-proxy port)", str(ports))
+    R.check("PLATFORM_LISTEN" not in env, f"{label} leaves PLATFORM_LISTEN unset so $PORT is used")
+    serving_port = ports[0]["containerPort"] if ports else None
+    R.check(serving_port != 8081, f"{label} serving port differs from the admin port")
+    grace = duration_seconds(str(env.get("PLATFORM_SHUTDOWN_GRACE", "30s")))
+    R.check(spec.get("timeoutSeconds", 300) > grace,
+            f"{label} timeoutSeconds (pod grace period) exceeds PLATFORM_SHUTDOWN_GRACE", f"{spec.get('timeoutSeconds')} <= {grace}")
+    rp = c.get("readinessProbe") or {}
+    if rp.get("periodSeconds") == 0:
+        R.check("failureThreshold" not in rp and "timeoutSeconds" not in rp,
+                f"{label} aggressive readiness probe (periodSeconds 0) sets no failureThreshold/timeoutSeconds")
+    # Knative's webhook accepts only some pod fields, some of them behind config-features
+    # flags (pkg/apis/serving/fieldmask.go and k8s_validation.go, Knative Serving 1.23).
+    needs = []
+    lp = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("port")
+    if isinstance(lp, int) and lp != serving_port:
+        needs.append(("multi-container-probing", "liveness probe on a non-serving port"))
+    for key in spec:
+        if key in KNATIVE_POD_FIELDS:
+            continue
+        flag = KNATIVE_FLAGGED_POD_FIELDS.get(key)
+        R.check(flag is not None, f"{label}: pod field {key} is accepted by Knative")
+        if flag:
+            needs.append((flag, f"pod field {key}"))
+    if spec.get("automountServiceAccountToken") is not None:
+        R.check(spec["automountServiceAccountToken"] is False, f"{label}: automountServiceAccountToken may only be false")
+    for v in spec.get("volumes") or []:
+        source = (set(v) - {"name"}).pop()
+        flag = KNATIVE_VOLUME_FLAGS.get(source)
+        R.check(flag is not None, f"{label}: volume {v['name']} ({source}) is a kind Knative accepts")
+        if flag and flag != "default-enabled":
+            needs.append((flag, f"{source} volume"))
+        if flag == "default-enabled":
+            R.check(features.get("kubernetes.podspec-volumes-emptydir", "enabled") != "disabled",
+                    f"{label}: emptyDir volumes are not disabled in knative-features.yaml")
+    for x in spec["containers"]:
+        extra = set(x.get("securityContext") or {}) - KNATIVE_CONTAINER_SECURITY_FIELDS
+        R.check(not extra, f"{label}: container {x['name']} securityContext uses only fields Knative accepts",
+                str(sorted(extra)))
+    for flag, why in needs:
+        R.check(features.get(flag) == "enabled",
+                f"{label}: {why} needs Knative flag {flag}, enabled in deploy/cluster/knative-features.yaml")
+
+
+# Revision pod-spec fields Knative accepts without a feature flag, and those behind one.
+KNATIVE_POD_FIELDS = {"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks",
+                      "automountServiceAccountToken", "containerConcurrency", "timeoutSeconds",
+                      "responseStartTimeoutSeconds", "idleTimeoutSeconds"}
+KNATIVE_FLAGGED_POD_FIELDS = {
+    "affinity": "kubernetes.podspec-affinity",
+    "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
+    "hostAliases": "kubernetes.podspec-hostaliases",
+    "nodeSelector": "kubernetes.podspec-nodeselector",
+    "runtimeClassName": "kubernetes.podspec-runtimeclassname",
+    "tolerations": "kubernetes.podspec-tolerations",
+    "securityContext": "kubernetes.podspec-securitycontext",
+    "shareProcessNamespace": "kubernetes.podspec-shareprocessnamespace",
+    "priorityClassName": "kubernetes.podspec-priorityclassname",
+    "schedulerName": "kubernetes.podspec-schedulername",
+    "initContainers": "kubernetes.podspec-init-containers",
+    "dnsPolicy": "kubernetes.podspec-dnspolicy",
+    "dnsConfig": "kubernetes.podspec-dnsconfig",
+    "hostIPC": "kubernetes.podspec-hostipc",
+    "hostPID": "kubernetes.podspec-hostpid",
+    "hostNetwork": "kubernetes.podspec-hostnetwork",
+}
+KNATIVE_VOLUME_FLAGS = {
+    "secret": "", "configMap": "", "projected": "",
+    "emptyDir": "default-enabled",
+    "persistentVolumeClaim": "kubernetes.podspec-persistent-volume-claim",
+    "hostPath": "kubernetes.podspec-volumes-hostpath",
+    "csi": "kubernetes.podspec-volumes-csi",
+    "ephemeral": "kubernetes.podspec-volumes-ephemeral",
+}
+KNATIVE_CONTAINER_SECURITY_FIELDS = {"capabilities", "readOnlyRootFilesystem", "runAsUser", "runAsGroup",
+                                     "runAsNonRoot", "allowPrivilegeEscalation", "seccompProfile", "privileged"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Kyverno
+
+
+# Knative's queue-proxy sidecar, as Knative Serving 1.23 adds it to every revision pod
+# (pkg/reconciler/revision/resources/queue.go, queueSecurityContext).
+QUEUE_PROXY = {
+    "name": "queue-proxy",
+    "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "0" * 64,
+    "securityContext": {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+# A CloudNativePG 1.30 instance pod's security settings (pkg/specs: pod security context and
+# CreateContainerSecurityContext with the default RuntimeDefault seccomp profile).
+CNPG_CONTAINER_SC = {
+    "capabilities": {"drop": ["ALL"]}, "privileged": False, "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def check_policies(name: str, objs: list[dict]) -> None:
+    policies = [o for o in objs if o["kind"] in ("Policy", "ClusterPolicy") and group_of(o) == "kyverno.io"]
+    if not R.check(len(policies) == 1, f"{name}: one Kyverno policy is rendered"):
+        return
+    policy = policies[0]
+    R.check(policy["metadata"].get("namespace") == "platform", f"{name}: the Kyverno Policy lives in namespace platform")
+    R.check(all(r["validate"].get("failureAction") == "Enforce" for r in policy["spec"]["rules"]),
+            f"{name}: every rule enforces (failureAction: Enforce)")
+
+    def verdict(obj):
+        return [r for r in kyverno_lite.evaluate(policy, obj) if not r.passed], kyverno_lite.evaluate(policy, obj)
+
+    for obj, _, spec in pod_specs(objs):
+        failed, results = verdict(obj)
+        R.check(bool(results) and not failed, f"{name}: Kyverno admits {name_of(obj)} ({len(results)} rules)",
+                "; ".join(f"{r.rule}: {r.message}" for r in failed))
+        if group_of(obj) == "serving.knative.dev":
+            # The pod Knative creates for a revision: the user container plus queue-proxy.
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "revision-pod"},
+                   "spec": {**copy.deepcopy(spec), "containers": copy.deepcopy(spec["containers"]) + [QUEUE_PROXY]}}
+            failed, results = verdict(pod)
+            R.check(bool(results) and not failed, f"{name}: Kyverno admits the Knative revision pod (runtime + queue-proxy)",
+                    "; ".join(f"{r.rule}: {r.message}" for r in failed))
+    cnpg = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "platform-db-1"},
+            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 26, "seccompProfile": {"type": "RuntimeDefault"}},
+                     "initContainers": [{"name": "bootstrap-controller", "securityContext": CNPG_CONTAINER_SC}],
+                     "containers": [{"name": "postgres", "securityContext": CNPG_CONTAINER_SC}]}}
+    failed, results = verdict(cnpg)
+    R.check(bool(results) and not failed, f"{name}: Kyverno admits a CloudNativePG instance pod (its default security context)",
+            "; ".join(f"{r.rule}: {r.message}" for r in failed))
+
+    # Negative tests: break one setting at a time; exactly the matching rule must refuse it.
+    control = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "platform-control")
+    runtime = next(o for o in objs if o["kind"] == "Service" and group_of(o) == "serving.knative.dev")
+
+    def mutate(obj, fn):
+        o = copy.deepcopy(obj)
+        spec = o["spec"]["template"]["spec"]
+        fn(spec, spec["containers"][0].setdefault("securityContext", {}))
+        return o
+
+    def unset(*keys):
+        """Removes keys from the pod's and the first container's securityContext."""
+        def fn(spec, c):
+            for k in keys:
+                c.pop(k, None)
+                (spec.get("securityContext") or {}).pop(k, None)
+        return fn
+
+    def setting(key, value):
+        return lambda spec, c: c.__setitem__(key, value)
+
+    cases = [
+        ("pod spec without runAsNonRoot", control, "run-as-non-root", unset("runAsNonRoot")),
+        ("container with runAsNonRoot: false under a non-root pod", control, "run-as-non-root",
+         setting("runAsNonRoot", False)),
+        ("container without allowPrivilegeEscalation", control, "disallow-privilege-escalation",
+         unset("allowPrivilegeEscalation")),
+        ("container allowing privilege escalation", control, "disallow-privilege-escalation",
+         setting("allowPrivilegeEscalation", True)),
+        ("container without capabilities", control, "drop-all-capabilities", unset("capabilities")),
+        ("container dropping only NET_RAW", control, "drop-all-capabilities",
+         setting("capabilities", {"drop": ["NET_RAW"]})),
+        ("pod and container without seccomp profile", control, "seccomp-runtime-default", unset("seccompProfile")),
+        ("container with Unconfined seccomp", control, "seccomp-runtime-default",
+         setting("seccompProfile", {"type": "Unconfined"})),
+        ("container without readOnlyRootFilesystem", control, "read-only-root-filesystem",
+         unset("readOnlyRootFilesystem")),
+        ("writable root filesystem", control, "read-only-root-filesystem", setting("readOnlyRootFilesystem", False)),
+        ("Knative Service without runAsNonRoot", runtime, "ksvc-run-as-non-root", unset("runAsNonRoot")),
+        ("Knative Service allowing privilege escalation", runtime, "ksvc-disallow-privilege-escalation",
+         setting("allowPrivilegeEscalation", True)),
+        ("Knative Service keeping capabilities", runtime, "ksvc-drop-all-capabilities", unset("capabilities")),
+        ("Knative Service without seccomp profile", runtime, "ksvc-seccomp-runtime-default", unset("seccompProfile")),
+        ("Knative Service with a writable root filesystem", runtime, "ksvc-read-only-root-filesystem",
+         unset("readOnlyRootFilesystem")),
+    ]
+    for what, base, rule, fn in cases:
+        failed, _ = verdict(mutate(base, fn))
+        R.check([r.rule for r in failed] == [rule], f"{name}: Kyverno refuses a {what} (rule {rule})",
+                f"failed rules: {[r.rule for r in failed]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Argo CD
+
+
+def check_cluster_settings(plain: list[tuple[Path, dict]]) -> None:
+    R.start("Cluster settings (deploy/cluster)")
+    by_name = {(o["kind"], o["metadata"]["name"]): o for _, o in plain}
+    features = by_name.get(("ConfigMap", "config-features"))
+    if R.check(features is not None, "Knative config-features patch exists"):
+        R.check(features["metadata"].get("namespace") == "knative-serving", "config-features targets namespace knative-serving")
+        R.check(all(v in ("enabled", "disabled", "allowed") for v in (features.get("data") or {}).values()),
+                "every Knative flag value is enabled, disabled or allowed")
+    traefik = by_name.get(("HelmChartConfig", "traefik"))
+    if R.check(traefik is not None, "K3s Traefik HelmChartConfig exists"):
+        R.check(traefik["apiVersion"] == "helm.cattle.io/v1" and traefik["metadata"].get("namespace") == "kube-system",
+                "HelmChartConfig is helm.cattle.io/v1 in kube-system (K3s's Helm controller)")
+        values = yaml.safe_load(traefik["spec"]["valuesContent"])
+        R.check(set(traefik["spec"]) == {"valuesContent"} and
+                values["providers"]["kubernetesIngress"]["allowExternalNameServices"] is True,
+                "Traefik may use ExternalName Services (the runtime Ingress -> Kourier)")
+
+
+def check_argocd(plain: list[tuple[Path, dict]], rendered: dict) -> None:
+    R.start("Argo CD Applications")
+    projects = {o["metadata"]["name"]: o for _, o in plain if o["kind"] == "AppProject"}
+    apps = [(f, o) for f, o in plain if o["kind"] == "Application"]
+    covered = set()
+    for f, app in apps:
+        label = f"{rel(f)} {app['metadata']['name']}"
+        spec = app["spec"]
+        src = spec["source"]
+        path = ROOT / src["path"]
+        R.check(app["metadata"].get("namespace") == "argocd", f"{label} lives in namespace argocd")
+        R.check(path.is_dir() and any((path / n).is_file() for n in kustomize_lite.KUSTOMIZATION_FILES),
+                f"{label} source.path {src['path']} is a kustomization in this repository")
+        R.check(spec["project"] in projects, f"{label} project {spec['project']} is defined")
+        objs = rendered.get(path.resolve())
+        if objs is None:
+            R.check(False, f"{label} renders", "path was not rendered")
+            continue
+        covered.add(path.resolve())
+        proj = projects.get(spec["project"], {}).get("spec", {})
+        dests = {(d.get("server"), d.get("namespace")) for d in proj.get("destinations", [])}
+        R.check((spec["destination"].get("server"), spec["destination"].get("namespace")) in dests,
+                f"{label} destination is allowed by its project")
+        cluster_kinds = {(d["group"], d["kind"]) for d in proj.get("clusterResourceWhitelist", [])}
+        rendered_ns = {o["metadata"].get("namespace") for o in objs if o["metadata"].get("namespace")}
+        for o in objs:
+            if not o["metadata"].get("namespace"):
+                R.check((group_of(o), o["kind"]) in cluster_kinds,
+                        f"{label}: project allows cluster-scoped {o['kind']} {o['metadata']['name']}")
+        R.check(rendered_ns <= {d[1] for d in dests}, f"{label}: project allows every namespace it renders into",
+                str(rendered_ns))
+        sync = spec.get("syncPolicy") or {}
+        R.check(bool(sync.get("automated")), f"{label} syncs automatically")
+    for o in OVERLAYS:
+        R.check(o.resolve() in covered, f"overlay {rel(o)} has an Argo CD Application")
+
+
+# ---------------------------------------------------------------------------------------------
+# observability
+
+
+def promql_metrics(expr: str) -> set[str]:
+    # Grafana variables, replaced by values that keep the query valid PromQL.
+    expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+    expr = re.sub(r"\$\{?(\w+)(?::\w+)?\}?", ".*", expr)
+    tree = promql_parser.parse(expr)
+    names: set[str] = set()
+
+    def visit(node):
+        if isinstance(node, promql_parser.VectorSelector):
+            names.add(node.name or "<no metric name>")
+        return True
+
+    promql_parser.walk(tree, visit)
+    return names
+
+
+def check_dashboard() -> None:
+    R.start("Grafana dashboard")
+    f = DEPLOY / "observability" / "grafana" / "platform-dashboard.json"
+    try:
+        dash = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        R.check(False, f"{rel(f)} parses", str(e))
+        return
+    R.check(True, f"{rel(f)} parses as JSON")
+    R.check(bool(dash.get("uid")) and bool(dash.get("title")), "dashboard has a uid and a title")
+    panels = []
+    stack = list(dash.get("panels", []))
+    while stack:
+        p = stack.pop(0)
+        panels.append(p)
+        stack.extend(p.get("panels", []))
+    used: set[str] = set()
+    ids = [p.get("id") for p in panels]
+    R.check(len(ids) == len(set(ids)), "panel ids are unique")
+    for p in panels:
+        if p.get("type") == "row":
+            continue
+        targets = p.get("targets") or []
+        R.check(bool(targets), f"panel {p.get('title')!r} has queries")
+        for t in targets:
+            expr = t.get("expr", "")
+            try:
+                names = promql_metrics(expr)
+            except ValueError as e:
+                R.check(False, f"panel {p.get('title')!r} query parses as PromQL", f"{expr}: {e}")
+                continue
+            unknown = names - METRICS
+            R.check(not unknown, f"panel {p.get('title')!r}: {expr[:70]}... uses only Platform metrics",
+                    f"unknown: {sorted(unknown)}")
+            used |= names
+    for var in (dash.get("templating") or {}).get("list", []):
+        q = var.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.match(r"label_values\((\w+),\s*\w+\)", q)
+        if var.get("type") == "query":
+            R.check(bool(m) and m.group(1) in METRICS, f"variable {var.get('name')} queries a Platform metric", q)
+    for family in ("platform_requests_total", "platform_request_duration_seconds_bucket", "platform_traps_total",
+                   "platform_cold_loads_total", "platform_in_flight_requests"):
+        R.check(family in used, f"dashboard charts {family}")
+    exprs = " ".join(t.get("expr", "") for p in panels for t in p.get("targets") or [])
+    for q in ("0.5", "0.99"):
+        R.check(f"histogram_quantile({q}" in exprs, f"dashboard shows p{q[2:] or '50'} from the histogram")
+
+
+def check_fluent_bit() -> None:
+    R.start("Fluent Bit -> Loki")
+    f = DEPLOY / "observability" / "fluent-bit" / "fluent-bit.yaml"
+    cfg = yaml.safe_load(f.read_text(encoding="utf-8"))
+    pipeline = cfg.get("pipeline") or {}
+    inputs, filters, outputs = (pipeline.get(k) or [] for k in ("inputs", "filters", "outputs"))
+    tail = [i for i in inputs if i.get("name") == "tail"]
+    R.check(bool(tail) and all("_platform_" in i.get("path", "") for i in tail),
+            "tails the container logs of namespace platform only")
+    R.check(any(i.get("multiline.parser", "").startswith("cri") for i in tail), "parses containerd (CRI) log lines")
+    kube = [x for x in filters if x.get("name") == "kubernetes"]
+    R.check(bool(kube) and str(kube[0].get("merge_log")).lower() in ("on", "true"),
+            "kubernetes filter merges Platform's JSON log lines into fields")
+    loki = [o for o in outputs if o.get("name") == "loki"]
+    R.check(len(loki) == 1 and loki[0].get("host"), "ships to Loki")
+    if loki:
+        labels = str(loki[0].get("labels", ""))
+        R.check("request_id" not in labels, "request_id is not a Loki label (unbounded cardinality)")
+        R.check("namespace" in labels and "app" in labels, "Loki labels include namespace and app")
+    matches = {o.get("match") for o in outputs} | {x.get("match") for x in filters}
+    tags = {i.get("tag") for i in inputs}
+    R.check(all(any(re.fullmatch(m.replace(".", r"\.").replace("*", ".*"), t.replace("*", "x")) for t in tags)
+                for m in matches if m), "every filter/output matches an input tag")
+    service = cfg.get("service") or {}
+    R.check(str(service.get("health_check")).lower() in ("on", "true"), "health endpoint on (liveness probe)")
+
+
+def check_scrape_config() -> None:
+    R.start("VictoriaMetrics scrape config")
+    f = DEPLOY / "observability" / "vmagent" / "scrape.yaml"
+    jobs = yaml.safe_load(f.read_text(encoding="utf-8"))
+    # The operator's additionalScrapeConfigs format: a plain list of scrape configs.
+    if not R.check(isinstance(jobs, list) and len(jobs) >= 1, "is a list of scrape configs"):
+        return
+    for job in jobs:
+        label = f"job {job.get('job_name')}"
+        sd = job.get("kubernetes_sd_configs") or []
+        R.check(bool(sd) and all(s.get("role") == "pod" and s.get("namespaces", {}).get("names") == ["platform"] for s in sd),
+                f"{label} discovers pods in namespace platform")
+        relabels = job.get("relabel_configs") or []
+        keeps = " ".join(r.get("regex", "") for r in relabels if r.get("action") == "keep")
+        R.check(all(p in keeps for p in PARTS), f"{label} keeps runtime, control and worker pods")
+        addr = [r for r in relabels if r.get("target_label") == "__address__"]
+        R.check(bool(addr) and addr[0].get("replacement", "").endswith(":8081"), f"{label} scrapes the admin port 8081")
+        R.check(job.get("metrics_path", "/metrics") == "/metrics", f"{label} scrapes /metrics")
+        for r in relabels:
+            try:
+                re.compile(r.get("regex", "(.*)"))
+            except re.error as e:
+                R.check(False, f"{label} regex {r.get('regex')!r}", str(e))
+    tool = next((t for t in ("vmagent", "victoria-metrics", "promtool") if shutil.which(t)), None)
+    if tool is None:
+        R.skip("vmagent / victoria-metrics / promtool not installed: scrape config not checked by a real parser")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        wrapped = Path(tmp) / "scrape.yml"
+        wrapped.write_text(yaml.safe_dump({"scrape_configs": jobs}), encoding="utf-8")
+        if tool == "promtool":
+            cmd = [tool, "check", "config", "--syntax-only", str(wrapped)]
+        else:
+            cmd = [tool, f"-promscrape.config={wrapped}", "-dryRun"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp)
+    R.check(proc.returncode == 0, f"{tool} accepts the scrape config", (proc.stdout + proc.stderr)[-800:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Terraform and Packer
+
+
+def hcl_load(path: Path):
+    with path.open(encoding="utf-8") as f:
+        return hcl2.load(f)
+
+
+def _strip(s):
+    return s.strip('"') if isinstance(s, str) else s
+
+
+def check_terraform() -> None:
+    R.start("Terraform (deploy/terraform/hetzner)")
+    tf_dir = DEPLOY / "terraform" / "hetzner"
+    resources: dict = defaultdict(dict)
+    variables, providers, texts = set(), {}, ""
+    for f in sorted(tf_dir.glob("*.tf")):
+        try:
+            doc = hcl_load(f)
+        except Exception as e:  # python-hcl2 raises lark errors of several types
+            R.check(False, f"{rel(f)} parses (python-hcl2)", str(e)[:500])
+            continue
+        R.check(True, f"{rel(f)} parses (python-hcl2)")
+        texts += f.read_text(encoding="utf-8")
+        for block in doc.get("resource", []):
+            for rtype, named in block.items():
+                for rname, body in named.items():
+                    resources[_strip(rtype)][_strip(rname)] = body
+        for block in doc.get("variable", []):
+            variables |= {_strip(k) for k in block}
+        for block in doc.get("terraform", []):
+            for rp in block.get("required_providers", []):
+                providers.update({_strip(k): v for k, v in rp.items()})
+    for p, source in (("hcloud", "hetznercloud/hcloud"), ("tailscale", "tailscale/tailscale")):
+        R.check(_strip((providers.get(p) or {}).get("source")) == source, f"provider {p} is {source}, version-pinned",
+                str(providers.get(p)))
+    for rtype in ("hcloud_network", "hcloud_network_subnet", "hcloud_firewall", "hcloud_server", "hcloud_ssh_key",
+                  "hcloud_placement_group", "tailscale_tailnet_key", "random_password"):
+        R.check(rtype in resources, f"declares {rtype}")
+    used = set(re.findall(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)", texts))
+    R.check(used <= variables, "every var.* used is declared", str(sorted(used - variables)))
+    for fw in resources.get("hcloud_firewall", {}).values():
+        for rule in fw.get("rule", []):
+            port = str(_strip(rule.get("port", "")))
+            public = any("0.0.0.0/0" in str(s) for s in rule.get("source_ips", []))
+            R.check(not (public and port in ("22", "6443", "10250", "2379-2380")),
+                    f"firewall does not open port {port or rule.get('protocol')} to the internet" if port in ("22", "6443", "10250", "2379-2380")
+                    else f"firewall rule {rule.get('protocol')}/{port or '-'} ({_strip(rule.get('description', ''))})")
+    for sname, srv in resources.get("hcloud_server", {}).items():
+        text = json.dumps(srv)
+        R.check("hcloud_firewall" in text, f"server {sname} is behind the firewall")
+        R.check("hcloud_network" in text, f"server {sname} joins the private network")
+        R.check("templatefile" in text and "tailscale" in text, f"server {sname} joins the tailnet from cloud-init")
+    # Cloud-init templates: every ${...} is passed in, and the rendered result is YAML.
+    for call in re.finditer(r'templatefile\(\s*"\$\{path\.module\}/([^"]+)"\s*,\s*\{(.*?)\}\s*\)', texts, re.S):
+        template = tf_dir / call.group(1)
+        passed = set(re.findall(r"^\s*(\w+)\s*=", call.group(2), re.M))
+        if not R.check(template.is_file(), f"template {call.group(1)} exists"):
+            continue
+        body = template.read_text(encoding="utf-8")
+        R.check("%{" not in body, f"{call.group(1)} uses only ${{...}} interpolation")
+        wanted = set(re.findall(r"(?<!\$)\$\{(\w+)\}", body))
+        R.check(wanted <= passed, f"{call.group(1)}: every interpolated name is passed by templatefile()",
+                str(sorted(wanted - passed)))
+        # Values: files embedded with indent(N, file(...)) as Terraform would; others a token.
+        values = {}
+        for name, width, path in re.findall(
+                r'^\s*(\w+)\s*=\s*indent\((\d+),\s*file\("\$\{path\.module\}/([^"]+)"\)\)', call.group(2), re.M):
+            content = (tf_dir / path).read_text(encoding="utf-8")
+            values[name] = (content, content.replace("\n", "\n" + " " * int(width)))
+        rendered = re.sub(r"(?<!\$)\$\{(\w+)\}",
+                          lambda m: values[m.group(1)][1] if m.group(1) in values else f"x-{m.group(1)}",
+                          body).replace("$${", "${")
+        try:
+            doc = yaml.safe_load(rendered)
+            ok = body.startswith("#cloud-config") and isinstance(doc, dict) and "runcmd" in doc
+            R.check(ok, f"{call.group(1)} renders to #cloud-config YAML with runcmd")
+        except yaml.YAMLError as e:
+            R.check(False, f"{call.group(1)} renders to YAML", str(e)[:300])
+            continue
+        for name, (content, _) in values.items():
+            files = [f for f in doc.get("write_files", []) if f"${{{name}}}" in body and
+                     str(f.get("content", "")).strip() == content.strip()]
+            R.check(bool(files), f"{call.group(1)}: the embedded {name} comes out of cloud-init unchanged")
+        for f in doc.get("write_files", []):
+            if str(f.get("content", "")).startswith("#!/bin/bash"):
+                with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
+                    script.write(f["content"])
+                sc = shutil.which("shellcheck")
+                if sc:
+                    proc = subprocess.run([sc, "-S", "warning", script.name], capture_output=True, text=True)
+                    R.check(proc.returncode == 0, f"{call.group(1)}: {f['path']} passes shellcheck", proc.stdout[-800:])
+                os.unlink(script.name)
+    tf = shutil.which("terraform")
+    if tf:
+        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+        proc = subprocess.run([tf, "fmt", "-check", "-recursive", "-diff", str(DEPLOY / "terraform")],
+                              capture_output=True, text=True, env=env)
+        R.check(proc.returncode == 0, "terraform fmt -check (offline)", proc.stdout[-1500:] + proc.stderr[-500:])
+        R.skip("terraform validate: needs `terraform init` to download providers (no registry access here)")
+    else:
+        R.skip("terraform binary not installed: terraform fmt not run")
+
+
+def check_packer() -> None:
+    R.start("Packer (deploy/packer)")
+    pdir = DEPLOY / "packer"
+    files = sorted(pdir.glob("*.pkr.hcl"))
+    R.check(bool(files), "has a *.pkr.hcl template")
+    for f in files:
+        try:
+            doc = hcl_load(f)
+        except Exception as e:
+            R.check(False, f"{rel(f)} parses (python-hcl2)", str(e)[:500])
+            continue
+        R.check(True, f"{rel(f)} parses (python-hcl2)")
+        plugins = {}
+        for block in doc.get("packer", []):
+            for rp in block.get("required_plugins", []):
+                plugins.update({_strip(k): v for k, v in rp.items()})
+        R.check(_strip((plugins.get("hcloud") or {}).get("source")) == "github.com/hetznercloud/hcloud",
+                "requires the hcloud plugin", str(plugins))
+        sources = {(_strip(t), _strip(n)) for s in doc.get("source", []) for t, v in s.items() for n in v}
+        R.check(any(t == "hcloud" for t, _ in sources), "has an hcloud source", str(sources))
+        text = f.read_text(encoding="utf-8")
+        for src in doc.get("source", []):
+            for body in (src.get("hcloud") or {}).values():
+                R.check("ubuntu" in str(body.get("image")), "builds from an Ubuntu base image")
+                R.check("snapshot_labels" in body, "labels the snapshot (Terraform selects it by label)")
+        R.check(bool(doc.get("build")), "has a build block")
+        scripts = re.findall(r'"\$\{path\.root\}/(scripts/[^"]+)"', text)
+        R.check(bool(scripts), "runs provisioning scripts")
+        for s in scripts:
+            R.check((pdir / s).is_file(), f"script {s} exists")
+        for needed in ("k3s", "tailscale"):
+            R.check(any(needed in s for s in scripts), f"installs {needed}")
+    packer = shutil.which("packer")
+    if packer:
+        proc = subprocess.run([packer, "validate", "-syntax-only", str(pdir)], capture_output=True, text=True)
+        R.check(proc.returncode == 0, "packer validate -syntax-only", proc.stdout[-800:] + proc.stderr[-400:])
+    else:
+        R.skip("packer binary not installed: `packer validate` not run")
+
+
+def check_shell() -> None:
+    R.start("Shell scripts (shellcheck)")
+    scripts = sorted((DEPLOY / "packer" / "scripts").glob("*.sh")) + [DEPLOY / "tests" / "validate"]
+    sc = shutil.which("shellcheck")
+    if not sc:
+        R.skip("shellcheck not installed")
+        return
+    for s in scripts:
+        proc = subprocess.run([sc, "-S", "style", str(s)], capture_output=True, text=True)
+        R.check(proc.returncode == 0, f"shellcheck {rel(s)}", proc.stdout[-1500:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile and README
+
+
+def check_dockerfile() -> None:
+    R.start("Dockerfile and .dockerignore")
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    froms = [l for l in lines if l.upper().startswith("FROM ")]
+    R.check(len(froms) >= 3, "multi-stage build", str(froms))
+    R.check("cargo chef cook" in text and "--recipe-path" in text, "caches dependencies in their own layer (cargo-chef)")
+    R.check(re.search(r"cargo install cargo-chef --locked --version", text) is not None, "cargo-chef is pinned")
+    build = [l for l in lines if "cargo build" in l]
+    R.check(bool(build) and all("--locked" in l and "--release" in l for l in build), "release build with --locked")
+    R.check(re.search(r"--package platform\b|-p platform\b", text) is not None, "builds the `platform` package")
+    R.check("bookworm" in text and "distroless/cc-debian12" in text, "builder glibc (Debian 12) matches the runtime image")
+    R.check(re.search(r"ARG RUNTIME_IMAGE=gcr\.io/distroless/cc-debian12:nonroot", text) is not None,
+            "final image is distroless (no shell), nonroot variant")
+    R.check(froms[-1].split()[1] == "${RUNTIME_IMAGE}", "the last stage is the runtime image")
+    users = [l for l in lines if l.upper().startswith("USER ")]
+    R.check(bool(users) and users[-1].split()[1].split(":")[0] == "65532", "runs as uid 65532")
+    R.check('ENTRYPOINT ["/platform"]' in lines, 'ENTRYPOINT ["/platform"]')
+    R.check(not any(l.upper().startswith(("RUN ", "SHELL ")) for l in lines[lines.index(froms[-1]):]),
+            "nothing runs in the final stage (it has no shell)")
+    ignore = [l.strip() for l in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()]
+    for entry in ("target/", ".git/", "**/node_modules/", ".platform/"):
+        R.check(entry in ignore, f".dockerignore excludes {entry}")
+    for keep in ("Cargo.lock", "Cargo.toml", "src", "runtime", "tests"):
+        R.check(not any(l.rstrip("/") == keep for l in ignore), f".dockerignore keeps {keep}")
+
+
+def check_readme() -> None:
+    R.start("Runbook (deploy/README.md)")
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for needle in ("docker build", "packer build", "terraform apply", "knative-features.yaml", "kourier",
+                   "cloudnative-pg", "sealed-secrets", "kyverno", "argocd", "kubeseal", "admin-token",
+                   "platform login", "platform deploy hello.wasm --app hello --route /hello", "curl",
+                   "deploy/tests/validate", "What was validated"):
+        R.check(needle.lower() in text.lower(), f"mentions {needle!r}")
+    for link in re.findall(r"\]\((?!https?://|#)([^)]+)\)", text):
+        R.check((DEPLOY / link).exists(), f"link {link} exists")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    started = time.time()
+    crds = load_crd_schemas()
+    R.start("Schemas")
+    if crds:
+        R.check(True, f"{len(crds)} CRD schema versions loaded from {SCHEMAS}")
+    else:
+        R.note(f"{SCHEMAS} not found: CRD schema checks (Knative, CNPG, Argo CD, Kyverno, SealedSecret) are SKIPPED")
+
+    yamllint_all()
+
+    features_doc = yaml.safe_load((DEPLOY / "cluster" / "knative-features.yaml").read_text(encoding="utf-8"))
+    features = features_doc.get("data") or {}
+
+    rendered: dict = {}
+    for directory in OVERLAYS + EXTRA_KUSTOMIZATIONS:
+        R.start(f"Render {rel(directory)}")
+        objs = render(directory)
+        if objs is None:
+            continue
+        rendered[directory.resolve()] = objs
+        cross_check_with_kubectl(directory, objs)
+        R.start(f"Schemas of {rel(directory)}")
+        for o in objs:
+            validate_object(o, crds, rel(directory))
+        if directory in OVERLAYS:
+            R.start(f"Consistency of {rel(directory)}")
+            check_overlay(directory.name, objs, features)
+            R.start(f"Kyverno policy against {rel(directory)}")
+            check_policies(directory.name, objs)
+
+    R.start("Plain manifests (argocd/, cluster/)")
+    plain = []
+    for f in PLAIN_MANIFESTS:
+        for o in kustomize_lite.load_yaml_documents(f):
+            plain.append((f, o))
+            validate_object(o, crds, rel(f))
+    check_cluster_settings(plain)
+    check_argocd(plain, rendered)
+    check_dashboard()
+    check_fluent_bit()
+    check_scrape_config()
+    check_terraform()
+    check_packer()
+    check_shell()
+    check_dockerfile()
+    check_readme()
+
+    print("\n== Summary")
+    for section, n in R.section_counts.items():
+        print(f"  {n:4d} checks  {section}")
+    for s in R.skipped:
+        print(f"  skipped: {s}")
+    for n in R.notes:
+        print(f"  note: {n}")
+    for f in R.failed:
+        print(f"  FAILED: {f}")
+    print(f"\nvalidated in {time.time() - started:.1f}s")
+    print(f"{R.passed} passed, {len(R.failed)} failed, {len(R.skipped)} skipped")
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+//! `FeedState`: the runtime's copy of what the control plane says to serve.
+//!
+//! It starts from a snapshot and applies revisioned events: an event for the next revision
+//! is applied (each carries one app's whole serving state); an older or equal one is
+//! ignored; a gap means events were missed, and the caller resyncs from a new snapshot.
+//! After each change the caller installs [`FeedState::route_table`] as a whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_proto::v1::{
+    FeedEvent, FeedSnapshot, Isolation as ProtoIsolation, ServingApp, feed_event,
+};
+
+use crate::app::{AppSpec, AppTarget, Isolation, Limits};
+use crate::module_cache::Digest;
+use crate::route_table::{RouteSpec, RouteTable};
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed; install a new route table.
+    Changed,
+    /// The event was old news.
+    Ignored,
+    /// Events were missed: resync from a snapshot.
+    Gap,
+}
+
+/// The served state and its revision.
+#[derive(Debug, Clone, Default)]
+pub struct FeedState {
+    revision: u64,
+    apps: BTreeMap<String, ServingApp>,
+}
+
+impl FeedState {
+    /// State from a snapshot.
+    pub fn from_snapshot(s: FeedSnapshot) -> Self {
+        FeedState {
+            revision: s.revision,
+            apps: s.apps.into_iter().map(|a| (a.app_id.clone(), a)).collect(),
+        }
+    }
+
+    /// The revision this state reflects.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Number of serving apps.
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// True when nothing is served.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: &FeedEvent) -> Applied {
+        if event.revision <= self.revision {
+            return Applied::Ignored;
+        }
+        if event.revision != self.revision + 1 {
+            return Applied::Gap;
+        }
+        match &event.change {
+            Some(feed_event::Change::AppChanged(app)) => {
+                self.apps.insert(app.app_id.clone(), app.clone());
+            }
+            Some(feed_event::Change::AppRemoved(id)) => {
+                self.apps.remove(id);
+            }
+            None => {}
+        }
+        self.revision = event.revision;
+        Applied::Changed
+    }
+
+    /// The route table for this state. Routes that fail to parse or collide (which control
+    /// prevents) are skipped with a warning rather than taking every other route down.
+    pub fn route_table(&self) -> RouteTable {
+        let mut entries: Vec<(RouteSpec, Arc<AppTarget>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for app in self.apps.values() {
+            let releases: Vec<(u32, Arc<AppSpec>)> = app
+                .releases
+                .iter()
+                .filter_map(|w| {
+                    let r = w.release.as_ref()?;
+                    match app_spec(app, r) {
+                        Some(spec) => Some((w.weight, Arc::new(spec))),
+                        None => {
+                            tracing::warn!(app = %app.name, release = %r.id, "release has an invalid module digest; skipped");
+                            None
+                        }
+                    }
+                })
+                .collect();
+            if releases.is_empty() {
+                continue;
+            }
+            let target = Arc::new(AppTarget {
+                app: app.name.clone(),
+                releases,
+            });
+            for r in &app.routes {
+                let text = format!("{}{}", r.host, r.path_prefix);
+                match RouteSpec::parse(&text) {
+                    Ok(spec) if seen.insert(spec.clone()) => entries.push((spec, target.clone())),
+                    Ok(spec) => {
+                        tracing::warn!(route = %spec, app = %app.name, "duplicate route in feed; skipped")
+                    }
+                    Err(e) => {
+                        tracing::warn!(route = %text, error = %e, "invalid route in feed; skipped")
+                    }
+                }
+            }
+        }
+        // Duplicates were removed above, so building cannot conflict.
+        RouteTable::build(entries).unwrap_or_default()
+    }
+}
+
+fn app_spec(app: &ServingApp, r: &platform_proto::v1::Release) -> Option<AppSpec> {
+    let defaults = Limits::default();
+    let l = r.limits.unwrap_or_default();
+    let nonzero = |v: u64, d: u64| if v == 0 { d } else { v };
+    Some(AppSpec {
+        app: app.name.clone(),
+        tenant: app.tenant.clone(),
+        release: r.id.clone(),
+        module: Digest::parse(&r.module_digest)?,
+        env: r
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect(),
+        limits: Limits {
+            memory: nonzero(l.memory_bytes, defaults.memory),
+            timeout: if l.timeout_ms == 0 {
+                defaults.timeout
+            } else {
+                Duration::from_millis(l.timeout_ms)
+            },
+            max_body: nonzero(l.max_body_bytes, defaults.max_body),
+            max_response: nonzero(l.max_response_bytes, defaults.max_response),
+        },
+        isolation: if r.isolation == ProtoIsolation::PerRequest as i32 {
+            Isolation::PerRequest
+        } else {
+            Isolation::Pooled
+        },
+        allowed_outbound_hosts: r.allowed_outbound_hosts.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform_proto::v1::{Release, ServingRoute, WeightedRelease};
+
+    fn app(id: &str, prefix: &str) -> ServingApp {
+        ServingApp {
+            app_id: id.into(),
+            tenant: "t".into(),
+            name: id.into(),
+            routes: vec![ServingRoute {
+                host: String::new(),
+                path_prefix: prefix.into(),
+            }],
+            releases: vec![WeightedRelease {
+                weight: 100,
+                release: Some(Release {
+                    id: format!("{id}-r1"),
+                    module_digest: "a".repeat(64),
+                    ..Default::default()
+                }),
+            }],
+        }
+    }
+
+    fn changed(revision: u64, a: ServingApp) -> FeedEvent {
+        FeedEvent {
+            revision,
+            change: Some(feed_event::Change::AppChanged(a)),
+        }
+    }
+
+    #[test]
+    fn applies_in_order_ignores_old_and_detects_gaps() {
+        let mut s = FeedState::from_snapshot(FeedSnapshot {
+            revision: 5,
+            apps: vec![app("a", "/a")],
+        });
+        assert!(s.route_table().lookup(None, "/a").is_some());
+        assert_eq!(s.apply(&changed(5, app("b", "/b"))), Applied::Ignored);
+        assert_eq!(s.apply(&changed(6, app("b", "/b"))), Applied::Changed);
+        assert_eq!(s.revision(), 6);
+        let t = s.route_table();
+        assert_eq!(t.lookup(None, "/b/x").unwrap().target.app, "b");
+        assert_eq!(s.apply(&changed(8, app("c", "/c"))), Applied::Gap);
+        assert_eq!(s.revision(), 6, "a gap changes nothing");
+        let removed = FeedEvent {
+            revision: 7,
+            change: Some(feed_event::Change::AppRemoved("a".into())),
+        };
+        assert_eq!(s.apply(&removed), Applied::Changed);
+        assert!(s.route_table().lookup(None, "/a").is_none());
+    }
+}

@@ -1,0 +1,91 @@
+//! Flags shared by the serving commands. Every flag is also a `PLATFORM_*` environment
+//! variable (what Kubernetes and Knative pass), with flags winning over the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::telemetry::LogFormat;
+
+/// Data directory and observability, for every process.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Data directory: database (embedded mode), blobs, modules, artifacts, admin token.
+    #[arg(long, env = "PLATFORM_DATA_DIR", default_value = "./.platform")]
+    pub data_dir: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, env = "PLATFORM_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint for traces, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "PLATFORM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// The data plane's flags.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Traffic listener [default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080].
+    #[arg(long, env = "PLATFORM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener: health, readiness, metrics (and, under `up`, the API and dashboard).
+    #[arg(long, env = "PLATFORM_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: SocketAddr,
+    /// Compiled-artifact cache [default: <data-dir>/artifacts]. Safe to share between
+    /// processes; put it on fast local disk (an emptyDir under Kubernetes).
+    #[arg(long, env = "PLATFORM_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
+    /// Unload a module (and its idle instances) after this long without requests.
+    #[arg(long, env = "PLATFORM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "PLATFORM_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Most guest executions at once; more requests wait.
+    #[arg(long, env = "PLATFORM_MAX_CONCURRENCY", default_value_t = 256)]
+    pub max_concurrency: usize,
+}
+
+impl RuntimeArgs {
+    /// The traffic address: the flag, else `$PORT` on all interfaces, else the default.
+    pub fn traffic_addr(&self) -> SocketAddr {
+        if let Some(a) = self.listen {
+            return a;
+        }
+        if let Some(port) = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+        {
+            return SocketAddr::from(([0, 0, 0, 0], port));
+        }
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+}
+
+/// The control plane's flags (also used by the worker).
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Database: postgres://... for clusters [default: sqlite://<data-dir>/platform.db].
+    #[arg(long, env = "PLATFORM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// NATS server for events, e.g. nats://127.0.0.1:4222 [default: in-process events].
+    #[arg(long, env = "PLATFORM_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Blob store: file:///path or s3://bucket/prefix [default: file://<data-dir>/blobs].
+    #[arg(long, env = "PLATFORM_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// Largest module accepted for upload.
+    #[arg(long, env = "PLATFORM_MAX_MODULE_SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub max_module_size: u64,
+}
+
+/// Parses a duration flag such as `30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::manifest::parse_duration(s)
+}
+
+/// Parses a size flag such as `128MiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    crate::manifest::parse_size(s)
+}

@@ -1,0 +1,527 @@
+//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `tokens`.
+//!
+//! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
+//! saved login (`platform login`), then, on the machine running `platform up`, the admin
+//! token in its data directory, so `platform up` then `platform deploy` needs no login.
+
+pub mod api;
+pub mod deploy;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use platform_proto::v1::*;
+
+use self::api::{Api, HttpApi};
+use self::deploy::{DeploySpec, ModuleInput};
+use crate::manifest::{Manifest, parse_duration, parse_size};
+
+/// Where the API is and who we are.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Control plane URL [default: saved login, else http://127.0.0.1:8081].
+    #[arg(long, env = "PLATFORM_SERVER", global = true)]
+    pub server: Option<String>,
+    /// API token [default: saved login, else <data-dir>/admin-token].
+    #[arg(long, env = "PLATFORM_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Data directory of a local `platform up` (for its admin token).
+    #[arg(
+        long,
+        env = "PLATFORM_DATA_DIR",
+        default_value = "./.platform",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Save the server URL and token for later commands.
+    Login {
+        /// Control plane URL, e.g. https://platform.example.com.
+        #[arg(long)]
+        server: String,
+        /// API token.
+        #[arg(long)]
+        token: String,
+    },
+    /// Upload a module and serve it: `platform deploy hello.wasm --app hello --route /hello`,
+    /// or every app of a manifest: `platform deploy --manifest platform.toml`.
+    Deploy(Box<DeployArgs>),
+    /// List apps.
+    Apps {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List an app's releases.
+    Releases {
+        /// App name.
+        app: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Make an earlier release live again (the previous one by default).
+    Rollback {
+        /// App name.
+        app: String,
+        /// Release number or id.
+        release: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List routes.
+    Routes {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List, create or revoke API tokens.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<TokenAction>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+/// `platform tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token (its secret is printed once).
+    Create {
+        /// A name to recognise it by.
+        name: String,
+        /// Another tenant (admin tokens only); created when new.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Give it admin rights (admin tokens only).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+/// `platform deploy` flags.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The .wasm to deploy.
+    pub module: Option<PathBuf>,
+    /// Deploy every app of this manifest instead.
+    #[arg(long, conflicts_with_all = ["module", "app"])]
+    pub manifest: Option<PathBuf>,
+    /// App name.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Route: "/path" or "host/path" (repeatable).
+    #[arg(long = "route")]
+    pub routes: Vec<String>,
+    /// Host for the routes given as "/path".
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Environment variable K=V for the guest (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Memory limit, e.g. 128MiB.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Time limit per request, e.g. 2s.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Largest request body, e.g. 10MiB.
+    #[arg(long)]
+    pub max_body: Option<String>,
+    /// SDK modules: pooled or per-request.
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// Outbound host SDK guests may call (repeatable).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Runs a client command.
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Login { server, token } => login(&server, &token).await,
+        ClientCommand::Deploy(args) => run_deploy(*args).await,
+        ClientCommand::Apps { conn } => {
+            let api = connect(&conn)?;
+            let apps = api.list_apps(ListAppsRequest {}).await?.apps;
+            if conn.json {
+                return print_json(&apps);
+            }
+            if apps.is_empty() {
+                println!("no apps yet: platform deploy app.wasm --app NAME --route /path");
+            }
+            println!("{:<20} {:<8} ROUTES", "APP", "RELEASE");
+            for a in apps {
+                let routes: Vec<String> = a.routes.iter().map(|r| r.url.clone()).collect();
+                let rel = if a.live_release_number == 0 {
+                    "-".to_string()
+                } else {
+                    format!("#{}", a.live_release_number)
+                };
+                println!("{:<20} {:<8} {}", a.name, rel, routes.join(" "));
+            }
+            Ok(())
+        }
+        ClientCommand::Releases { app, conn } => {
+            let api = connect(&conn)?;
+            let releases = api
+                .list_releases(ListReleasesRequest { app })
+                .await?
+                .releases;
+            if conn.json {
+                return print_json(&releases);
+            }
+            println!(
+                "{:<6} {:<8} {:<14} {:<10} CREATED",
+                "#", "LIVE", "MODULE", "STATE"
+            );
+            for r in releases {
+                println!(
+                    "{:<6} {:<8} {:<14} {:<10} {}",
+                    r.number,
+                    if r.live { "live" } else { "" },
+                    &r.module_digest[..12.min(r.module_digest.len())],
+                    state_name(r.state),
+                    r.create_time
+                        .map(|t| format_time(t.seconds))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ClientCommand::Rollback { app, release, conn } => {
+            let api = connect(&conn)?;
+            let r = api
+                .rollback(RollbackReleaseRequest {
+                    app: app.clone(),
+                    release: release.unwrap_or_default(),
+                })
+                .await?
+                .release
+                .context("empty answer")?;
+            if conn.json {
+                return print_json(&r);
+            }
+            println!("{app}: release #{} is live again", r.number);
+            Ok(())
+        }
+        ClientCommand::Routes { conn } => {
+            let api = connect(&conn)?;
+            let routes = api
+                .list_routes(ListRoutesRequest { app: String::new() })
+                .await?
+                .routes;
+            if conn.json {
+                return print_json(&routes);
+            }
+            println!("{:<20} {:<34} URL", "APP", "ROUTE");
+            for r in routes {
+                println!(
+                    "{:<20} {:<34} {}",
+                    r.app_name,
+                    format!("{}{}", r.host, r.path_prefix),
+                    r.url
+                );
+            }
+            Ok(())
+        }
+        ClientCommand::Tokens { action, conn } => {
+            let api = connect(&conn)?;
+            match action {
+                None => {
+                    let tokens = api.list_tokens(ListTokensRequest {}).await?.tokens;
+                    if conn.json {
+                        return print_json(&tokens);
+                    }
+                    println!(
+                        "{:<34} {:<24} {:<14} {:<6} STATE",
+                        "ID", "NAME", "PREFIX", "ADMIN"
+                    );
+                    for t in tokens {
+                        println!(
+                            "{:<34} {:<24} {:<14} {:<6} {}",
+                            t.id,
+                            t.name,
+                            t.prefix,
+                            if t.admin { "yes" } else { "" },
+                            if t.revoke_time.is_some() {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
+                        );
+                    }
+                }
+                Some(TokenAction::Create {
+                    name,
+                    tenant,
+                    admin,
+                }) => {
+                    let r = api
+                        .create_token(CreateTokenRequest {
+                            name,
+                            tenant: tenant.unwrap_or_default(),
+                            admin,
+                        })
+                        .await?;
+                    if conn.json {
+                        return print_json(&r);
+                    }
+                    println!("{}\n\n(shown once: store it now)", r.secret);
+                }
+                Some(TokenAction::Revoke { id }) => {
+                    api.revoke_token(RevokeTokenRequest { id: id.clone() })
+                        .await?;
+                    if !conn.json {
+                        println!("token {id} revoked");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let api = connect(&args.conn)?;
+    let json = args.conn.json;
+    let say = |s: &str| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    let specs = if let Some(path) = &args.manifest {
+        let m = Manifest::load(path)?;
+        manifest_specs(&m)
+    } else {
+        let Some(module) = args.module.clone() else {
+            bail!(
+                "give a module (platform deploy app.wasm --app NAME --route /path) or --manifest platform.toml"
+            );
+        };
+        let app = match &args.app {
+            Some(a) => a.clone(),
+            None => module
+                .file_stem()
+                .map(|s| {
+                    s.to_string_lossy()
+                        .to_ascii_lowercase()
+                        .replace(['_', '.', ' '], "-")
+                })
+                .context("name the app with --app")?,
+        };
+        if args.routes.is_empty() {
+            bail!("give at least one --route, e.g. --route /{app}");
+        }
+        let mut routes = Vec::new();
+        for r in &args.routes {
+            routes.push(split_route(r, args.host.as_deref()));
+        }
+        let mut env = BTreeMap::new();
+        for kv in &args.env {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--env {kv:?}: expected K=V"))?;
+            env.insert(k.to_string(), v.to_string());
+        }
+        let limits = Limits {
+            memory_bytes: args
+                .memory
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or(0),
+            timeout_ms: args
+                .timeout
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .map_or(0, |d| d.as_millis() as u64),
+            max_body_bytes: args
+                .max_body
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or(0),
+            max_response_bytes: 0,
+        };
+        let isolation = match args.isolation.as_deref() {
+            None | Some("pooled") => Isolation::Pooled,
+            Some("per-request") => Isolation::PerRequest,
+            Some(other) => bail!("--isolation {other:?}: expected pooled or per-request"),
+        };
+        vec![DeploySpec {
+            app,
+            module: ModuleInput::File(module),
+            routes,
+            env,
+            limits,
+            isolation,
+            allowed_outbound_hosts: args.allow_hosts.clone(),
+            prune_routes: false,
+        }]
+    };
+    let mut results = Vec::new();
+    for spec in &specs {
+        let d = deploy::deploy(&*api, spec, &say).await?;
+        if !json {
+            println!("{} is live (release #{}):", d.app, d.release.number);
+            for u in &d.urls {
+                println!("  {u}");
+            }
+        }
+        results.push(d);
+    }
+    if json {
+        print_json(&results)?;
+    }
+    Ok(())
+}
+
+/// The deploy specs of a manifest (each app's routes made exact).
+pub fn manifest_specs(m: &Manifest) -> Vec<DeploySpec> {
+    m.apps
+        .iter()
+        .map(|a| DeploySpec {
+            app: a.name.clone(),
+            module: ModuleInput::File(a.module.clone()),
+            routes: a
+                .routes
+                .iter()
+                .map(|r| (r.host.clone().unwrap_or_default(), r.prefix.clone()))
+                .collect(),
+            env: a.env.iter().cloned().collect(),
+            limits: Limits {
+                memory_bytes: a.limits.memory,
+                timeout_ms: a.limits.timeout.as_millis() as u64,
+                max_body_bytes: a.limits.max_body,
+                max_response_bytes: a.limits.max_response,
+            },
+            isolation: match a.isolation {
+                platform_runtime::Isolation::PerRequest => Isolation::PerRequest,
+                platform_runtime::Isolation::Pooled => Isolation::Pooled,
+            },
+            allowed_outbound_hosts: a.allowed_outbound_hosts.clone(),
+            prune_routes: true,
+        })
+        .collect()
+}
+
+fn split_route(r: &str, host: Option<&str>) -> (String, String) {
+    if r.starts_with('/') {
+        (host.unwrap_or("").to_string(), r.to_string())
+    } else {
+        match r.split_once('/') {
+            Some((h, p)) => (h.to_string(), format!("/{p}")),
+            None => (r.to_string(), "/".into()),
+        }
+    }
+}
+
+/// Resolves server and token and returns an API client.
+pub fn connect(conn: &ConnArgs) -> anyhow::Result<Box<dyn Api>> {
+    let saved = load_login();
+    let server = conn
+        .server
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
+        .unwrap_or_else(|| "http://127.0.0.1:8081".into());
+    let token = match conn
+        .token
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.token.clone()))
+    {
+        Some(t) => t,
+        None => {
+            let file = conn.data_dir.join("admin-token");
+            std::fs::read_to_string(&file)
+                .map(|s| s.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "no API token: pass --token, set PLATFORM_TOKEN, run `platform login`, or run this next to `platform up` (it writes {})",
+                        file.display()
+                    )
+                })?
+        }
+    };
+    Ok(Box::new(HttpApi::new(&server, &token)?))
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedLogin {
+    server: String,
+    token: String,
+}
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PLATFORM_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("platform").join("config.toml"))
+}
+
+fn load_login() -> Option<SavedLogin> {
+    let text = std::fs::read_to_string(config_path()?).ok()?;
+    toml::from_str(&text).ok()
+}
+
+async fn login(server: &str, token: &str) -> anyhow::Result<()> {
+    let api = HttpApi::new(server, token)?;
+    let info = api.get_info(GetInfoRequest {}).await?;
+    let path =
+        config_path().context("cannot find a config directory (set HOME or PLATFORM_CONFIG)")?;
+    let text = toml::to_string(&SavedLogin {
+        server: server.to_string(),
+        token: token.to_string(),
+    })?;
+    platform_control::write_secret_file(&path, text.trim_end())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "logged in to {server} (Platform {}; apps served at {}); saved to {}",
+        info.version,
+        info.public_url,
+        path.display()
+    );
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn state_name(s: i32) -> &'static str {
+    match ReleaseState::try_from(s).unwrap_or(ReleaseState::Unspecified) {
+        ReleaseState::Pending => "pending",
+        ReleaseState::Ready => "ready",
+        ReleaseState::Failed => "failed",
+        ReleaseState::Unspecified => "?",
+    }
+}
+
+fn format_time(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+    )
+    .to_string()
+}

@@ -1,0 +1,316 @@
+//! How a runtime follows the control plane: a snapshot, then revisioned events, resyncing
+//! on any gap, on every NATS (re)connection, and every 30 seconds as a safety net. Routes
+//! are swapped in whole; while control or NATS is away the last known routes keep serving.
+//!
+//! Also the runtime's module sources: over HTTP from control (cluster), or straight from
+//! the blob store (everything in one process).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures::StreamExt;
+use platform_control::blobs::BlobStore;
+use platform_control::events::EventBus;
+use platform_proto::v1::{FeedSnapshot, GetSnapshotRequest, GetSnapshotResponse};
+use platform_runtime::engine::EngineFingerprint;
+use platform_runtime::feed::{Applied, FeedState};
+use platform_runtime::module_cache::{ModuleSource, SourceError};
+use platform_runtime::{Digest, Runtime};
+use prost::Message;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+/// Where snapshots come from.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync {
+    /// The current serving state.
+    async fn snapshot(&self) -> anyhow::Result<FeedSnapshot>;
+}
+
+/// The control plane over HTTP (Connect, binary protobuf).
+#[derive(Clone)]
+pub struct ControlClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ControlClient {
+    /// A client for `base` (e.g. `http://control:8081`) authenticating with `token`.
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(ControlClient {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(300))
+                .build()?,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// Downloads `path` into `dest` (atomically); false on 404.
+    pub async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<bool> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let resp = resp.error_for_status()?;
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir).await?;
+        let (file, tmp) = tempfile::NamedTempFile::new_in(dir)?.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            file.write_all(&chunk?).await?;
+        }
+        file.flush().await?;
+        drop(file);
+        tmp.persist(dest)?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for ControlClient {
+    async fn snapshot(&self) -> anyhow::Result<FeedSnapshot> {
+        let resp = self
+            .http
+            .post(format!("{}/platform.v1.FeedService/GetSnapshot", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/proto")
+            .body(GetSnapshotRequest {}.encode_to_vec())
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "control answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        GetSnapshotResponse::decode(body)?
+            .snapshot
+            .context("empty snapshot")
+    }
+}
+
+/// The control plane in the same process.
+pub struct InProcessSource(pub Arc<platform_control::Control>);
+
+#[async_trait]
+impl SnapshotSource for InProcessSource {
+    async fn snapshot(&self) -> anyhow::Result<FeedSnapshot> {
+        Ok(platform_control::feed::snapshot(&self.0.store).await?)
+    }
+}
+
+/// Modules and artifacts fetched from control over HTTP, cached in a local directory.
+pub struct ControlModuleSource {
+    client: ControlClient,
+    dir: PathBuf,
+}
+
+impl ControlModuleSource {
+    /// A source caching modules in `dir`.
+    pub fn new(client: ControlClient, dir: PathBuf) -> Self {
+        ControlModuleSource { client, dir }
+    }
+}
+
+#[async_trait]
+impl ModuleSource for ControlModuleSource {
+    async fn module_path(&self, digest: &Digest) -> Result<PathBuf, SourceError> {
+        let path = self.dir.join(format!("{digest}.wasm"));
+        if path.exists() {
+            return Ok(path);
+        }
+        match self
+            .client
+            .download(&format!("/v1/modules/{digest}/wasm"), &path)
+            .await
+        {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(SourceError(format!("control has no module {digest}"))),
+            Err(e) => Err(SourceError(format!("cannot fetch module {digest}: {e:#}"))),
+        }
+    }
+
+    async fn fetch_artifact(
+        &self,
+        digest: &Digest,
+        engine: &EngineFingerprint,
+        dest: &Path,
+    ) -> Result<bool, SourceError> {
+        self.client
+            .download(&format!("/v1/artifacts/{digest}/{}", engine.as_str()), dest)
+            .await
+            .map_err(|e| SourceError(format!("cannot fetch artifact {digest}: {e:#}")))
+    }
+}
+
+/// Modules and artifacts read from the blob store directly (one process).
+pub struct BlobModuleSource {
+    blobs: BlobStore,
+    dir: PathBuf,
+}
+
+impl BlobModuleSource {
+    /// A source over `blobs`, caching non-local blobs in `dir`.
+    pub fn new(blobs: BlobStore, dir: PathBuf) -> Self {
+        BlobModuleSource { blobs, dir }
+    }
+}
+
+#[async_trait]
+impl ModuleSource for BlobModuleSource {
+    async fn module_path(&self, digest: &Digest) -> Result<PathBuf, SourceError> {
+        let key = BlobStore::module_key(digest.as_str());
+        if let Some(p) = self.blobs.local_path(&key)
+            && p.exists()
+        {
+            return Ok(p);
+        }
+        let path = self.dir.join(format!("{digest}.wasm"));
+        if !path.exists() {
+            self.blobs
+                .get_to_file(&key, &path)
+                .await
+                .map_err(|e| SourceError(format!("cannot read module {digest}: {e}")))?;
+        }
+        Ok(path)
+    }
+
+    async fn fetch_artifact(
+        &self,
+        digest: &Digest,
+        engine: &EngineFingerprint,
+        dest: &Path,
+    ) -> Result<bool, SourceError> {
+        let key = BlobStore::artifact_key(digest.as_str(), engine.as_str());
+        match self.blobs.exists(&key).await {
+            Ok(true) => self
+                .blobs
+                .get_to_file(&key, dest)
+                .await
+                .map(|()| true)
+                .map_err(|e| SourceError(format!("cannot read artifact {digest}: {e}"))),
+            Ok(false) => Ok(false),
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+}
+
+/// Follows the feed until `shutdown` resolves, installing route tables into `rt`.
+pub async fn follow(
+    rt: Arc<Runtime>,
+    source: Arc<dyn SnapshotSource>,
+    bus: Option<EventBus>,
+    resync: Arc<Notify>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut events = None;
+    let mut state: Option<FeedState> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut safety = tokio::time::interval(Duration::from_secs(30));
+    safety.tick().await;
+    loop {
+        // Subscribe before taking the snapshot, so nothing falls between the two.
+        if events.is_none()
+            && let Some(bus) = &bus
+        {
+            match bus.subscribe_feed().await {
+                Ok(s) => events = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to feed events; relying on periodic resync")
+                }
+            }
+        }
+        if state.is_none() {
+            match source.snapshot().await {
+                Ok(s) => {
+                    let st = FeedState::from_snapshot(s);
+                    install(&rt, &st);
+                    tracing::info!(
+                        revision = st.revision(),
+                        apps = st.len(),
+                        "feed snapshot applied"
+                    );
+                    state = Some(st);
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_ms = backoff.as_millis() as u64, "cannot read the feed snapshot; serving the last known routes");
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        let next = async {
+            match events.as_mut() {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            ev = next => match ev {
+                Some(ev) => {
+                    if let Some(st) = state.as_mut() {
+                        match st.apply(&ev) {
+                            Applied::Changed => {
+                                install(&rt, st);
+                                tracing::info!(revision = st.revision(), "feed event applied");
+                            }
+                            Applied::Ignored => {}
+                            Applied::Gap => {
+                                tracing::info!(have = st.revision(), got = ev.revision, "feed revision gap; resyncing");
+                                state = None;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!("feed event stream ended; resubscribing");
+                    events = None;
+                    state = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            () = resync.notified() => state = None,
+            _ = safety.tick() => state = None,
+        }
+    }
+}
+
+fn install(rt: &Runtime, state: &FeedState) {
+    let table = state.route_table();
+    let digests: std::collections::BTreeSet<Digest> = table
+        .routes()
+        .iter()
+        .flat_map(|(_, t)| t.releases.iter().map(|(_, s)| s.module.clone()))
+        .collect();
+    rt.routes.replace(table);
+    // Fetch artifacts of (new) modules ahead of their first request.
+    let cache = rt.cache.clone();
+    tokio::spawn(async move {
+        for d in digests {
+            if let Err(e) = cache.prefetch(&d).await {
+                tracing::debug!(module = ?d, error = %e, "artifact prefetch failed; the first request will load it");
+            }
+        }
+    });
+}

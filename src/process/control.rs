@@ -1,0 +1,36 @@
+//! `platform control`: the control plane's API on one listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::{Shutdown, bind, bootstrap_token, build_control, health_router, spawn_axum};
+use crate::args::{CommonArgs, StoreArgs};
+
+/// Runs the control plane until SIGTERM.
+pub async fn run(
+    listen: SocketAddr,
+    public_url: String,
+    common: CommonArgs,
+    store: StoreArgs,
+) -> anyhow::Result<()> {
+    let _telemetry = crate::telemetry::init(
+        common.log_format,
+        common.otlp_endpoint.as_deref(),
+        "platform-control",
+    )?;
+    let ctl = build_control(&common, &store, public_url, "platform-control").await?;
+    bootstrap_token(&ctl, &common.data_dir).await?;
+    let shutdown = Shutdown::on_signals();
+    let listener = bind(listen, "the API").await?;
+    let addr = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let router = platform_control::router(ctl.clone()).merge(health_router(ready));
+    let task = spawn_axum(listener, router, shutdown.clone());
+    println!(
+        "Platform control plane listening on {}",
+        super::display_base(addr)
+    );
+    task.await??;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The long-running processes: `up`, `runtime`, `control`, `worker`, and what they share.
+
+pub mod control;
+pub mod runtime;
+pub mod up;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use platform_control::blobs::BlobStore;
+use platform_control::events::EventBus;
+use platform_control::store::Store;
+use platform_control::{Control, ControlConfig};
+use platform_runtime::engine::{EngineFingerprint, EngineSettings};
+use platform_runtime::module_cache::ModuleSource;
+use platform_runtime::{Runtime, RuntimeConfig};
+use tokio::net::TcpListener;
+
+use crate::args::{CommonArgs, RuntimeArgs, StoreArgs};
+
+/// A cloneable "stop now" signal, fired by SIGTERM or SIGINT.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Watches SIGTERM and SIGINT.
+    pub fn on_signals() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => tracing::info!("SIGINT received"),
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                }
+            }
+            let _ = tx.send(true);
+        });
+        Shutdown { rx }
+    }
+
+    /// Resolves once shutdown was requested.
+    pub async fn wait(mut self) {
+        let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The engine settings every part agrees on (artifacts are compiled for them).
+pub fn engine_settings() -> EngineSettings {
+    EngineSettings::default()
+}
+
+/// The fingerprint of artifacts compiled for this build's runtimes.
+pub fn engine_fingerprint() -> anyhow::Result<(wasmtime::Engine, EngineFingerprint)> {
+    // The compiler needs no instance pool; the pool does not change the artifact format
+    // (checked by a runtime test), so the fingerprints match the runtimes'.
+    let settings = EngineSettings {
+        pooling: false,
+        ..engine_settings()
+    };
+    let engine = platform_runtime::engine::build_engine(&settings)?;
+    let fp = EngineFingerprint::of(&engine);
+    Ok((engine, fp))
+}
+
+/// Builds the data plane.
+pub fn build_runtime(
+    common: &CommonArgs,
+    args: &RuntimeArgs,
+    source: Arc<dyn ModuleSource>,
+) -> anyhow::Result<Arc<Runtime>> {
+    let mut config = RuntimeConfig::new(&common.data_dir);
+    config.engine = engine_settings();
+    config.idle_timeout = args.idle_timeout;
+    config.max_concurrency = args.max_concurrency;
+    if let Some(dir) = &args.artifact_dir {
+        config.artifact_dir = dir.clone();
+    }
+    Ok(Runtime::new(config, source)?)
+}
+
+/// Opens store, blobs and bus, and builds the control plane.
+pub async fn build_control(
+    common: &CommonArgs,
+    store_args: &StoreArgs,
+    public_url: String,
+    process_name: &str,
+) -> anyhow::Result<Arc<Control>> {
+    std::fs::create_dir_all(&common.data_dir)
+        .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
+    let data_dir = common
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| common.data_dir.clone());
+    let db_url = store_args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("platform.db").display()));
+    let store = Store::connect(&db_url)
+        .await
+        .with_context(|| format!("database {}", redact(&db_url)))?;
+    let blob_url = store_args
+        .blob_url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
+    let blobs = BlobStore::open(&blob_url).with_context(|| format!("blob store {blob_url}"))?;
+    let bus = match &store_args.nats_url {
+        Some(url) => EventBus::nats(url, process_name, None)
+            .await
+            .with_context(|| format!("NATS at {url}"))?,
+        None => EventBus::in_process(),
+    };
+    let (_, engine) = engine_fingerprint()?;
+    Ok(Control::new(
+        store,
+        blobs,
+        bus,
+        ControlConfig {
+            public_url,
+            max_module_size: store_args.max_module_size,
+            staging_dir: data_dir.join("staging"),
+            engine,
+        },
+    ))
+}
+
+/// Creates the first admin token on an empty database and tells the person at the terminal.
+pub async fn bootstrap_token(ctl: &Control, data_dir: &Path) -> anyhow::Result<()> {
+    let file = data_dir.join("admin-token");
+    if let Some(b) = ctl.bootstrap_admin(&file).await? {
+        println!(
+            "\nCreated the first admin token (shown once; also saved to {}):\n\n  {}\n\n  Use it as `Authorization: Bearer <token>`, or with `platform login --token <token>`;\n  `platform deploy` on this machine finds it in the data directory by itself.\n",
+            b.path.display(),
+            b.secret
+        );
+    }
+    Ok(())
+}
+
+/// Binds a listener with a clear error.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Serves an axum router until shutdown.
+pub fn spawn_axum(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+    })
+}
+
+/// Health endpoints for processes without a runtime (control, worker).
+pub fn health_router(ready: Arc<std::sync::atomic::AtomicBool>) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(std::sync::atomic::Ordering::Acquire) {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async { "# no metrics yet for this process\n" }),
+        )
+}
+
+/// `http://host:port` for an address people can click.
+pub fn display_base(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

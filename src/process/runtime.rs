@@ -1,0 +1,113 @@
+//! `platform runtime`: the data plane, following a control plane or serving a manifest.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use platform_control::events::EventBus;
+use platform_runtime::LocalModuleStore;
+use tokio::sync::Notify;
+
+use super::{Shutdown, bind, build_runtime, display_base, spawn_axum};
+use crate::args::{CommonArgs, RuntimeArgs};
+use crate::feed_client::{self, ControlClient, ControlModuleSource};
+use crate::local_feed;
+use crate::manifest::Manifest;
+
+/// Runs the data plane until SIGTERM.
+pub async fn run(
+    manifest: Option<PathBuf>,
+    control_url: Option<String>,
+    nats_url: Option<String>,
+    token: Option<String>,
+    common: CommonArgs,
+    args: RuntimeArgs,
+) -> anyhow::Result<()> {
+    let _telemetry = crate::telemetry::init(
+        common.log_format,
+        common.otlp_endpoint.as_deref(),
+        "platform-runtime",
+    )?;
+    let manifest = manifest.map(|p| Manifest::load(&p)).transpose()?;
+    if manifest.is_none() && control_url.is_none() {
+        bail!("platform runtime needs --control-url URL (with --token) or --manifest FILE");
+    }
+    std::fs::create_dir_all(&common.data_dir)
+        .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
+    let shutdown = Shutdown::on_signals();
+
+    let (runtime, follow_task) = if let Some(url) = &control_url {
+        let token =
+            token.context("--token (or PLATFORM_TOKEN) is needed to follow the control plane")?;
+        let client = ControlClient::new(url, &token)?;
+        let source = ControlModuleSource::new(client.clone(), common.data_dir.join("modules"));
+        let runtime = build_runtime(&common, &args, Arc::new(source))?;
+        let resync = Arc::new(Notify::new());
+        let bus = match &nats_url {
+            Some(n) => Some(
+                EventBus::nats(n, "platform-runtime", Some(resync.clone()))
+                    .await
+                    .with_context(|| format!("NATS at {n}"))?,
+            ),
+            None => None,
+        };
+        let task = tokio::spawn(feed_client::follow(
+            runtime.clone(),
+            Arc::new(client),
+            bus,
+            resync,
+            shutdown.clone().wait(),
+        ));
+        (runtime, Some(task))
+    } else {
+        let store =
+            LocalModuleStore::new(common.data_dir.join("modules")).context("module store")?;
+        let runtime = build_runtime(&common, &args, Arc::new(store.clone()))?;
+        if let Some(m) = &manifest {
+            let apps = local_feed::install_manifest(&runtime, &store, m)?;
+            local_feed::warm_up(&runtime, &apps).await;
+        }
+        (runtime, None)
+    };
+
+    let traffic = bind(args.traffic_addr(), "traffic").await?;
+    let admin = bind(args.admin_listen, "admin").await?;
+    let traffic_addr = traffic.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let admin_task = spawn_axum(
+        admin,
+        platform_runtime::admin::router(runtime.clone()),
+        shutdown.clone(),
+    );
+    let traffic_shutdown = shutdown.clone();
+    let traffic_task = tokio::spawn(platform_runtime::server::serve(
+        traffic,
+        runtime.clone(),
+        async move { traffic_shutdown.wait().await },
+        args.shutdown_grace,
+    ));
+    println!(
+        "Platform runtime serving on {}\n  admin        {}/healthz  /readyz  /metrics",
+        display_base(traffic_addr),
+        display_base(admin_addr)
+    );
+    if let Some(m) = &manifest {
+        for app in &m.apps {
+            for r in &app.routes {
+                println!(
+                    "  {:<12} {}{}",
+                    app.name,
+                    display_base(traffic_addr),
+                    r.prefix
+                );
+            }
+        }
+    }
+    traffic_task.await??;
+    let _ = admin_task.await;
+    if let Some(t) = follow_task {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! `platform worker`: compiles uploaded modules ahead of time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::{Shutdown, bind, build_control, engine_fingerprint, health_router, spawn_axum};
+use crate::args::{CommonArgs, StoreArgs};
+
+/// Runs a compile worker until SIGTERM.
+pub async fn run(
+    admin_listen: SocketAddr,
+    common: CommonArgs,
+    store: StoreArgs,
+) -> anyhow::Result<()> {
+    let _telemetry = crate::telemetry::init(
+        common.log_format,
+        common.otlp_endpoint.as_deref(),
+        "platform-worker",
+    )?;
+    let ctl = build_control(&common, &store, String::new(), "platform-worker").await?;
+    let (engine, _) = engine_fingerprint()?;
+    let shutdown = Shutdown::on_signals();
+    let ready = Arc::new(AtomicBool::new(true));
+    let admin = spawn_axum(
+        bind(admin_listen, "health").await?,
+        health_router(ready),
+        shutdown.clone(),
+    );
+    platform_control::worker::run(ctl, engine, shutdown.wait()).await;
+    let _ = admin.await;
+    Ok(())
+}

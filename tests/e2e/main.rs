@@ -1,0 +1,11 @@
+//! End-to-end tests of the `platform` binary: real processes, real sockets, real guests.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+mod support;
+
+mod up;

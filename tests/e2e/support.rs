@@ -1,0 +1,154 @@
+//! Spawning `platform` and talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `platform` process.
+pub struct Platform {
+    pub child: Child,
+    /// Base URL of the traffic listener.
+    pub traffic: String,
+    /// Base URL of the admin listener.
+    pub admin: String,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub _data_dir: tempfile::TempDir,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_platform"))
+}
+
+/// Starts `platform <args>` on free ports and waits for its banner.
+pub fn start(args: &[&str]) -> Platform {
+    start_in(args, tempfile::tempdir().unwrap())
+}
+
+pub fn start_in(args: &[&str], data_dir: tempfile::TempDir) -> Platform {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .arg("--listen=127.0.0.1:0")
+        .arg("--admin-listen=127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .arg("--artifact-dir")
+        .arg(platform_test_guests::shared_artifact_dir())
+        .env_remove("PORT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn platform");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    pump(child.stdout.take().unwrap(), stdout.clone());
+    pump(child.stderr.take().unwrap(), stderr.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lines = stdout.lock().unwrap().clone();
+        let admin = lines.iter().find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.ends_with("/healthz"))
+                .map(|w| w.trim_end_matches("/healthz").to_string())
+        });
+        if let Some(admin) = admin {
+            let traffic = lines
+                .iter()
+                .find_map(|l| {
+                    l.split_whitespace()
+                        .find(|w| w.starts_with("http://"))
+                        .map(str::to_string)
+                })
+                .map(|u| {
+                    let rest = &u["http://".len()..];
+                    format!("http://{}", rest.split('/').next().unwrap())
+                })
+                .unwrap();
+            return Platform {
+                child,
+                traffic,
+                admin,
+                stdout,
+                stderr,
+                _data_dir: data_dir,
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "platform exited early ({status}):\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no banner; stderr:\n{}",
+            stderr.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pump(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Platform {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.traffic, path)
+    }
+
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for exit and returns the status code.
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "platform did not exit in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a manifest into `dir`, copying modules next to it.
+pub fn write_manifest(dir: &Path, modules: &[(&str, &Path)], body: &str) -> PathBuf {
+    for (name, src) in modules {
+        std::fs::copy(src, dir.join(name)).unwrap();
+    }
+    let path = dir.join("platform.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Runs `platform <args>` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}

@@ -1,0 +1,274 @@
+//! `platform up` and `platform runtime` as a user runs them.
+
+use std::time::{Duration, Instant};
+
+use platform_test_guests as guests;
+
+use crate::support::{self, start, write_manifest};
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn up_without_a_manifest_serves_the_demo() {
+    let p = start(&["up"]);
+    let r = client().get(p.url("/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    assert!(r.text().unwrap().contains("Hello from Platform!"));
+    let ready = client().get(format!("{}/readyz", p.admin)).send().unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[test]
+fn up_serves_a_go_program_from_platform_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        &[
+            ("shop.wasm", &guests::go("cgimux")),
+            ("hello.wasm", &guests::go("hello")),
+        ],
+        r#"
+[[apps]]
+name = "shop"
+module = "shop.wasm"
+routes = ["/shop", "api.example.com/v1"]
+env = { GREETING = "hello" }
+limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
+
+[[apps]]
+name = "hello"
+module = "hello.wasm"
+routes = ["/hello"]
+"#,
+    );
+    let p = start(&["up", "--manifest", manifest.to_str().unwrap()]);
+    // The banner prints the URL of each route.
+    let banner = p.stdout.lock().unwrap().join("\n");
+    assert!(banner.contains(&format!("{}/shop", p.traffic)), "{banner}");
+    assert!(banner.contains("Host: api.example.com"), "{banner}");
+    assert!(banner.contains(&format!("{}/hello", p.traffic)), "{banner}");
+
+    let c = client();
+    assert_eq!(
+        c.get(p.url("/shop/items/3"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "item 3\n"
+    );
+    assert_eq!(
+        c.get(p.url("/shop/env")).send().unwrap().text().unwrap(),
+        "GREETING=hello\n"
+    );
+    let r = c
+        .get(p.url("/v1/items/5"))
+        .header("host", "api.example.com")
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "item 5\n");
+    assert_eq!(
+        c.get(p.url("/hello")).send().unwrap().text().unwrap(),
+        "hello from Go\n"
+    );
+    assert_eq!(c.get(p.url("/nothing")).send().unwrap().status(), 404);
+}
+
+#[test]
+fn a_bad_manifest_fails_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        &[("hello.wasm", &guests::go("hello"))],
+        "[[apps]]\nname = \"hello\"\nmodule = \"hello.wasm\"\nroutes = [\"/hello\"]\nlimits = { timeout = \"soon\" }\n",
+    );
+    let out = support::run(&[
+        "up",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--listen=127.0.0.1:0",
+        "--admin-listen=127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("platform.toml:5:"), "{err}");
+    assert!(err.contains("invalid duration \"soon\""), "{err}");
+
+    let bad_module = write_manifest(
+        dir.path(),
+        &[],
+        "[[apps]]\nname = \"x\"\nmodule = \"platform.toml\"\nroutes = [\"/x\"]\n",
+    );
+    let out = support::run(&[
+        "runtime",
+        "--manifest",
+        bad_module.to_str().unwrap(),
+        "--listen=127.0.0.1:0",
+        "--admin-listen=127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a WebAssembly binary"), "{err}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        &[("faults.wasm", &guests::go("faults"))],
+        "[[apps]]\nname = \"faults\"\nmodule = \"faults.wasm\"\nroutes = [\"/f\"]\n",
+    );
+    let mut p = start(&["runtime", "--manifest", manifest.to_str().unwrap()]);
+    let url = p.url("/f/slow");
+    let slow = std::thread::spawn(move || {
+        let r = client().get(url).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    p.sigterm();
+    let (status, body) = slow.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "slow but done\n"));
+    assert_eq!(p.wait(Duration::from_secs(10)), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The listener is closed.
+    assert!(client().get(p.url("/f/ok")).send().is_err());
+    assert!(p.stderr_text().contains("SIGTERM received"));
+}
+
+#[test]
+fn json_logs_carry_the_request_id() {
+    let p = start(&["up", "--log-format", "json"]);
+    let r = client()
+        .get(p.url("/"))
+        .header("x-request-id", "json-log-test-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = p.stderr.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["span"]["request_id"] == "json-log-test-1").then_some(v)
+        });
+        if let Some(v) = found {
+            assert_eq!(v["span"]["app"], "demo");
+            assert!(v["fields"]["status"].as_u64() == Some(200), "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JSON line with the request id:\n{}",
+            p.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every stderr line is JSON.
+    for line in p.stderr.lock().unwrap().iter() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}
+
+#[test]
+fn traces_reach_a_real_otlp_http_receiver() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    // A minimal OTLP/HTTP receiver: accepts protobuf exports and keeps the span names/attributes.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let received: std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>> =
+        Default::default();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = received.clone();
+    rt.spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let store = store.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            if path == "/v1/traces" {
+                                let msg = ExportTraceServiceRequest::decode(body).unwrap();
+                                store.lock().unwrap().push(msg);
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+
+    let mut p = start(&["up", "--otlp-endpoint", &format!("http://{addr}")]);
+    let r = client()
+        .get(p.url("/traced"))
+        .header("x-request-id", "otlp-test-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Spans are batched; SIGTERM flushes them on the way out.
+    p.sigterm();
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+    let exports = received.lock().unwrap();
+    let span = exports
+        .iter()
+        .flat_map(|e| &e.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .find(|s| {
+            s.name == "request"
+                && s.attributes.iter().any(|a| {
+                    a.key == "request_id" && format!("{:?}", a.value).contains("otlp-test-1")
+                })
+        })
+        .unwrap_or_else(|| panic!("no request span exported; got {} exports", exports.len()));
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .map(|a| format!("{:?}", a.value))
+            .unwrap_or_default()
+    };
+    assert!(attr("app").contains("demo"), "{:?}", span.attributes);
+    assert!(attr("status").contains("200"), "{:?}", span.attributes);
+    assert!(attr("cold").contains("false") || attr("cold").contains("true"));
+    assert!(
+        attr("duration_ms").contains("DoubleValue"),
+        "{:?}",
+        span.attributes
+    );
+    let service = exports[0].resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|a| a.key == "service.name")
+        .map(|a| format!("{:?}", a.value))
+        .unwrap();
+    assert!(service.contains("platform"));
+}
