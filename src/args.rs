@@ -75,6 +75,10 @@ pub struct StoreArgs {
     /// Blob store: file:///path or s3://bucket/prefix [default: file://<data-dir>/blobs].
     #[arg(long, env = "PLATFORM_BLOB_URL")]
     pub blob_url: Option<String>,
+    /// Secret for the first admin token on an empty database (at least 32 characters),
+    /// instead of a random one: lets a cluster's runtimes be configured before control starts.
+    #[arg(long, env = "PLATFORM_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
     /// Largest module accepted for upload.
     #[arg(long, env = "PLATFORM_MAX_MODULE_SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_module_size: u64,

@@ -50,16 +50,23 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Creates a token row inside `tx` (the tenant must exist).
+/// Creates a token row inside `tx` (the tenant must exist); the secret is random unless
+/// `preset` gives one.
 pub async fn create_token(
     tx: &mut Tx,
     tenant: &str,
     name: &str,
     admin: bool,
+    preset: Option<&str>,
 ) -> Result<NewToken, sqlx::Error> {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    let secret = format!("plt_{}", hex::encode(raw));
+    let secret = match preset {
+        Some(p) => p.to_string(),
+        None => {
+            let mut raw = [0u8; 32];
+            rand::rng().fill_bytes(&mut raw);
+            format!("plt_{}", hex::encode(raw))
+        }
+    };
     let prefix = secret[..12].to_string();
     let id = new_id();
     sqlx::query(

@@ -88,10 +88,25 @@ impl EventBus {
                 let _ = feed.send(event.clone());
             }
             EventBus::Nats(c) => {
-                if let Err(e) = c.publish(FEED_SUBJECT, event.encode_to_vec().into()).await {
-                    tracing::warn!(error = %e, revision = event.revision, "cannot publish feed event; runtimes will resync");
+                // Never hold an API call hostage to NATS: while it is down, the event is
+                // dropped and runtimes catch up by resyncing when it returns.
+                let send = async {
+                    c.publish(FEED_SUBJECT, event.encode_to_vec().into())
+                        .await?;
+                    c.flush().await.map_err(|e| {
+                        async_nats::PublishError::with_source(async_nats::PublishErrorKind::Send, e)
+                    })
+                };
+                match tokio::time::timeout(std::time::Duration::from_millis(500), send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, revision = event.revision, "cannot publish feed event; runtimes will resync")
+                    }
+                    Err(_) => tracing::warn!(
+                        revision = event.revision,
+                        "NATS is not answering; feed event dropped, runtimes will resync"
+                    ),
                 }
-                let _ = c.flush().await;
             }
         }
     }
@@ -103,8 +118,10 @@ impl EventBus {
                 let _ = modules.send(digest.to_string());
             }
             EventBus::Nats(c) => {
-                if let Err(e) = c.publish(MODULES_SUBJECT, digest.to_string().into()).await {
-                    tracing::warn!(error = %e, "cannot publish module notice; workers poll anyway");
+                let send = c.publish(MODULES_SUBJECT, digest.to_string().into());
+                match tokio::time::timeout(std::time::Duration::from_millis(500), send).await {
+                    Ok(Ok(())) => {}
+                    _ => tracing::warn!("cannot publish module notice; workers poll anyway"),
                 }
             }
         }

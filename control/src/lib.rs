@@ -111,15 +111,33 @@ impl Control {
 
     /// On a database without tokens, creates tenant `default` with an admin token and
     /// writes its secret to `token_file` (mode 0600). Returns it when one was created.
+    /// `preset` is a secret chosen by the operator (from a Kubernetes Secret, say), so a
+    /// cluster can be brought up in one pass; by default a random one is made. Safe when
+    /// several control replicas start at once on an empty database: one creates it.
     pub async fn bootstrap_admin(
         &self,
         token_file: &std::path::Path,
+        preset: Option<&str>,
     ) -> Result<Option<Bootstrap>, ControlError> {
+        if let Some(p) = preset
+            && (p.len() < 32 || p.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ControlError::Other(
+                "the bootstrap token must be at least 32 characters without spaces".into(),
+            ));
+        }
         let mut tx = self
             .store
             .begin()
             .await
             .map_err(|e| ControlError::Other(e.to_string()))?;
+        if self.store.backend() == store::Backend::Postgres {
+            // Serializes concurrent bootstraps (and serving changes) on the feed row.
+            sqlx::query("SELECT revision FROM feed_state WHERE id = 1 FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| ControlError::Other(e.to_string()))?;
+        }
         let any: Option<(String,)> = sqlx::query_as("SELECT id FROM tokens LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
@@ -130,7 +148,7 @@ impl Control {
         auth::ensure_tenant(&mut tx, "default")
             .await
             .map_err(|e| ControlError::Other(e.to_string()))?;
-        let token = auth::create_token(&mut tx, "default", "bootstrap admin", true)
+        let token = auth::create_token(&mut tx, "default", "bootstrap admin", true, preset)
             .await
             .map_err(|e| ControlError::Other(e.to_string()))?;
         write_secret_file(token_file, &token.secret).map_err(|e| {

@@ -97,6 +97,7 @@ impl HttpApi {
         Ok(HttpApi {
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(10))
+                .read_timeout(std::time::Duration::from_secs(120))
                 .build()
                 .context("HTTP client")?,
             base: server.trim_end_matches('/').to_string(),

@@ -20,7 +20,7 @@ pub async fn run(
         "platform-control",
     )?;
     let ctl = build_control(&common, &store, public_url, "platform-control").await?;
-    bootstrap_token(&ctl, &common.data_dir).await?;
+    bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;

@@ -136,9 +136,13 @@ pub async fn build_control(
 }
 
 /// Creates the first admin token on an empty database and tells the person at the terminal.
-pub async fn bootstrap_token(ctl: &Control, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn bootstrap_token(
+    ctl: &Control,
+    data_dir: &Path,
+    preset: Option<&str>,
+) -> anyhow::Result<()> {
     let file = data_dir.join("admin-token");
-    if let Some(b) = ctl.bootstrap_admin(&file).await? {
+    if let Some(b) = ctl.bootstrap_admin(&file, preset).await? {
         println!(
             "\nCreated the first admin token (shown once; also saved to {}):\n\n  {}\n\n  Use it as `Authorization: Bearer <token>`, or with `platform login --token <token>`;\n  `platform deploy` on this machine finds it in the data directory by itself.\n",
             b.path.display(),

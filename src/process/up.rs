@@ -42,7 +42,7 @@ pub async fn run(
     let public_url = public_url.unwrap_or_else(|| display_base(traffic_addr));
 
     let ctl = build_control(&common, &store, public_url, "platform").await?;
-    bootstrap_token(&ctl, &common.data_dir).await?;
+    bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
 
     let source = BlobModuleSource::new(ctl.blobs.clone(), common.data_dir.join("modules"));

@@ -22,11 +22,12 @@ pub async fn run(
     let (engine, _) = engine_fingerprint()?;
     let shutdown = Shutdown::on_signals();
     let ready = Arc::new(AtomicBool::new(true));
-    let admin = spawn_axum(
-        bind(admin_listen, "health").await?,
-        health_router(ready),
-        shutdown.clone(),
+    let listener = bind(admin_listen, "health").await?;
+    println!(
+        "Platform compile worker running; health on {}/healthz",
+        super::display_base(listener.local_addr()?)
     );
+    let admin = spawn_axum(listener, health_router(ready), shutdown.clone());
     platform_control::worker::run(ctl, engine, shutdown.wait()).await;
     let _ = admin.await;
     Ok(())

@@ -15,7 +15,7 @@ pub struct Platform {
     pub admin: String,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
-    pub _data_dir: tempfile::TempDir,
+    pub data_dir: tempfile::TempDir,
 }
 
 pub fn bin() -> PathBuf {
@@ -71,7 +71,7 @@ pub fn start_in(args: &[&str], data_dir: tempfile::TempDir) -> Platform {
                 admin,
                 stdout,
                 stderr,
-                _data_dir: data_dir,
+                data_dir,
             };
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -151,4 +151,106 @@ pub fn write_manifest(dir: &Path, modules: &[(&str, &Path)], body: &str) -> Path
 /// Runs `platform <args>` to completion.
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(bin()).args(args).output().unwrap()
+}
+
+/// Any child process with its output collected.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `program args`.
+    pub fn spawn(name: &str, program: &Path, args: &[String]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .env_remove("PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), stdout.clone());
+        pump(child.stderr.take().unwrap(), stderr.clone());
+        Proc {
+            child,
+            stdout,
+            stderr,
+            name: name.to_string(),
+        }
+    }
+
+    /// Waits for a stdout or stderr line containing `needle`; returns it.
+    pub fn wait_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .chain(self.stderr.lock().unwrap().iter())
+                .find(|l| l.contains(needle))
+                .cloned();
+            if let Some(l) = found {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {needle:?} in {within:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first `http://...` URL on a line containing `needle`, without its path.
+    pub fn wait_url(&mut self, needle: &str, within: Duration) -> String {
+        let line = self.wait_line(needle, within);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"));
+        let rest = &url["http://".len()..];
+        format!("http://{}", rest.split('/').next().unwrap())
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.stdout.lock().unwrap().join("\n"),
+            self.stderr.lock().unwrap().join("\n")
+        )
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for a test's own servers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

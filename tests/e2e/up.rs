@@ -272,3 +272,110 @@ fn traces_reach_a_real_otlp_http_receiver() {
         .unwrap();
     assert!(service.contains("platform"));
 }
+
+#[test]
+fn up_then_deploy_serves_at_the_printed_url_without_login() {
+    let p = start(&["up"]);
+    let data = p.data_dir.path().to_path_buf();
+    // The first admin token is written for the owner only.
+    let token_file = data.join("admin-token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let hello = guests::go("hello");
+    let deploy = |extra: &[&str]| {
+        std::process::Command::new(support::bin())
+            .args([
+                "deploy",
+                hello.to_str().unwrap(),
+                "--app",
+                "hello",
+                "--route",
+                "/hello",
+            ])
+            .args(extra)
+            .args(["--server", &p.admin, "--data-dir", data.to_str().unwrap()])
+            .env_remove("PLATFORM_TOKEN")
+            .env("PLATFORM_CONFIG", data.join("no-login.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = deploy(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let url = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL printed: {stdout}"))
+        .to_string();
+    assert_eq!(url, p.url("/hello"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client().get(&url).send().unwrap();
+        if r.status() == 200 {
+            assert_eq!(r.text().unwrap(), "hello from Go\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered 200");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Deploying the same thing again changes nothing.
+    let again = deploy(&["--json"]);
+    assert!(again.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v[0]["new_release"], false);
+    assert_eq!(v[0]["release"]["number"], 1);
+
+    // Login saves server and token; later commands need neither.
+    let config = data.join("config.toml");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let cmd = |args: &[&str]| {
+        std::process::Command::new(support::bin())
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .env("PLATFORM_CONFIG", &config)
+            .env_remove("PLATFORM_TOKEN")
+            .env_remove("PLATFORM_SERVER")
+            .output()
+            .unwrap()
+    };
+    let out = cmd(&["login", "--server", &p.admin, "--token", &token]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = cmd(&["apps", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["demo", "hello"]);
+    let out = cmd(&["releases", "hello"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("live"));
+    // A wrong token is refused with a clear message.
+    let out = cmd(&["login", "--server", &p.admin, "--token", "plt_wrong"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown or revoked"));
+}

@@ -40,7 +40,7 @@ pub async fn create_token(
     }
     let mut tx = ctl.store.begin().await?;
     auth::ensure_tenant(&mut tx, &tenant).await?;
-    let t = auth::create_token(&mut tx, &tenant, name, req.admin).await?;
+    let t = auth::create_token(&mut tx, &tenant, name, req.admin, None).await?;
     tx.commit().await?;
     Ok(CreateTokenResponse {
         token: Some(Token {

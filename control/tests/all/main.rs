@@ -1,0 +1,15 @@
+//! Control plane tests over the real router (Connect JSON and protobuf), against SQLite and
+//! against the PostgreSQL server on 127.0.0.1:5432 (each test in its own schema).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+mod support;
+
+mod api;
+mod feed;
+mod tenancy;
+mod uploads;

@@ -1,0 +1,106 @@
+//! Module uploads: validation refuses bad input with a clear error and stores nothing.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::support::{Db, Harness, both_databases, wagi};
+
+both_databases!(
+    bad_uploads_are_refused_and_leave_nothing,
+    same_bytes_are_stored_once,
+    oversize_upload
+);
+
+async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
+    let h = Harness::new(db).await;
+    let valid = wagi("x");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not wasm", b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly binary"),
+        ("empty", Vec::new(), "upload is empty"),
+        ("truncated", valid[..valid.len() - 4].to_vec(), "invalid WebAssembly"),
+        ("component", wat::parse_str("(component)").unwrap(), "component"),
+        (
+            "unknown import",
+            wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "sock_teleport" (func)) (memory (export "memory") 1) (func (export "_start")))"#).unwrap(),
+            "wasi_snapshot_preview1::sock_teleport",
+        ),
+        (
+            "GOOS=js build",
+            wat::parse_str(r#"(module (import "gojs" "runtime.wasmExit" (func (param i32))) (memory (export "memory") 1) (func (export "_start")))"#).unwrap(),
+            "GOOS=wasip1",
+        ),
+        (
+            "no entry point",
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "main")))"#).unwrap(),
+            "neither `_start`",
+        ),
+    ];
+    for (what, bytes, says) in cases {
+        let (status, body) = h.upload(&h.admin, bytes).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_eq!(body["code"], "invalid_argument", "{what}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(
+            msg.contains(says),
+            "{what}: {msg:?} should mention {says:?}"
+        );
+        assert_eq!(
+            h.footprint().await,
+            (0, 0, 0, 0, vec![]),
+            "{what} left something behind"
+        );
+    }
+    // Without a token nothing is accepted either.
+    let (status, body) = h.upload("plt_bogus", wagi("y")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(h.footprint().await, (0, 0, 0, 0, vec![]));
+    // Staging files are cleaned up.
+    let staged: Vec<_> = std::fs::read_dir(h.dir.path().join("staging"))
+        .unwrap()
+        .collect();
+    assert!(staged.is_empty(), "staging not cleaned: {staged:?}");
+}
+
+async fn same_bytes_are_stored_once(db: Db) {
+    let h = Harness::new(db).await;
+    let bytes = wagi("same");
+    let (s1, m1) = h.upload(&h.admin, bytes.clone()).await;
+    let (s2, m2) = h.upload(&h.admin, bytes.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(m1["digest"], m2["digest"]);
+    assert_eq!(m1["abi"], "ABI_WAGI");
+    assert_eq!(m1["size"], bytes.len().to_string());
+    assert_eq!(m1["compileState"], "COMPILE_STATE_PENDING");
+    // Another tenant uploading the same bytes gets its own record, not a second copy.
+    let other = h.tenant_token("other").await;
+    let (s3, _) = h.upload(&other, bytes).await;
+    assert_eq!(s3, StatusCode::OK);
+    assert_eq!(h.count("modules").await, 2);
+    assert_eq!(h.blobs().await.len(), 1);
+    h.compile_all().await;
+    let m = h
+        .ok(
+            &h.admin,
+            "ModuleService/GetModule",
+            json!({ "digest": m1["digest"] }),
+        )
+        .await;
+    assert_eq!(m["module"]["compileState"], "COMPILE_STATE_READY");
+    assert_eq!(h.blobs().await.len(), 2, "module + artifact");
+}
+
+async fn oversize_upload(db: Db) {
+    let h = Harness::with_limit(db, 1000).await;
+    let mut big = wagi("big");
+    big.resize(2000, 0);
+    let (status, body) = h.upload(&h.admin, big).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "resource_exhausted");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 1000 bytes")
+    );
+    assert_eq!(h.footprint().await, (0, 0, 0, 0, vec![]));
+}

@@ -1,0 +1,312 @@
+//! The cluster shape with real processes: PostgreSQL, NATS, `platform control`,
+//! `platform worker` and two `platform runtime`s. Deploy, change routes, roll back: both
+//! runtimes serve the new state within a second. Restart NATS in the middle: they converge.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use platform_test_guests as guests;
+
+use crate::support::{Proc, bin, free_port};
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+struct Schema(String);
+
+impl Schema {
+    fn create() -> Self {
+        let name = format!("e2e_{}", std::process::id()) + &format!("_{}", free_port());
+        psql(&format!("CREATE SCHEMA {name}"));
+        Schema(name)
+    }
+    fn url(&self) -> String {
+        format!("{PG}?options=-c%20search_path%3D{}", self.0)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
+    }
+}
+
+fn psql(sql: &str) {
+    let ok = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qc",
+            sql,
+        ])
+        .status()
+        .expect("psql (PostgreSQL client) on PATH")
+        .success();
+    assert!(ok, "psql {sql}");
+}
+
+fn nats(port: u16, dir: &Path) -> Proc {
+    Proc::spawn(
+        "nats-server",
+        Path::new("/usr/sbin/nats-server"),
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-js",
+            "-sd",
+            &dir.display().to_string(),
+        ]
+        .map(String::from),
+    )
+}
+
+fn body(url: &str) -> Option<(u16, String)> {
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let r = c.get(url).send().ok()?;
+    Some((r.status().as_u16(), r.text().ok()?))
+}
+
+/// Polls every runtime until all answer `path` with `want` (status, body prefix); returns
+/// how long that took.
+fn converge(runtimes: &[String], path: &str, want: (u16, &str), within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let all = runtimes.iter().all(|rt| {
+            body(&format!("{rt}{path}")).is_some_and(|(s, b)| s == want.0 && b.starts_with(want.1))
+        });
+        if all {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "runtimes did not all serve {path} as {want:?} within {within:?}: {:?}",
+            runtimes
+                .iter()
+                .map(|rt| body(&format!("{rt}{path}")))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cli(server: &str, token: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .args(["--server", server, "--token", token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "platform {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn control_worker_and_two_runtimes_over_postgres_and_nats() {
+    let hello = guests::go("hello");
+    let mux = guests::go("cgimux");
+    let schema = Schema::create();
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
+    nats_server.wait_line("Server is ready", Duration::from_secs(10));
+    let blob_url = format!("file://{}", dir.path().join("blobs").display());
+    let common = |data: &str| -> Vec<String> {
+        vec![
+            "--database-url".into(),
+            schema.url(),
+            "--nats-url".into(),
+            nats_url.clone(),
+            "--blob-url".into(),
+            blob_url.clone(),
+            "--data-dir".into(),
+            dir.path().join(data).display().to_string(),
+        ]
+    };
+    let mut control = Proc::spawn(
+        "control",
+        &bin(),
+        &[
+            vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
+            common("control"),
+        ]
+        .concat(),
+    );
+    let server = control.wait_url("control plane listening", Duration::from_secs(60));
+    let token = std::fs::read_to_string(dir.path().join("control/admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut worker = Proc::spawn(
+        "worker",
+        &bin(),
+        &[
+            vec![
+                "worker".into(),
+                "--admin-listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            common("worker"),
+        ]
+        .concat(),
+    );
+    worker.wait_line("compile worker running", Duration::from_secs(60));
+    let mut runtimes = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..2 {
+        let mut rt = Proc::spawn(
+            &format!("runtime-{i}"),
+            &bin(),
+            &[
+                "runtime",
+                "--control-url",
+                &server,
+                "--nats-url",
+                &nats_url,
+                "--token",
+                &token,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--artifact-dir",
+                &dir.path()
+                    .join(format!("rt{i}/artifacts"))
+                    .display()
+                    .to_string(),
+                "--data-dir",
+                &dir.path().join(format!("rt{i}")).display().to_string(),
+            ]
+            .map(String::from),
+        );
+        urls.push(rt.wait_url("runtime serving on", Duration::from_secs(60)));
+        rt.wait_line("feed snapshot applied", Duration::from_secs(30));
+        runtimes.push(rt);
+    }
+
+    // Deploy through control, the store, the worker's compile and the events.
+    let out = cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            hello.to_str().unwrap(),
+            "--app",
+            "hello",
+            "--route",
+            "/hello",
+        ],
+    );
+    assert!(out.contains("/hello"), "{out}");
+    let took = converge(
+        &urls,
+        "/hello",
+        (200, "hello from Go"),
+        Duration::from_secs(1),
+    );
+    eprintln!("deploy reached both runtimes in {took:?}");
+    // Runtimes fetched the worker's artifact rather than compiling it themselves.
+    for i in 0..2 {
+        let n = std::fs::read_dir(dir.path().join(format!("rt{i}/artifacts")))
+            .unwrap()
+            .count();
+        assert_eq!(n, 1, "runtime {i} should hold the fetched artifact");
+    }
+
+    // Change routes: add one, remove one.
+    cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            hello.to_str().unwrap(),
+            "--app",
+            "hello",
+            "--route",
+            "/hi",
+        ],
+    );
+    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    let routes = cli(&server, &token, &["routes", "--json"]);
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    let hello_route = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pathPrefix"] == "/hello")
+        .unwrap();
+    let del = reqwest::blocking::Client::new()
+        .post(format!("{server}/platform.v1.RouteService/DeleteRoute"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "id": hello_route["id"] }))
+        .send()
+        .unwrap();
+    assert!(del.status().is_success());
+    converge(&urls, "/hello", (404, ""), Duration::from_secs(1));
+
+    // A new release, then roll back.
+    cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            mux.to_str().unwrap(),
+            "--app",
+            "hello",
+            "--route",
+            "/hi",
+        ],
+    );
+    converge(
+        &urls,
+        "/hi/items/7",
+        (200, "item 7"),
+        Duration::from_secs(1),
+    );
+    cli(&server, &token, &["rollback", "hello"]);
+    let took = converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    eprintln!("rollback reached both runtimes in {took:?}");
+
+    // NATS goes away: runtimes keep serving what they know; a change made meanwhile
+    // arrives once NATS is back.
+    nats_server.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    cli(&server, &token, &["rollback", "hello", "2"]);
+    std::thread::sleep(Duration::from_millis(500));
+    for u in &urls {
+        assert_eq!(
+            body(&format!("{u}/hi")).unwrap().1,
+            "hello from Go\n",
+            "still the last known state"
+        );
+    }
+    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
+    nats_server.wait_line("Server is ready", Duration::from_secs(10));
+    let took = converge(
+        &urls,
+        "/hi/items/8",
+        (200, "item 8"),
+        Duration::from_secs(20),
+    );
+    eprintln!("runtimes converged {took:?} after NATS came back");
+    // And events flow again.
+    cli(&server, &token, &["rollback", "hello", "1"]);
+    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    drop(runtimes);
+    drop(worker);
+    drop(control);
+    drop(nats_server);
+}
