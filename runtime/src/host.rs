@@ -107,6 +107,8 @@ pub struct Runtime {
     pub logs: Arc<LogBus>,
     /// Initialized SDK instances.
     pub sdk_pools: Arc<SdkPools>,
+    /// The last hour of traffic per app (dashboard charts).
+    pub traffic: Arc<crate::traffic::TrafficStats>,
     slots: Arc<Semaphore>,
     queue_timeout: Duration,
     idle_timeout: Duration,
@@ -151,6 +153,7 @@ impl Runtime {
             metrics,
             logs: Arc::new(LogBus::default()),
             sdk_pools,
+            traffic: Arc::default(),
             slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             queue_timeout: config.queue_timeout,
             idle_timeout: config.idle_timeout,
@@ -478,6 +481,13 @@ impl<'a> InFlight<'a> {
                 app: self.spec.app.clone(),
             })
             .observe(elapsed.as_secs_f64());
+        self.rt.traffic.record(
+            &self.spec.tenant,
+            &self.spec.app,
+            status.as_u16(),
+            elapsed,
+            cold,
+        );
         self.rt.logs.publish(LogEvent {
             ts_ms: LogEvent::now_ms(),
             tenant: self.spec.tenant.clone(),

@@ -21,6 +21,7 @@ pub mod module_cache;
 pub mod route_table;
 pub mod sdk;
 pub mod server;
+pub mod traffic;
 pub mod wagi;
 
 pub use app::{AppSpec, AppTarget, Isolation, Limits};

@@ -19,13 +19,22 @@ pub async fn run(
         common.otlp_endpoint.as_deref(),
         "platform-control",
     )?;
+    let public_url_is_https = public_url.starts_with("https://");
     let ctl = build_control(&common, &store, public_url, "platform-control").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));
-    let router = platform_control::router(ctl.clone()).merge(health_router(ready));
+    let router = platform_control::router(ctl.clone())
+        .merge(health_router(ready))
+        .merge(platform_web::router(platform_web::WebState {
+            ctl: ctl.clone(),
+            obs: Arc::new(platform_web::NoObservability),
+            config: platform_web::WebConfig {
+                secure_cookies: public_url_is_https,
+            },
+        }));
     let task = spawn_axum(listener, router, shutdown.clone());
     println!(
         "Platform control plane listening on {}",

@@ -62,7 +62,12 @@ pub async fn run(
     ));
 
     let router = platform_runtime::admin::router(runtime.clone())
-        .merge(platform_control::router(ctl.clone()));
+        .merge(platform_control::router(ctl.clone()))
+        .merge(platform_web::router(platform_web::WebState {
+            ctl: ctl.clone(),
+            obs: runtime.clone(),
+            config: platform_web::WebConfig::default(),
+        }));
     let admin_task = spawn_axum(admin, router, shutdown.clone());
     let traffic_shutdown = shutdown.clone();
     let traffic_task = tokio::spawn(platform_runtime::server::serve(
@@ -172,7 +177,7 @@ fn print_banner(
     }
     let api = display_base(admin);
     out.push_str(&format!(
-        "\n  API          {api}  (token in {})\n  admin        {api}/healthz  /readyz  /metrics\n\n",
+        "\n  dashboard    {api}/  (sign in with the admin token in {})\n  API          {api}\n  admin        {api}/healthz  /readyz  /metrics\n\n",
         data_dir.join("admin-token").display()
     ));
     print!("{out}");

@@ -1,0 +1,74 @@
+//! Platform's dashboard: sign in, apps, uploads, releases, routes, live logs, traffic and
+//! tokens, as server-rendered pages.
+//!
+//! Pages are askama templates; HTMX makes forms and live panels update in place (boosted
+//! links and forms, polling fragments), Alpine.js holds small client state (the upload
+//! progress bar, the log stream). Every page also works without JavaScript for reading.
+//! Styles are Tailwind, compiled at build time; CSS, htmx and Alpine are embedded in the
+//! binary ([`assets`]). The dashboard calls the control plane in-process, through the same
+//! functions the Connect API uses, as the signed-in user's tenant.
+
+pub mod assets;
+pub mod charts;
+pub mod observe;
+pub mod pages;
+pub mod session;
+pub mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use platform_control::Control;
+
+pub use observe::{NoObservability, Observability};
+
+/// Dashboard settings.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// Mark session cookies `Secure` (when served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct WebState {
+    /// The control plane.
+    pub ctl: Arc<Control>,
+    /// Logs and traffic of the runtime(s).
+    pub obs: Arc<dyn Observability>,
+    /// Settings.
+    pub config: WebConfig,
+}
+
+/// The dashboard's routes, to merge into the admin listener.
+pub fn router(state: WebState) -> Router {
+    use pages::{apps, detail, login, logs, tokens};
+    Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/apps") }))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/apps", get(apps::list).post(apps::create))
+        .route("/apps/{app}", get(detail::page))
+        .route(
+            "/apps/{app}/delete",
+            get(apps::confirm_delete).post(apps::delete),
+        )
+        .route(
+            "/apps/{app}/upload",
+            post(detail::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/apps/{app}/modules/{digest}", get(detail::module_status))
+        .route("/apps/{app}/releases", post(detail::create_release))
+        .route("/apps/{app}/rollback", post(detail::rollback))
+        .route("/apps/{app}/routes", post(detail::add_route))
+        .route("/apps/{app}/routes/{id}/delete", post(detail::delete_route))
+        .route("/apps/{app}/traffic", get(detail::traffic))
+        .route("/logs", get(logs::page))
+        .route("/logs/stream", get(logs::stream))
+        .route("/tokens", get(tokens::page).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/users", post(tokens::create_user))
+        .route("/static/{file}", get(assets::serve))
+        .with_state(state)
+}
