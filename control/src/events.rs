@@ -92,10 +92,9 @@ impl EventBus {
                 // dropped and runtimes catch up by resyncing when it returns.
                 let send = async {
                     c.publish(FEED_SUBJECT, event.encode_to_vec().into())
-                        .await?;
-                    c.flush().await.map_err(|e| {
-                        async_nats::PublishError::with_source(async_nats::PublishErrorKind::Send, e)
-                    })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    c.flush().await.map_err(|e| e.to_string())
                 };
                 match tokio::time::timeout(std::time::Duration::from_millis(500), send).await {
                     Ok(Ok(())) => {}

@@ -25,7 +25,7 @@ use crate::app::AppSpec;
 use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::failure::GuestFailure;
 use crate::guest::{GuestState, build_linker};
-use crate::logs::{LogBus, LogEvent, LogStream, printable_lines};
+use crate::logs::{LogBus, LogEvent, LogStream};
 use crate::metrics::{AppLabels, ColdLabels, RequestLabels, RuntimeMetrics, TrapLabels};
 use crate::module_cache::{LoadKind, ModuleCache, ModuleSource};
 use crate::route_table::{RouteMatch, RouteTableHandle};
@@ -53,6 +53,8 @@ pub struct RuntimeConfig {
     pub max_concurrency: usize,
     /// How long a request may wait for an execution slot before a 503.
     pub queue_timeout: Duration,
+    /// Where the embedded key-value store of SDK guests keeps its files.
+    pub kv_dir: PathBuf,
 }
 
 impl RuntimeConfig {
@@ -65,6 +67,7 @@ impl RuntimeConfig {
             engine: EngineSettings::default(),
             max_concurrency: 256,
             queue_timeout: Duration::from_secs(10),
+            kv_dir: data_dir.join("kv"),
         }
     }
 }
@@ -143,6 +146,7 @@ impl Runtime {
         cache.spawn_evictor();
         let metrics = Arc::new(RuntimeMetrics::new());
         let sdk_pools = Arc::new(SdkPools::new(config.idle_timeout));
+        sdk_pools.set_kv(Arc::new(crate::sdk::kv::FileKv::new(&config.kv_dir)));
         sdk_pools.spawn_reaper(metrics.clone());
         Ok(Arc::new(Runtime {
             engine,
@@ -428,21 +432,7 @@ impl Runtime {
         bytes: &[u8],
         dropped: u64,
     ) {
-        for line in printable_lines(bytes) {
-            tracing::info!(target: "platform::guest", app = %spec.app, request_id, stream = ?stream, "{line}");
-            self.logs.publish(LogEvent {
-                ts_ms: LogEvent::now_ms(),
-                tenant: spec.tenant.clone(),
-                app: spec.app.clone(),
-                request_id: request_id.into(),
-                stream,
-                status: None,
-                line,
-            });
-        }
-        if dropped > 0 {
-            tracing::info!(target: "platform::guest", app = %spec.app, request_id, "{dropped} more bytes of guest output dropped");
-        }
+        crate::logs::emit_guest_output(&self.logs, spec, request_id, stream, bytes, dropped);
     }
 }
 

@@ -220,3 +220,29 @@ pub fn printable_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
                 .collect()
         })
 }
+
+/// Sends captured guest output to the host log and `bus`, line by line, with the request id.
+pub fn emit_guest_output(
+    bus: &LogBus,
+    spec: &crate::app::AppSpec,
+    request_id: &str,
+    stream: LogStream,
+    bytes: &[u8],
+    dropped: u64,
+) {
+    for line in printable_lines(bytes) {
+        tracing::info!(target: "platform::guest", app = %spec.app, request_id, stream = ?stream, "{line}");
+        bus.publish(LogEvent {
+            ts_ms: LogEvent::now_ms(),
+            tenant: spec.tenant.clone(),
+            app: spec.app.clone(),
+            request_id: request_id.into(),
+            stream,
+            status: None,
+            line,
+        });
+    }
+    if dropped > 0 {
+        tracing::info!(target: "platform::guest", app = %spec.app, request_id, "{dropped} more bytes of guest output dropped");
+    }
+}

@@ -156,6 +156,8 @@ pub struct LoadedModule {
     pub module: Module,
     /// Imports resolved against the shared linker.
     pub pre: InstancePre<GuestState>,
+    /// A pre-initialized snapshot (SDK per-request mode): instances skip Go's start-up.
+    pub is_snapshot: bool,
 }
 
 impl fmt::Debug for LoadedModule {
@@ -444,6 +446,7 @@ impl ModuleCache {
                 abi: info,
                 module,
                 pre,
+                is_snapshot: false,
             },
             kind,
         ))

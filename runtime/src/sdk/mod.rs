@@ -1,63 +1,377 @@
 //! SDK mode: guests built with the Platform Go SDK export a handler and import the host
 //! ABI described in `sdk/ABI.md`. Go's start-up runs once per instance, not per request.
+//!
+//! A request runs on its own task: the guest sends the response head when it is ready
+//! (`response_send`), the handler returns it to hyper at once, and the body keeps flowing
+//! through a bounded channel while the guest writes it, so large responses stream with
+//! bounded memory. The request body streams the other way through `request_body_read`.
 
 pub mod abi;
+mod clock;
+pub mod host_fns;
+pub mod kv;
+pub mod outbound;
+pub mod pool;
+pub mod state;
+pub mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body::Body;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, StreamBody};
 use wasmtime::Linker;
 
+use self::state::{HeadBody, RequestBody, RequestCtx, ResponseHead, ResponseSink};
 use crate::app::AppSpec;
-use crate::guest::GuestState;
-use crate::host::{BoxError, ConnInfo, ResponseBody, Runtime, plain};
-use crate::metrics::RuntimeMetrics;
+use crate::failure::GuestFailure;
+use crate::guest::{self, GuestState};
+use crate::host::{BoxError, ConnInfo, ResponseBody, Runtime, full, plain};
+use crate::logs::{LogBus, LogStream};
+use crate::metrics::{RuntimeMetrics, TrapLabels};
 use crate::module_cache::LoadedModule;
 use crate::route_table::RouteSpec;
 
-/// Host-side state of an SDK instance while it serves a request.
-#[derive(Default)]
-pub struct SdkHostState {}
+pub use pool::SdkPools;
+pub use state::SdkHostState;
 
 /// Adds the Platform host ABI to the shared linker.
-pub fn add_to_linker(_linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
-    Ok(())
+pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    host_fns::add_to_linker(linker)
 }
 
-/// Pools of initialized instances, one per release.
-pub struct SdkPools {
-    _idle: Duration,
+/// Encodes the request head the guest reads with `request_head`.
+fn encode_head(
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    route: &RouteSpec,
+    request_id: &str,
+    env_generation: u64,
+) -> Vec<u8> {
+    let mut w = wire::Writer::with_capacity(256 + parts.headers.len() * 48);
+    w.u32(1);
+    w.str16(parts.method.as_str().as_bytes());
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    w.str32(uri.as_bytes());
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .map(|h| h.as_bytes().to_vec())
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().as_bytes().to_vec())
+        })
+        .unwrap_or_else(|| conn.local.to_string().into_bytes());
+    w.str16(&host);
+    w.str16(conn.remote.to_string().as_bytes());
+    w.str16(match parts.version {
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2.0",
+        _ => b"HTTP/1.1",
+    });
+    w.str16(route.prefix.as_bytes());
+    w.str16(request_id.as_bytes());
+    let len = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(
+            if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
+                0
+            } else {
+                -1
+            },
+        );
+    w.u64(len as u64);
+    w.u64(env_generation);
+    w.headers(&parts.headers);
+    w.buf
 }
 
-impl SdkPools {
-    /// Pools whose idle instances are dropped after `idle`.
-    pub fn new(idle: Duration) -> Self {
-        SdkPools { _idle: idle }
-    }
-
-    /// Drops idle instances periodically.
-    pub fn spawn_reaper(self: &Arc<Self>, _metrics: Arc<RuntimeMetrics>) {}
+/// What a request's guest run ended with.
+struct RunOutcome {
+    failure: Option<GuestFailure>,
+    code: i32,
+    body_too_large: bool,
+    head_sent: bool,
+    stdout: (Bytes, u64),
+    stderr: (Bytes, u64),
 }
 
 /// Serves one request with an SDK module.
 pub(crate) async fn serve<B>(
-    _rt: &Runtime,
-    _module: &LoadedModule,
-    _spec: &Arc<AppSpec>,
-    _req: Request<B>,
-    _conn: ConnInfo,
-    _route: &RouteSpec,
-    _request_id: &str,
+    rt: &Runtime,
+    loaded: &Arc<LoadedModule>,
+    spec: &Arc<AppSpec>,
+    req: Request<B>,
+    conn: ConnInfo,
+    route: &RouteSpec,
+    request_id: &str,
 ) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    plain(
-        StatusCode::NOT_IMPLEMENTED,
-        "SDK modules are not served yet",
-    )
+    let (parts, body) = req.into_parts();
+    let pool = rt.sdk_pools.pool(spec);
+    let head = encode_head(&parts, &conn, route, request_id, pool.env_generation);
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+    let deadline = Instant::now() + spec.limits.timeout;
+    let ctx = RequestCtx {
+        head,
+        body: RequestBody {
+            body: Some(body.map_err(Into::into).boxed_unsync()),
+            leftover: Bytes::new(),
+            received: 0,
+            limit: spec.limits.max_body,
+            done: false,
+        },
+        sink: ResponseSink::Pending(head_tx),
+        body_too_large: false,
+        deadline,
+    };
+    let pools = rt.sdk_pools.clone();
+    let engine = rt.engine().clone();
+    let module = loaded.clone();
+    let run_spec = spec.clone();
+    let task = tokio::spawn(async move {
+        let permit = pool.permits.clone().acquire_owned().await;
+        let Ok(_permit) = permit else {
+            return RunOutcome::failed(GuestFailure::Overloaded, Bytes::new());
+        };
+        let mut inst = match pools.take(&engine, &pool, &module, &run_spec).await {
+            Ok(i) => i,
+            Err((f, stderr)) => return RunOutcome::failed(f, stderr),
+        };
+        if let Some(s) = inst.store.data_mut().sdk.as_mut() {
+            s.set_spec(run_spec.clone());
+            s.req = Some(ctx);
+        }
+        guest::set_deadline(&mut inst.store, deadline);
+        let call = inst.handle.call_async(&mut inst.store, 0);
+        let res = tokio::time::timeout(run_spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
+        let memory_hit = inst.store.data().limiter.hit;
+        let stdout = inst.stdout.take();
+        let stderr = inst.stderr.take();
+        let ctx = inst
+            .store
+            .data_mut()
+            .sdk
+            .as_mut()
+            .and_then(|s| s.req.take());
+        let (body_too_large, head_sent, sink) = match ctx {
+            Some(c) => (
+                c.body_too_large,
+                !matches!(c.sink, ResponseSink::Pending(_)),
+                Some(c.sink),
+            ),
+            None => (false, false, None),
+        };
+        let (failure, code) = match res {
+            Err(_elapsed) => (Some(GuestFailure::Timeout), -1),
+            Ok(Err(e)) => (Some(GuestFailure::classify(&e, memory_hit, &stderr.0)), -1),
+            Ok(Ok(code)) => {
+                let failure = match code {
+                    abi::result::OK => None,
+                    abi::result::PANICKED => Some(GuestFailure::Panic(panic_line(&stderr.0))),
+                    abi::result::NO_HANDLER => Some(GuestFailure::Instantiate(
+                        "the program's main never called platform.Handle".into(),
+                    )),
+                    other => Some(GuestFailure::Trap(format!(
+                        "the SDK reported error {other}"
+                    ))),
+                };
+                (failure, code)
+            }
+        };
+        // A guest that fails mid-stream must not look like a complete response.
+        if failure.is_some()
+            && let Some(ResponseSink::Streaming(tx)) = &sink
+        {
+            let _ = tx.try_send(Err("the function failed while sending the response".into()));
+        }
+        drop(sink);
+        let healthy = failure.is_none() && code == abi::result::OK;
+        pools.put_back(&pool, inst, healthy);
+        RunOutcome {
+            failure,
+            code,
+            body_too_large,
+            head_sent,
+            stdout,
+            stderr,
+        }
+    });
+    // If the client leaves before the head, stop the guest.
+    let abort = AbortOnDrop(Some(task.abort_handle()));
+    match head_rx.await {
+        Ok(head) => {
+            abort.disarm();
+            let report = Reporter {
+                logs: rt.logs.clone(),
+                metrics: rt.metrics.clone(),
+                spec: spec.clone(),
+                request_id: request_id.to_string(),
+            };
+            tokio::spawn(async move {
+                if let Ok(outcome) = task.await {
+                    report.outcome(&outcome);
+                }
+            });
+            response_from(head)
+        }
+        Err(_) => {
+            let outcome = match task.await {
+                Ok(o) => o,
+                Err(e) => RunOutcome::failed(
+                    GuestFailure::Trap(format!("the request task failed: {e}")),
+                    Bytes::new(),
+                ),
+            };
+            let report = Reporter {
+                logs: rt.logs.clone(),
+                metrics: rt.metrics.clone(),
+                spec: spec.clone(),
+                request_id: request_id.to_string(),
+            };
+            report.output(&outcome);
+            if outcome.body_too_large {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "the request body is larger than this function's limit of {} bytes",
+                        spec.limits.max_body
+                    ),
+                );
+            }
+            match outcome.failure {
+                Some(f) => rt.failure_response(spec, &f, request_id),
+                None => rt.failure_response(
+                    spec,
+                    &GuestFailure::BadOutput("the handler returned without a response".into()),
+                    request_id,
+                ),
+            }
+        }
+    }
 }
+
+impl RunOutcome {
+    fn failed(failure: GuestFailure, stderr: Bytes) -> Self {
+        RunOutcome {
+            failure: Some(failure),
+            code: -1,
+            body_too_large: false,
+            head_sent: false,
+            stdout: (Bytes::new(), 0),
+            stderr: (stderr, 0),
+        }
+    }
+}
+
+fn panic_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find(|l| l.starts_with("panic: "))
+        .unwrap_or("panic")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// Logs and counts what a request's guest did, after the response has gone.
+struct Reporter {
+    logs: Arc<LogBus>,
+    metrics: Arc<RuntimeMetrics>,
+    spec: Arc<AppSpec>,
+    request_id: String,
+}
+
+impl Reporter {
+    fn output(&self, o: &RunOutcome) {
+        crate::logs::emit_guest_output(
+            &self.logs,
+            &self.spec,
+            &self.request_id,
+            LogStream::Stdout,
+            &o.stdout.0,
+            o.stdout.1,
+        );
+        crate::logs::emit_guest_output(
+            &self.logs,
+            &self.spec,
+            &self.request_id,
+            LogStream::Stderr,
+            &o.stderr.0,
+            o.stderr.1,
+        );
+    }
+
+    fn outcome(&self, o: &RunOutcome) {
+        self.output(o);
+        if let Some(f) = &o.failure {
+            tracing::warn!(target: "platform::guest", app = %self.spec.app, request_id = %self.request_id, kind = f.kind(), error = %f, head_sent = o.head_sent, code = o.code, "guest failed");
+            self.metrics
+                .traps
+                .get_or_create(&TrapLabels {
+                    app: self.spec.app.clone(),
+                    kind: f.kind().into(),
+                })
+                .inc();
+        }
+    }
+}
+
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+fn response_from(head: ResponseHead) -> Response<ResponseBody> {
+    let body =
+        match head.body {
+            HeadBody::Full(b) => full(b),
+            HeadBody::Stream(first, rx) => {
+                let first = (!first.is_empty()).then(|| Ok::<_, BoxError>(Frame::data(first)));
+                let rest = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|f| (f, rx))
+                });
+                let stream = futures::stream::iter(first).chain(rest);
+                BodyExt::boxed(StreamBody::new(stream))
+            }
+        };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
+    if !resp.headers().contains_key(http::header::CONTENT_TYPE)
+        && resp.status() != StatusCode::NO_CONTENT
+    {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    resp
+}
+
+use futures::StreamExt as _;

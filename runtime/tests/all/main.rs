@@ -11,4 +11,5 @@ mod support;
 mod admin;
 mod faults;
 mod routing;
+mod sdk;
 mod wagi;

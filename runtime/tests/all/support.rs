@@ -26,6 +26,9 @@ pub struct App<'a> {
     pub routes: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
     pub limits: Limits,
+    pub isolation: platform_runtime::Isolation,
+    pub outbound: &'a [&'a str],
+    pub release: &'a str,
 }
 
 impl<'a> App<'a> {
@@ -36,6 +39,9 @@ impl<'a> App<'a> {
             routes,
             env: &[],
             limits: Limits::default(),
+            isolation: Default::default(),
+            outbound: &[],
+            release: "1",
         }
     }
 }
@@ -83,7 +89,7 @@ impl TestHost {
             let spec = Arc::new(AppSpec {
                 app: app.name.into(),
                 tenant: "t".into(),
-                release: "1".into(),
+                release: app.release.into(),
                 module: digest,
                 env: app
                     .env
@@ -91,8 +97,8 @@ impl TestHost {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 limits: app.limits.clone(),
-                isolation: Default::default(),
-                allowed_outbound_hosts: vec![],
+                isolation: app.isolation,
+                allowed_outbound_hosts: app.outbound.iter().map(|s| s.to_string()).collect(),
             });
             let target = Arc::new(AppTarget::single(spec));
             for r in app.routes {

@@ -1,0 +1,327 @@
+//! `SdkPools`: initialized SDK instances, per release.
+//!
+//! ```text
+//!  request ─► ReleasePool (one per release, never shared across apps or tenants)
+//!               │ permit (at most `max_per_release` instances serve at once)
+//!               ▼
+//!            idle instance? ── yes ─► serve ─► healthy and young? ── yes ─► back to idle
+//!               │ no                               │ no (trap, panic, timeout, N uses,
+//!               ▼                                  ▼      memory past its bound)
+//!            pooled:       instantiate, _initialize, platform_init (Go start-up, once)
+//!            per-request:  instantiate the pre-initialized snapshot (no start-up), and
+//!                          drop the instance after the request
+//! ```
+//!
+//! Idle instances are dropped after the idle timeout, so an app without traffic shrinks to
+//! zero instances.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, Store, TypedFunc};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::abi::{SDK_EXPORT_HANDLE, SDK_EXPORT_INIT, result};
+use super::clock::EpochMonotonicClock;
+use super::kv::KvBackend;
+use super::state::SdkHostState;
+use crate::app::{AppSpec, Isolation};
+use crate::failure::GuestFailure;
+use crate::guest::{self, GuestState, MemoryLimiter};
+use crate::logs::CappedPipe;
+use crate::metrics::RuntimeMetrics;
+use crate::module_cache::LoadedModule;
+
+/// Bytes of guest output kept per request.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+/// Pool tunables.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most instances of one release serving at once (more requests wait).
+    pub max_per_release: usize,
+    /// Requests an instance serves before it is retired (its Go heap only grows).
+    pub max_uses: u32,
+    /// Retire an instance whose linear memory passes this many bytes (0: half the limit).
+    pub max_memory: u64,
+    /// Time allowed for Go's start-up in a new instance.
+    pub init_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_per_release: 32,
+            max_uses: 10_000,
+            max_memory: 0,
+            init_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An SDK instance with its output pipes.
+pub struct SdkInstance {
+    /// The store.
+    pub store: Store<GuestState>,
+    /// `platform_handle`.
+    pub handle: TypedFunc<i32, i32>,
+    /// Captured stdout.
+    pub stdout: CappedPipe,
+    /// Captured stderr.
+    pub stderr: CappedPipe,
+    uses: u32,
+    idle_since: Instant,
+}
+
+/// The instances of one release.
+pub struct ReleasePool {
+    /// The release.
+    pub spec: Arc<AppSpec>,
+    idle: Mutex<Vec<SdkInstance>>,
+    /// Bounds concurrent instances.
+    pub permits: Arc<Semaphore>,
+    /// Generation of the release's variables (in every request head).
+    pub env_generation: u64,
+    last_used_ms: AtomicU64,
+}
+
+/// All pools.
+pub struct SdkPools {
+    pools: Mutex<HashMap<String, Arc<ReleasePool>>>,
+    idle_timeout: Duration,
+    /// Tunables.
+    pub settings: PoolSettings,
+    kv: Mutex<Option<Arc<dyn KvBackend>>>,
+    started: Instant,
+}
+
+impl SdkPools {
+    /// Pools whose idle instances are dropped after `idle_timeout`.
+    pub fn new(idle_timeout: Duration) -> Self {
+        SdkPools {
+            pools: Mutex::new(HashMap::new()),
+            idle_timeout,
+            settings: PoolSettings::default(),
+            kv: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sets the key-value backend SDK guests get.
+    pub fn set_kv(&self, kv: Arc<dyn KvBackend>) {
+        if let Ok(mut k) = self.kv.lock() {
+            *k = Some(kv);
+        }
+    }
+
+    /// The key-value backend, if configured.
+    pub fn kv(&self) -> Option<Arc<dyn KvBackend>> {
+        self.kv.lock().ok().and_then(|k| k.clone())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The pool of `spec`'s release (created on first use).
+    pub fn pool(&self, spec: &Arc<AppSpec>) -> Arc<ReleasePool> {
+        let key = format!("{}/{}/{}", spec.tenant, spec.app, spec.release);
+        let mut pools = match self.pools.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let pool = pools
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(ReleasePool {
+                    env_generation: super::state::env_of(spec).1,
+                    spec: spec.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(self.settings.max_per_release.max(1))),
+                    last_used_ms: AtomicU64::new(0),
+                })
+            })
+            .clone();
+        pool.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        pool
+    }
+
+    /// Idle instances across all pools.
+    pub fn idle_instances(&self) -> usize {
+        self.pools
+            .lock()
+            .map(|p| {
+                p.values()
+                    .map(|pool| pool.idle.lock().map(|i| i.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Drops instances idle longer than the idle timeout, and empty unused pools.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        let idle_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let Ok(mut pools) = self.pools.lock() else {
+            return;
+        };
+        pools.retain(|_, pool| {
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.retain(|i| now.duration_since(i.idle_since) < self.idle_timeout);
+                let unused =
+                    now_ms.saturating_sub(pool.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
+                let busy = pool.permits.available_permits() < self.settings.max_per_release.max(1);
+                !(idle.is_empty() && unused && !busy)
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Runs [`Self::reap`] periodically.
+    pub fn spawn_reaper(self: &Arc<Self>, metrics: Arc<RuntimeMetrics>) {
+        let weak = Arc::downgrade(self);
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(pools) = weak.upgrade() else { break };
+                pools.reap();
+                metrics.pooled_instances.set(pools.idle_instances() as i64);
+            }
+        });
+    }
+
+    /// Takes an idle instance of `pool`, or makes one.
+    pub async fn take(
+        &self,
+        engine: &Engine,
+        pool: &ReleasePool,
+        module: &LoadedModule,
+        spec: &Arc<AppSpec>,
+    ) -> Result<SdkInstance, (GuestFailure, bytes::Bytes)> {
+        if spec.isolation == Isolation::Pooled
+            && let Some(i) = pool.idle.lock().ok().and_then(|mut idle| idle.pop())
+        {
+            return Ok(i);
+        }
+        self.create(engine, module, spec).await
+    }
+
+    /// Returns an instance to its pool, or drops it when it should retire.
+    pub fn put_back(&self, pool: &ReleasePool, mut inst: SdkInstance, healthy: bool) {
+        inst.uses += 1;
+        if !healthy
+            || pool.spec.isolation != Isolation::Pooled
+            || inst.uses >= self.settings.max_uses
+        {
+            return;
+        }
+        let bound = if self.settings.max_memory > 0 {
+            self.settings.max_memory
+        } else {
+            (pool.spec.limits.memory / 2).max(32 << 20)
+        };
+        let grown = inst
+            .store
+            .data()
+            .sdk
+            .as_ref()
+            .and_then(|s| s.memory)
+            .map(|m| m.data_size(&inst.store) as u64)
+            .unwrap_or(0);
+        if grown > bound {
+            tracing::debug!(app = %pool.spec.app, bytes = grown, "retiring an SDK instance whose memory grew past its bound");
+            return;
+        }
+        if let Some(s) = inst.store.data_mut().sdk.as_mut() {
+            s.reset();
+        }
+        inst.store.data_mut().limiter.hit = false;
+        inst.idle_since = Instant::now();
+        if let Ok(mut idle) = pool.idle.lock() {
+            idle.push(inst);
+        }
+    }
+
+    /// A new instance of `module` for `spec`: Go's start-up runs now (pooled), or was run
+    /// when the snapshot was made (per-request).
+    async fn create(
+        &self,
+        engine: &Engine,
+        module: &LoadedModule,
+        spec: &Arc<AppSpec>,
+    ) -> Result<SdkInstance, (GuestFailure, bytes::Bytes)> {
+        let stdout = CappedPipe::new(OUTPUT_CAP);
+        let stderr = CappedPipe::new(OUTPUT_CAP);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&spec.env)
+            .arg(&spec.app)
+            .monotonic_clock(EpochMonotonicClock)
+            .build_p1();
+        let state = GuestState {
+            wasi,
+            limiter: MemoryLimiter {
+                max_memory: spec.limits.memory,
+                hit: false,
+            },
+            sdk: Some(SdkHostState::new(spec.clone(), self.kv())),
+        };
+        let mut store =
+            guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);
+        let started = async {
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            let memory = instance.get_memory(&mut store, "memory");
+            if let Some(s) = store.data_mut().sdk.as_mut() {
+                s.memory = memory;
+            }
+            if !module.is_snapshot {
+                if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                    init.call_async(&mut store, ()).await?;
+                }
+                let init = instance.get_typed_func::<(), i32>(&mut store, SDK_EXPORT_INIT)?;
+                let code = init.call_async(&mut store, ()).await?;
+                if code == result::NO_HANDLER {
+                    wasmtime::bail!("the program's main never called platform.Handle");
+                }
+            }
+            instance.get_typed_func::<i32, i32>(&mut store, SDK_EXPORT_HANDLE)
+        };
+        let handle =
+            match tokio::time::timeout(self.settings.init_timeout + guest::DEADLINE_GRACE, started)
+                .await
+            {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    let (err, _) = stderr.take();
+                    let hit = store.data().limiter.hit;
+                    let failure = if e.to_string().contains("platform.Handle") {
+                        GuestFailure::Instantiate(e.to_string())
+                    } else {
+                        match GuestFailure::classify(&e, hit, &err) {
+                            GuestFailure::Trap(t) => GuestFailure::Instantiate(t),
+                            other => other,
+                        }
+                    };
+                    return Err((failure, err));
+                }
+                Err(_) => return Err((GuestFailure::Timeout, stderr.take().0)),
+            };
+        Ok(SdkInstance {
+            store,
+            handle,
+            stdout,
+            stderr,
+            uses: 0,
+            idle_since: Instant::now(),
+        })
+    }
+}

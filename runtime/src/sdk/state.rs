@@ -1,0 +1,162 @@
+//! What an SDK instance's store holds while it serves a request, and how the response
+//! travels back to hyper while the guest is still running (streaming).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::Frame;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::Memory;
+
+use crate::app::AppSpec;
+use crate::host::BoxError;
+use crate::sdk::kv::{KvBackend, KvScope};
+
+/// A response body frame sent from the guest to hyper.
+pub type BodyFrame = Result<Frame<Bytes>, BoxError>;
+
+/// The response head, and how the body follows.
+pub struct ResponseHead {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body (when the guest said "end") or a stream of frames.
+    pub body: HeadBody,
+}
+
+/// How the body of a response follows its head.
+pub enum HeadBody {
+    /// Complete.
+    Full(Bytes),
+    /// Streamed: the first bytes, then frames from the channel until the guest returns.
+    Stream(Bytes, mpsc::Receiver<BodyFrame>),
+}
+
+/// Where the response is going.
+pub enum ResponseSink {
+    /// Head not sent yet.
+    Pending(oneshot::Sender<ResponseHead>),
+    /// Head sent; body frames go here.
+    Streaming(mpsc::Sender<BodyFrame>),
+    /// Finished, or the client is gone.
+    Done,
+}
+
+/// The request body as the guest reads it.
+pub struct RequestBody {
+    /// The hyper body, boxed (taken out while a read awaits it).
+    pub body: Option<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>>,
+    /// Bytes received but not yet handed to the guest.
+    pub leftover: Bytes,
+    /// Bytes received so far.
+    pub received: u64,
+    /// The release's limit.
+    pub limit: u64,
+    /// The stream ended.
+    pub done: bool,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    /// Encoded request head (`sdk/ABI.md`).
+    pub head: Vec<u8>,
+    /// The request body.
+    pub body: RequestBody,
+    /// The response.
+    pub sink: ResponseSink,
+    /// The body went over the release's limit (answer 413 if nothing was sent).
+    pub body_too_large: bool,
+    /// When the request must end.
+    pub deadline: std::time::Instant,
+}
+
+/// An outbound response being read by the guest.
+pub struct OutboundResponse {
+    /// Encoded status + headers.
+    pub head: Vec<u8>,
+    /// The body.
+    pub response: reqwest::Response,
+    /// Bytes of the current chunk not yet read.
+    pub leftover: Bytes,
+    /// The body ended.
+    pub done: bool,
+}
+
+/// Host-side state of an SDK instance.
+pub struct SdkHostState {
+    /// The guest's exported memory.
+    pub memory: Option<Memory>,
+    /// The release the instance serves (env, limits, outbound list).
+    pub spec: Arc<AppSpec>,
+    /// Encoded release variables for `env_get`.
+    pub env_pairs: Arc<Vec<u8>>,
+    /// Identifies `env_pairs`; the SDK refreshes its environment when it changes.
+    pub env_generation: u64,
+    /// The request being served.
+    pub req: Option<RequestCtx>,
+    /// Text of the last error, for `error_message`.
+    pub last_error: String,
+    /// Key-value backend.
+    pub kv: Option<Arc<dyn KvBackend>>,
+    /// Open key-value stores by handle.
+    pub kv_handles: Vec<KvScope>,
+    /// Open outbound responses by handle.
+    pub http_handles: HashMap<i32, OutboundResponse>,
+    /// Next outbound handle.
+    pub next_http: i32,
+    /// Scratch buffer for copies out of guest memory.
+    pub scratch: BytesMut,
+}
+
+impl SdkHostState {
+    /// State for an instance of `spec`.
+    pub fn new(spec: Arc<AppSpec>, kv: Option<Arc<dyn KvBackend>>) -> Self {
+        let (env_pairs, env_generation) = env_of(&spec);
+        SdkHostState {
+            memory: None,
+            spec,
+            env_pairs,
+            env_generation,
+            req: None,
+            last_error: String::new(),
+            kv,
+            kv_handles: Vec::new(),
+            http_handles: HashMap::new(),
+            next_http: 1,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Points the state at another release (a snapshot instance serves any release of its
+    /// module).
+    pub fn set_spec(&mut self, spec: Arc<AppSpec>) {
+        if !Arc::ptr_eq(&self.spec, &spec) {
+            let (pairs, generation) = env_of(&spec);
+            self.env_pairs = pairs;
+            self.env_generation = generation;
+            self.spec = spec;
+        }
+    }
+
+    /// Clears per-request state between requests.
+    pub fn reset(&mut self) {
+        self.req = None;
+        self.last_error.clear();
+        self.kv_handles.clear();
+        self.http_handles.clear();
+        self.next_http = 1;
+    }
+}
+
+/// The encoded variables of a release and their generation number.
+pub fn env_of(spec: &AppSpec) -> (Arc<Vec<u8>>, u64) {
+    let pairs = crate::sdk::wire::pairs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&pairs, &mut h);
+    std::hash::Hash::hash(&spec.release, &mut h);
+    // Never 0: the SDK starts at generation 0 and must sync on its first request.
+    (Arc::new(pairs), std::hash::Hasher::finish(&h) | 1)
+}

@@ -1,0 +1,436 @@
+//! SDK mode end to end: the Go SDK examples and fault fixtures behind the host.
+
+use std::time::{Duration, Instant};
+
+use platform_runtime::{Isolation, Limits};
+use platform_test_guests as guests;
+use tokio::io::AsyncWriteExt;
+
+use crate::support::{App, TestHost, client, metric_value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_and_json_api_with_config() {
+    let host = TestHost::start().await;
+    let hello = guests::sdk_example("hello");
+    let api = guests::sdk_example("jsonapi");
+    host.deploy(&[
+        App::new("hello", &hello, &["/hello"]),
+        App {
+            env: &[("GREETING", "hi from the release")],
+            ..App::new("api", &api, &["/api"])
+        },
+    ]);
+    let c = client();
+    let r = c.get(host.url("/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.text().await.unwrap(), "hello from the Go SDK\n");
+
+    // The mux sees the full path, like net/http behind a reverse proxy.
+    let r = c
+        .post(host.url("/api/todos"))
+        .body(r#"{"title":"write tests"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the mux is mounted at / in the program; paths keep the route prefix"
+    );
+    host.deploy(&[App {
+        env: &[("GREETING", "hi from the release")],
+        ..App::new("api", &api, &["/"])
+    }]);
+    let r = c
+        .post(host.url("/todos"))
+        .body(r#"{"title":"write tests"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["location"], "/todos/1");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["title"], "write tests");
+    let r = c.get(host.url("/todos/1")).send().await.unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["id"], 1);
+    assert_eq!(
+        c.get(host.url("/todos/9")).send().await.unwrap().status(),
+        404
+    );
+    let r = c
+        .post(host.url("/todos"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .get(host.url("/config"))
+        .header("x-request-id", "cfg-1")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["greeting_getenv"], "hi from the release");
+    assert_eq!(v["greeting_config"], "hi from the release");
+    assert_eq!(v["request_id"], "cfg-1");
+    // Guest logs carry the request id (they are reported once the guest returns, which
+    // may be just after the response went out).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host
+        .rt
+        .logs
+        .recent()
+        .iter()
+        .any(|e| e.request_id == "cfg-1" && e.line.contains("GET /config"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            host.rt
+                .logs
+                .recent()
+                .iter()
+                .map(|e| &e.line)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Trailers.
+    let r = c.get(host.url("/trailers")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "body with a trailer\n");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_instances_are_reused_and_never_shared_between_apps() {
+    let host = TestHost::start().await;
+    let faults = guests::go_sdk("sdkfaults");
+    host.deploy(&[
+        App::new("a", &faults, &["/"]),
+        App::new("b", &faults, &["b.example.com/"]),
+    ]);
+    let c = client();
+    let get = |path: &'static str, h: Option<&'static str>| {
+        let c = c.clone();
+        let url = host.url(path);
+        async move {
+            let mut rq = c.get(url);
+            if let Some(h) = h {
+                rq = rq.header("host", h);
+            }
+            rq.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    // One instance serves requests one after another: its state persists.
+    assert_eq!(get("/ok", None).await, "ok 1\n");
+    assert_eq!(get("/ok", None).await, "ok 2\n");
+    // The other app, same module, has its own instances.
+    assert_eq!(get("/ok", Some("b.example.com")).await, "ok 1\n");
+    // A panic retires the instance: the next request gets a fresh one.
+    let r = c.get(host.url("/panic")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(get("/ok", None).await, "ok 1\n");
+    let m = host.rt.metrics.encode();
+    assert_eq!(
+        metric_value(
+            &m,
+            "platform_traps_total",
+            &[("app", "a"), ("kind", "panic")]
+        ),
+        1.0,
+        "{m}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_cases_in_sdk_mode_leave_the_host_serving() {
+    let host = TestHost::start().await;
+    let faults = guests::go_sdk("sdkfaults");
+    host.deploy(&[App {
+        limits: Limits {
+            memory: 96 << 20,
+            timeout: Duration::from_secs(2),
+            max_body: 1 << 20,
+            ..Limits::default()
+        },
+        ..App::new("f", &faults, &["/"])
+    }]);
+    let c = client();
+    let healthy = || async {
+        let r = c.get(host.url("/ok")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().starts_with("ok "));
+    };
+    healthy().await;
+    for (path, status, says) in [
+        ("/loop", 504, "time limit"),
+        ("/sleep", 504, "time limit"),
+        ("/membomb", 500, "out of memory"),
+        ("/panic", 500, "panicked"),
+        ("/exit", 500, "exited with status 3"),
+    ] {
+        let started = Instant::now();
+        let r = c.get(host.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert!(r.headers().contains_key("x-request-id"));
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{path}: {body:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        healthy().await;
+    }
+    // Garbage on stdout goes to the log, escaped; the response is fine.
+    let r = c
+        .get(host.url("/garbage"))
+        .header("x-request-id", "garbage-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "garbage went to the log\n");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = host.rt.logs.recent();
+    let line = logs
+        .iter()
+        .find(|e| e.request_id == "garbage-1")
+        .expect("garbage logged");
+    assert!(
+        !line.line.contains('\0') && !line.line.contains('\u{1b}'),
+        "{:?}",
+        line.line
+    );
+    // Oversize bodies: declared (refused before the guest) and streamed (cut off).
+    let r = c
+        .post(host.url("/echo"))
+        .body(vec![0u8; (1 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let chunks =
+        futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![1u8; 100_000])));
+    let r = c
+        .post(host.url("/echo"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = c
+        .post(host.url("/echo"))
+        .body(vec![0u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "1000 bytes\n");
+    // A client that disconnects mid-request and one that leaves mid-stream.
+    let mut s = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\nsome")
+        .await
+        .unwrap();
+    drop(s);
+    let mut s = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+    s.write_all(b"GET /slow-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    healthy().await;
+    let m = host.rt.metrics.encode();
+    for kind in ["timeout", "memory", "panic", "exit"] {
+        assert!(
+            metric_value(&m, "platform_traps_total", &[("kind", kind)]) >= 1.0,
+            "{kind}: {m}"
+        );
+    }
+    assert_eq!(metric_value(&m, "platform_in_flight_requests", &[]), 0.0);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_store_embedded() {
+    let host = TestHost::start().await;
+    kv_scenario(&host).await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_store_on_nats_jetstream() {
+    let host = TestHost::start().await;
+    let nats = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("NATS with JetStream on 127.0.0.1:4222");
+    host.rt
+        .sdk_pools
+        .set_kv(std::sync::Arc::new(platform_runtime::sdk::kv::NatsKv::new(
+            nats.clone(),
+        )));
+    // Each run gets its own app name, so buckets from earlier runs do not interfere.
+    let app = format!("kv{}", std::process::id());
+    kv_scenario_named(&host, &app).await;
+    // The data is really in JetStream.
+    let js = async_nats::jetstream::new(nats);
+    let bucket = js
+        .get_key_value(format!("platform_kv_t_{app}_default"))
+        .await
+        .unwrap();
+    let v = bucket.get("visits/alice").await.unwrap().unwrap();
+    assert_eq!(&v[..], b"2");
+    js.delete_key_value(format!("platform_kv_t_{app}_default"))
+        .await
+        .unwrap();
+    host.stop().await;
+}
+
+async fn kv_scenario(host: &TestHost) {
+    kv_scenario_named(host, "counter").await;
+}
+
+async fn kv_scenario_named(host: &TestHost, app: &str) {
+    let counter = guests::sdk_example("counter");
+    host.deploy(&[App::new(app, &counter, &["/"])]);
+    let c = client();
+    let post = |p: &str| c.post(host.url(p)).send();
+    assert_eq!(
+        post("/count/alice").await.unwrap().text().await.unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        post("/count/alice").await.unwrap().text().await.unwrap(),
+        "2\n"
+    );
+    assert_eq!(
+        post("/count/bob").await.unwrap().text().await.unwrap(),
+        "1\n"
+    );
+    let keys = c
+        .get(host.url("/keys?prefix=visits/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(keys, "visits/alice,visits/bob\n");
+    let r = c.delete(host.url("/count/bob")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let keys = c
+        .get(host.url("/keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(keys, "visits/alice\n");
+    // Values up to 1 MiB; a clear error past that.
+    let r = c.put(host.url("/big?bytes=1048576")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "stored 1048576\n");
+    let r = c.put(host.url("/big?bytes=1048577")).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("1 MiB"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_is_allowed_only_to_listed_hosts() {
+    // A real upstream on loopback.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = upstream.accept().await else {
+                break;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("upstream saw {} {}", req.method(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "text/plain")
+                                .header("x-upstream", "yes")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let host = TestHost::start().await;
+    let proxy = guests::sdk_example("proxy");
+    let allowed = format!("127.0.0.1:{}", up_addr.port());
+    let allowed_list = [allowed.as_str()];
+    host.deploy(&[
+        App {
+            outbound: &allowed_list,
+            ..App::new("allowed", &proxy, &["/allowed"])
+        },
+        App {
+            outbound: &["*.example.com"],
+            ..App::new("denied", &proxy, &["/denied"])
+        },
+    ]);
+    let c = client();
+    let target = format!("http://{up_addr}/hello");
+    let r = c
+        .get(host.url("/allowed"))
+        .query(&[("url", &target)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-upstream-status"], "200 OK");
+    assert_eq!(r.text().await.unwrap(), "upstream saw GET /hello");
+    // Not listed: refused with a clear reason.
+    let r = c
+        .get(host.url("/denied"))
+        .query(&[("url", &target)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("not in this release's allowed_outbound_hosts"),
+        "{body}"
+    );
+    // Another port on the same loopback address is not listed either.
+    let other = format!("http://127.0.0.1:{}/", up_addr.port() + 1);
+    let r = c
+        .get(host.url("/allowed"))
+        .query(&[("url", &other)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_abi_imports_are_refused_with_their_name() {
+    let host = TestHost::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(
+        &bad,
+        wat::parse_str(r#"(module (import "platform_v1" "teleport" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "platform_handle") (param i32) (result i32) i32.const 0))"#).unwrap(),
+    )
+    .unwrap();
+    let err = platform_runtime::abi::detect(&std::fs::read(&bad).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("platform_v1::teleport"), "{err}");
+    host.deploy(&[App::new("bad", &bad, &["/bad"])]);
+    let r = client().get(host.url("/bad")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let _ = Isolation::PerRequest;
+    host.stop().await;
+}

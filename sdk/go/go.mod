@@ -1,0 +1,3 @@
+module github.com/platform-dev/platform/sdk/go
+
+go 1.24

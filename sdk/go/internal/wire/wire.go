@@ -1,0 +1,225 @@
+// Package wire encodes and decodes the byte layouts that cross the Platform host ABI
+// (sdk/ABI.md): request heads from the host, header blocks and key lists from the guest.
+// Everything is little-endian and length-prefixed; it has no dependency on the host, so
+// it is tested with plain `go test`.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/http"
+)
+
+// ErrShort reports a truncated or malformed buffer.
+var ErrShort = errors.New("platform/wire: truncated or malformed data")
+
+// RequestHead is what the host tells the guest about an incoming request.
+type RequestHead struct {
+	Method        string
+	URI           string // request target as received: path and query, not decoded
+	Host          string
+	RemoteAddr    string // "ip:port"
+	Proto         string // "HTTP/1.1"
+	RoutePrefix   string // the matched route prefix ("/" for the root)
+	RequestID     string
+	ContentLength int64 // -1 when unknown (streamed)
+	EnvGeneration uint64
+	Header        http.Header
+}
+
+// Reader walks a buffer.
+type Reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+// NewReader reads b.
+func NewReader(b []byte) *Reader { return &Reader{b: b} }
+
+// Err is the first error met.
+func (r *Reader) Err() error { return r.err }
+
+func (r *Reader) take(n int) []byte {
+	if r.err != nil || n < 0 || r.off+n > len(r.b) {
+		r.err = ErrShort
+		return nil
+	}
+	s := r.b[r.off : r.off+n]
+	r.off += n
+	return s
+}
+
+// U16 reads a uint16.
+func (r *Reader) U16() uint16 {
+	s := r.take(2)
+	if s == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(s)
+}
+
+// U32 reads a uint32.
+func (r *Reader) U32() uint32 {
+	s := r.take(4)
+	if s == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(s)
+}
+
+// U64 reads a uint64.
+func (r *Reader) U64() uint64 {
+	s := r.take(8)
+	if s == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(s)
+}
+
+// Str16 reads a string with a uint16 length.
+func (r *Reader) Str16() string { return string(r.take(int(r.U16()))) }
+
+// Str32 reads a string with a uint32 length.
+func (r *Reader) Str32() string { return string(r.take(int(r.U32()))) }
+
+// Headers reads a header block: uint32 count, then (Str16 name, Str32 value) pairs.
+func (r *Reader) Headers() http.Header {
+	n := int(r.U32())
+	if r.err != nil || n > 100000 {
+		r.err = ErrShort
+		return nil
+	}
+	h := make(http.Header, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		k := http.CanonicalHeaderKey(r.Str16())
+		h[k] = append(h[k], r.Str32())
+	}
+	return h
+}
+
+// DecodeRequestHead decodes the host's request head.
+func DecodeRequestHead(b []byte) (RequestHead, error) {
+	r := NewReader(b)
+	var h RequestHead
+	if v := r.U32(); v != 1 && r.err == nil {
+		return h, errors.New("platform/wire: unknown request head version")
+	}
+	h.Method = r.Str16()
+	h.URI = r.Str32()
+	h.Host = r.Str16()
+	h.RemoteAddr = r.Str16()
+	h.Proto = r.Str16()
+	h.RoutePrefix = r.Str16()
+	h.RequestID = r.Str16()
+	h.ContentLength = int64(r.U64())
+	h.EnvGeneration = r.U64()
+	h.Header = r.Headers()
+	return h, r.Err()
+}
+
+// Writer builds a buffer.
+type Writer struct{ B []byte }
+
+// U16 appends a uint16.
+func (w *Writer) U16(v uint16) { w.B = binary.LittleEndian.AppendUint16(w.B, v) }
+
+// U32 appends a uint32.
+func (w *Writer) U32(v uint32) { w.B = binary.LittleEndian.AppendUint32(w.B, v) }
+
+// U64 appends a uint64.
+func (w *Writer) U64(v uint64) { w.B = binary.LittleEndian.AppendUint64(w.B, v) }
+
+// Str16 appends a string with a uint16 length (cut at 65535 bytes).
+func (w *Writer) Str16(s string) {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	w.U16(uint16(len(s)))
+	w.B = append(w.B, s...)
+}
+
+// Str32 appends a string with a uint32 length.
+func (w *Writer) Str32(s string) {
+	w.U32(uint32(len(s)))
+	w.B = append(w.B, s...)
+}
+
+// Headers appends a header block, skipping names that are not valid header tokens.
+func (w *Writer) Headers(h http.Header) {
+	n := 0
+	for k, vs := range h {
+		if validName(k) {
+			n += len(vs)
+		}
+	}
+	w.U32(uint32(n))
+	for k, vs := range h {
+		if !validName(k) {
+			continue
+		}
+		for _, v := range vs {
+			w.Str16(k)
+			w.Str32(v)
+		}
+	}
+}
+
+// EncodeRequestHead encodes a request head (used by tests and fakes).
+func EncodeRequestHead(h RequestHead) []byte {
+	var w Writer
+	w.U32(1)
+	w.Str16(h.Method)
+	w.Str32(h.URI)
+	w.Str16(h.Host)
+	w.Str16(h.RemoteAddr)
+	w.Str16(h.Proto)
+	w.Str16(h.RoutePrefix)
+	w.Str16(h.RequestID)
+	w.U64(uint64(h.ContentLength))
+	w.U64(h.EnvGeneration)
+	w.Headers(h.Header)
+	return w.B
+}
+
+// Strings decodes a list: uint32 count, then Str32 items.
+func Strings(b []byte) ([]string, error) {
+	r := NewReader(b)
+	n := int(r.U32())
+	if r.err != nil || n > 10_000_000 {
+		return nil, ErrShort
+	}
+	out := make([]string, 0, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		out = append(out, r.Str32())
+	}
+	return out, r.Err()
+}
+
+// Pairs decodes key/value pairs: uint32 count, then (Str32 key, Str32 value).
+func Pairs(b []byte) (map[string]string, error) {
+	r := NewReader(b)
+	n := int(r.U32())
+	if r.err != nil || n > 1_000_000 {
+		return nil, ErrShort
+	}
+	out := make(map[string]string, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		k := r.Str32()
+		out[k] = r.Str32()
+	}
+	return out, r.Err()
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,69 @@
+package wire
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+func TestRequestHeadRoundTrip(t *testing.T) {
+	in := RequestHead{
+		Method:        "POST",
+		URI:           "/shop/items/a%20b?x=1",
+		Host:          "api.example.com:8080",
+		RemoteAddr:    "10.0.0.1:5555",
+		Proto:         "HTTP/1.1",
+		RoutePrefix:   "/shop",
+		RequestID:     "rid",
+		ContentLength: -1,
+		EnvGeneration: 42,
+		Header:        http.Header{"Set-Cookie": {"a=1", "b=2"}, "Content-Type": {"text/plain"}},
+	}
+	out, err := DecodeRequestHead(EncodeRequestHead(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip:\n got %#v\nwant %#v", out, in)
+	}
+}
+
+func TestTruncatedInputIsAnError(t *testing.T) {
+	b := EncodeRequestHead(RequestHead{Method: "GET", URI: "/", Header: http.Header{"A": {"b"}}})
+	for i := 0; i < len(b); i++ {
+		if _, err := DecodeRequestHead(b[:i]); err == nil {
+			t.Fatalf("prefix of %d bytes decoded without error", i)
+		}
+	}
+}
+
+func TestHeadersSkipInvalidNames(t *testing.T) {
+	var w Writer
+	w.Headers(http.Header{"Good": {"1"}, "Bad Name": {"x"}, "": {"y"}})
+	h := NewReader(w.B).Headers()
+	if len(h) != 1 || h.Get("Good") != "1" {
+		t.Fatalf("got %v", h)
+	}
+}
+
+func TestListsAndPairs(t *testing.T) {
+	var w Writer
+	w.U32(2)
+	w.Str32("a")
+	w.Str32("b")
+	got, err := Strings(w.B)
+	if err != nil || !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("%v %v", got, err)
+	}
+	var p Writer
+	p.U32(1)
+	p.Str32("K")
+	p.Str32("V")
+	m, err := Pairs(p.B)
+	if err != nil || m["K"] != "V" {
+		t.Fatalf("%v %v", m, err)
+	}
+	if _, err := Strings([]byte{9, 0, 0, 0}); err == nil {
+		t.Fatal("short list decoded")
+	}
+}
