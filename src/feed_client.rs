@@ -15,10 +15,9 @@ use futures::StreamExt;
 use platform_control::blobs::BlobStore;
 use platform_control::events::EventBus;
 use platform_proto::v1::{FeedSnapshot, GetSnapshotRequest, GetSnapshotResponse};
-use platform_runtime::engine::EngineFingerprint;
 use platform_runtime::feed::{Applied, FeedState};
 use platform_runtime::module_cache::{ModuleSource, SourceError};
-use platform_runtime::{Digest, Runtime};
+use platform_runtime::{Digest, Isolation, Runtime};
 use prost::Message;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
@@ -147,11 +146,11 @@ impl ModuleSource for ControlModuleSource {
     async fn fetch_artifact(
         &self,
         digest: &Digest,
-        engine: &EngineFingerprint,
+        flavor: &str,
         dest: &Path,
     ) -> Result<bool, SourceError> {
         self.client
-            .download(&format!("/v1/artifacts/{digest}/{}", engine.as_str()), dest)
+            .download(&format!("/v1/artifacts/{digest}/{flavor}"), dest)
             .await
             .map_err(|e| SourceError(format!("cannot fetch artifact {digest}: {e:#}")))
     }
@@ -192,10 +191,10 @@ impl ModuleSource for BlobModuleSource {
     async fn fetch_artifact(
         &self,
         digest: &Digest,
-        engine: &EngineFingerprint,
+        flavor: &str,
         dest: &Path,
     ) -> Result<bool, SourceError> {
-        let key = BlobStore::artifact_key(digest.as_str(), engine.as_str());
+        let key = BlobStore::artifact_key(digest.as_str(), flavor);
         match self.blobs.exists(&key).await {
             Ok(true) => self
                 .blobs
@@ -298,18 +297,26 @@ pub async fn follow(
 
 fn install(rt: &Runtime, state: &FeedState) {
     let table = state.route_table();
-    let digests: std::collections::BTreeSet<Digest> = table
+    let digests: std::collections::BTreeSet<(Digest, bool)> = table
         .routes()
         .iter()
-        .flat_map(|(_, t)| t.releases.iter().map(|(_, s)| s.module.clone()))
+        .flat_map(|(_, t)| {
+            t.releases
+                .iter()
+                .map(|(_, s)| (s.module.clone(), s.isolation == Isolation::PerRequest))
+        })
         .collect();
     rt.routes.replace(table);
-    // Fetch artifacts of (new) modules ahead of their first request.
+    // Fetch artifacts of (new) modules ahead of their first request; per-request
+    // releases need their snapshot too.
     let cache = rt.cache.clone();
     tokio::spawn(async move {
-        for d in digests {
+        for (d, per_request) in digests {
             if let Err(e) = cache.prefetch(&d).await {
                 tracing::debug!(module = ?d, error = %e, "artifact prefetch failed; the first request will load it");
+            }
+            if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
+                tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
             }
         }
     });

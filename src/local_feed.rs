@@ -18,6 +18,8 @@ pub struct InstalledApp {
     pub name: String,
     /// Module digest.
     pub digest: Digest,
+    /// Whether its release runs `per-request` (needs the pre-initialized snapshot).
+    pub per_request: bool,
 }
 
 /// Stores the manifest's modules and installs its routes.
@@ -31,8 +33,18 @@ pub fn install_manifest(
     for app in &manifest.apps {
         let bytes = std::fs::read(&app.module)
             .with_context(|| format!("cannot read module {}", app.module.display()))?;
-        platform_runtime::abi::detect(&bytes)
+        let info = platform_runtime::abi::detect(&bytes)
             .with_context(|| format!("{}: app {:?}", app.module.display(), app.name))?;
+        if app.isolation == platform_runtime::Isolation::PerRequest
+            && info.kind != platform_runtime::abi::AbiKind::Sdk
+        {
+            anyhow::bail!(
+                "{}: app {:?}: isolation = \"per-request\" applies to Platform SDK modules; this is a {} module (WAGI already runs a fresh instance per request)",
+                manifest.path.display(),
+                app.name,
+                info.kind.as_str()
+            );
+        }
         let digest = store
             .put(&bytes)
             .with_context(|| format!("cannot store module {}", app.module.display()))?;
@@ -53,6 +65,7 @@ pub fn install_manifest(
         installed.push(InstalledApp {
             name: app.name.clone(),
             digest,
+            per_request: app.isolation == platform_runtime::Isolation::PerRequest,
         });
     }
     let table = RouteTable::build(entries)
@@ -75,6 +88,19 @@ pub async fn warm_up(runtime: &Runtime, apps: &[InstalledApp]) {
                 "module ready"
             ),
             Err(e) => tracing::error!(app = %app.name, error = %e, "module cannot be loaded"),
+        }
+        if app.per_request {
+            let started = std::time::Instant::now();
+            match runtime.cache.prepare_snapshot(&app.digest).await {
+                Ok(()) => tracing::info!(
+                    app = %app.name,
+                    ms = started.elapsed().as_millis() as u64,
+                    "per-request snapshot ready"
+                ),
+                Err(e) => {
+                    tracing::error!(app = %app.name, error = %e, "per-request snapshot failed")
+                }
+            }
         }
     }
 }

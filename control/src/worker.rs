@@ -17,6 +17,8 @@ use crate::Control;
 use crate::api::releases::activate_ready_releases;
 use crate::blobs::BlobStore;
 use crate::store::now_ms;
+use platform_runtime::abi::AbiKind;
+use platform_runtime::module_cache::ArtifactKind;
 
 /// A claim older than this is considered abandoned.
 pub const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
@@ -141,12 +143,12 @@ async fn compile(ctl: &Control, engine: &Engine, digest: &str) -> Result<(), Str
         .get_to_file(&BlobStore::module_key(digest), &wasm_path)
         .await
         .map_err(|e| format!("cannot read the module: {e}"))?;
-    let engine = engine.clone();
+    let compiler = engine.clone();
     let out = staging.path().join("artifact.cwasm");
     let out2 = out.clone();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let bytes = std::fs::read(&wasm_path).map_err(|e| e.to_string())?;
-        let compiled = engine
+        let compiled = compiler
             .precompile_module(&bytes)
             .map_err(|e| format!("{e:#}"))?;
         std::fs::write(&out2, compiled).map_err(|e| e.to_string())
@@ -160,5 +162,65 @@ async fn compile(ctl: &Control, engine: &Engine, digest: &str) -> Result<(), Str
         )
         .await
         .map_err(|e| format!("cannot store the artifact: {e}"))?;
+    snapshot(ctl, engine, digest, staging.path()).await;
     Ok(())
+}
+
+/// For an SDK module, also makes the pre-initialized snapshot that `per-request` releases
+/// run (Go's start-up done once here instead of on every request) and stores it beside the
+/// plain artifact. A module whose start-up fails without its release's variables still
+/// serves pooled releases, so a failure is logged rather than failing the module; the
+/// runtime reports it on a per-request release.
+async fn snapshot(ctl: &Control, engine: &Engine, digest: &str, staging: &std::path::Path) {
+    let wasm_path = staging.join("module.wasm");
+    let Ok(bytes) = tokio::fs::read(&wasm_path).await else {
+        return;
+    };
+    if !matches!(platform_runtime::abi::detect(&bytes), Ok(i) if i.kind == AbiKind::Sdk) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let linker = match platform_runtime::guest::build_linker(engine) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            tracing::warn!(digest = %digest, error = %e, "cannot build the snapshot linker");
+            return;
+        }
+    };
+    let snap = match platform_runtime::sdk::snapshot::make(engine, &linker, bytes).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(digest = %digest, error = %e, "no per-request snapshot for this module");
+            return;
+        }
+    };
+    let engine2 = engine.clone();
+    let out = staging.join("snapshot.cwasm");
+    let out2 = out.clone();
+    let compiled = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let compiled = engine2
+            .precompile_module(&snap)
+            .map_err(|e| format!("{e:#}"))?;
+        std::fs::write(&out2, compiled).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    if let Err(e) = compiled {
+        tracing::warn!(digest = %digest, error = %e, "cannot compile the per-request snapshot");
+        return;
+    }
+    let flavor = ArtifactKind::Snapshot.flavor(&ctl.config.engine);
+    match ctl
+        .blobs
+        .put_file(&BlobStore::artifact_key(digest, &flavor), &out)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(digest = %digest, ms = started.elapsed().as_millis() as u64, "per-request snapshot stored")
+        }
+        Err(e) => {
+            tracing::warn!(digest = %digest, error = %e, "cannot store the per-request snapshot")
+        }
+    }
 }

@@ -277,7 +277,12 @@ impl Runtime {
             return (too_large(limits.max_body), false);
         }
 
-        let (loaded, kind) = match self.cache.get(&spec.module).await {
+        let loading = if spec.isolation == crate::app::Isolation::PerRequest {
+            self.cache.get_snapshot(&spec.module).await
+        } else {
+            self.cache.get(&spec.module).await
+        };
+        let (loaded, kind) = match loading {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, module = ?spec.module, "cannot load module");

@@ -76,18 +76,40 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Which compiled form of a module an artifact holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArtifactKind {
+    /// The module as uploaded.
+    Plain,
+    /// An SDK module pre-initialized with Wizer (`per-request` isolation): instances start
+    /// with Go's start-up already done.
+    Snapshot,
+}
+
+impl ArtifactKind {
+    /// The artifact's flavor name for `engine`: part of its file and blob names, so a
+    /// snapshot and a plain artifact of one module never collide.
+    pub fn flavor(self, engine: &EngineFingerprint) -> String {
+        match self {
+            ArtifactKind::Plain => engine.as_str().to_string(),
+            ArtifactKind::Snapshot => format!("{}-snapshot", engine.as_str()),
+        }
+    }
+}
+
 /// Where the cache gets module bytes (and, when a compiler worker made one, artifacts).
 #[async_trait]
 pub trait ModuleSource: Send + Sync {
     /// Path of a local file holding the module's wasm bytes.
     async fn module_path(&self, digest: &Digest) -> Result<PathBuf, SourceError>;
 
-    /// Writes a precompiled artifact for `engine` to `dest` if the source has one.
-    /// Returns `false` when it has none (the cache then compiles locally).
+    /// Writes a precompiled artifact named `flavor` (see [`ArtifactKind::flavor`]) to
+    /// `dest` if the source has one. Returns `false` when it has none (the cache then
+    /// compiles, or snapshots, locally).
     async fn fetch_artifact(
         &self,
         _digest: &Digest,
-        _engine: &EngineFingerprint,
+        _flavor: &str,
         _dest: &Path,
     ) -> Result<bool, SourceError> {
         Ok(false)
@@ -213,6 +235,10 @@ pub enum LoadError {
     /// Cranelift or the artifact loader failed.
     #[error("cannot compile the module: {0}")]
     Compile(String),
+    /// The pre-initialized snapshot for `per-request` isolation could not be made (the
+    /// module's start-up failed, or it is not an SDK module).
+    #[error("cannot make the per-request snapshot: {0}")]
+    Snapshot(String),
     /// Imports did not resolve against the host linker.
     #[error("cannot link the module: {0}")]
     Link(String),
@@ -226,6 +252,10 @@ struct Slot {
     last_used_ms: AtomicU64,
 }
 
+/// How long a failed snapshot is remembered before a request may try again: making one
+/// takes seconds, and a module whose start-up fails fails the same way next time.
+const SNAPSHOT_FAILURE_TTL: Duration = Duration::from_secs(60);
+
 /// The cache. Cheap to share behind an `Arc`.
 pub struct ModuleCache {
     engine: Engine,
@@ -234,9 +264,11 @@ pub struct ModuleCache {
     source: Arc<dyn ModuleSource>,
     artifact_dir: PathBuf,
     idle_timeout: Duration,
-    slots: Mutex<HashMap<Digest, Arc<Slot>>>,
+    slots: Mutex<HashMap<(Digest, ArtifactKind), Arc<Slot>>>,
+    failed_snapshots: Mutex<HashMap<Digest, (Instant, LoadError)>>,
     epoch: Instant,
     compiles: AtomicU64,
+    snapshots: AtomicU64,
 }
 
 impl fmt::Debug for ModuleCache {
@@ -267,8 +299,10 @@ impl ModuleCache {
             artifact_dir,
             idle_timeout,
             slots: Mutex::new(HashMap::new()),
+            failed_snapshots: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             compiles: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
         })
     }
 
@@ -284,8 +318,18 @@ impl ModuleCache {
 
     /// Where the artifact for `digest` lives (whether or not it exists yet).
     pub fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.artifact_path_of(digest, ArtifactKind::Plain)
+    }
+
+    /// Where the artifact of `kind` for `digest` lives (whether or not it exists yet).
+    pub fn artifact_path_of(&self, digest: &Digest, kind: ArtifactKind) -> PathBuf {
         self.artifact_dir
-            .join(format!("{digest}-{}.cwasm", self.fingerprint.as_str()))
+            .join(format!("{digest}-{}.cwasm", kind.flavor(&self.fingerprint)))
+    }
+
+    /// How many snapshots this cache made itself (rather than fetched from its source).
+    pub fn snapshot_count(&self) -> u64 {
+        self.snapshots.load(Ordering::Relaxed)
     }
 
     /// How many times this cache ran Cranelift (single flight makes concurrent cold
@@ -306,13 +350,46 @@ impl ModuleCache {
     /// The module for `digest`, loading (and if need be compiling) it on first use.
     /// Concurrent callers for the same cold module share one load.
     pub async fn get(&self, digest: &Digest) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        self.get_kind(digest, ArtifactKind::Plain).await
+    }
+
+    /// The pre-initialized snapshot of the SDK module `digest`, for `per-request`
+    /// isolation: fetched from the source (the compile worker makes it at upload), else
+    /// made here once and cached on disk like any artifact. A failure is remembered for
+    /// [`SNAPSHOT_FAILURE_TTL`] so requests do not each pay for a doomed attempt.
+    pub async fn get_snapshot(
+        &self,
+        digest: &Digest,
+    ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        if let Ok(failed) = self.failed_snapshots.lock()
+            && let Some((at, e)) = failed.get(digest)
+            && at.elapsed() < SNAPSHOT_FAILURE_TTL
+        {
+            return Err(e.clone());
+        }
+        let result = self.get_kind(digest, ArtifactKind::Snapshot).await;
+        if let Err(e @ LoadError::Snapshot(_)) = &result
+            && let Ok(mut failed) = self.failed_snapshots.lock()
+        {
+            failed.insert(digest.clone(), (Instant::now(), e.clone()));
+        }
+        result
+    }
+
+    /// The module for `digest` in the compiled form `kind`.
+    pub async fn get_kind(
+        &self,
+        digest: &Digest,
+        artifact: ArtifactKind,
+    ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        let key = (digest.clone(), artifact);
         let slot = {
             let mut slots = self
                 .slots
                 .lock()
                 .map_err(|_| LoadError::Io("module cache lock poisoned".into()))?;
             slots
-                .entry(digest.clone())
+                .entry(key.clone())
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         cell: OnceCell::new(),
@@ -329,7 +406,7 @@ impl ModuleCache {
         let loaded = slot
             .cell
             .get_or_try_init(|| async {
-                let (m, k) = self.load(digest).await?;
+                let (m, k) = self.load(digest, artifact).await?;
                 Ok::<_, LoadError>((Arc::new(m), k))
             })
             .await;
@@ -339,10 +416,10 @@ impl ModuleCache {
                 // Do not keep a slot for a module that failed; a later request retries.
                 if let Ok(mut slots) = self.slots.lock()
                     && slots
-                        .get(digest)
+                        .get(&key)
                         .is_some_and(|s| Arc::ptr_eq(s, &slot) && s.cell.get().is_none())
                 {
-                    slots.remove(digest);
+                    slots.remove(&key);
                 }
                 Err(e)
             }
@@ -378,13 +455,33 @@ impl ModuleCache {
             return Ok(true);
         }
         self.source
-            .fetch_artifact(digest, &self.fingerprint, &artifact)
+            .fetch_artifact(
+                digest,
+                &ArtifactKind::Plain.flavor(&self.fingerprint),
+                &artifact,
+            )
             .await
             .map_err(|e| LoadError::Unavailable(e.0))
     }
 
-    async fn load(&self, digest: &Digest) -> Result<(LoadedModule, LoadKind), LoadError> {
-        let artifact = self.artifact_path(digest);
+    /// Makes sure the per-request snapshot of `digest` exists on local disk: fetched from
+    /// the source, else made now (and loaded, so a request arriving meanwhile waits for
+    /// this one attempt instead of starting its own). Runs when a release appears, never
+    /// in a request's path unless the request beats it.
+    pub async fn prepare_snapshot(&self, digest: &Digest) -> Result<(), LoadError> {
+        let artifact = self.artifact_path_of(digest, ArtifactKind::Snapshot);
+        if artifact.exists() {
+            return Ok(());
+        }
+        self.get_snapshot(digest).await.map(|_| ())
+    }
+
+    async fn load(
+        &self,
+        digest: &Digest,
+        artifact_kind: ArtifactKind,
+    ) -> Result<(LoadedModule, LoadKind), LoadError> {
+        let artifact = self.artifact_path_of(digest, artifact_kind);
         let mut kind = LoadKind::Artifact;
         let info;
         if artifact.exists() {
@@ -394,7 +491,7 @@ impl ModuleCache {
         } else {
             let fetched = self
                 .source
-                .fetch_artifact(digest, &self.fingerprint, &artifact)
+                .fetch_artifact(digest, &artifact_kind.flavor(&self.fingerprint), &artifact)
                 .await
                 .map_err(|e| LoadError::Unavailable(e.0))?;
             let wasm = self
@@ -408,7 +505,23 @@ impl ModuleCache {
                 return Err(LoadError::Component);
             }
             if !fetched {
-                self.compile_to(&bytes, &artifact).await?;
+                match artifact_kind {
+                    ArtifactKind::Plain => self.compile_to(&bytes, &artifact).await?,
+                    ArtifactKind::Snapshot => {
+                        if detected.kind != AbiKind::Sdk {
+                            return Err(LoadError::Snapshot(
+                                "per-request isolation needs a Platform SDK module; this is a WAGI module (WAGI already runs a fresh instance per request)".into(),
+                            ));
+                        }
+                        self.snapshots.fetch_add(1, Ordering::Relaxed);
+                        let started = Instant::now();
+                        let snap = crate::sdk::snapshot::make(&self.engine, &self.linker, bytes)
+                            .await
+                            .map_err(|e| LoadError::Snapshot(e.0))?;
+                        tracing::info!(module = ?digest, ms = started.elapsed().as_millis() as u64, "per-request snapshot made");
+                        self.compile_to(&snap, &artifact).await?;
+                    }
+                }
                 kind = LoadKind::Compiled;
             }
             info = Some(detected);
@@ -446,7 +559,7 @@ impl ModuleCache {
                 abi: info,
                 module,
                 pre,
-                is_snapshot: false,
+                is_snapshot: artifact_kind == ArtifactKind::Snapshot,
             },
             kind,
         ))

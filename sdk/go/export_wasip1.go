@@ -19,3 +19,10 @@ func platformInit() int32 {
 func platformHandle(_ int32) int32 {
 	return serveOne()
 }
+
+//go:wasmexport platform_warmup
+func platformWarmup() {
+	for _, f := range warmups {
+		f()
+	}
+}

@@ -37,6 +37,20 @@ func Handle(h http.Handler) {
 // HandleFunc registers a function as the app's handler.
 func HandleFunc(f func(http.ResponseWriter, *http.Request)) { Handle(http.HandlerFunc(f)) }
 
+var warmups []func()
+
+// Warmup registers f to run once after main, before the host takes the pre-initialized
+// snapshot that per-request releases start from. Work done here (filling encoding/json's
+// reflection caches, compiling templates and regular expressions, parsing embedded data)
+// is then part of every fresh instance instead of being repeated per request. Pooled
+// releases do not call it. Do not read configuration or randomness here: both would be
+// frozen into the snapshot.
+func Warmup(f func()) {
+	if f != nil {
+		warmups = append(warmups, f)
+	}
+}
+
 type ctxKey int
 
 const requestIDKey ctxKey = 0

@@ -49,6 +49,7 @@ func serveOne() (code int32) {
 	if handler == nil {
 		return handleNoRoute
 	}
+	abi.RequestSeq++
 	raw, err := host.requestHead()
 	if err != nil {
 		fmt.Fprintln(stderr, "platform: cannot read the request:", err)

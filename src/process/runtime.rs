@@ -70,6 +70,16 @@ pub async fn run(
         (runtime, None)
     };
 
+    // Key-value stores of SDK apps: shared JetStream buckets when the runtime is part of a
+    // cluster, so every replica sees the same values; else files under the data directory.
+    if let Some(n) = &nats_url {
+        let kv = platform_runtime::sdk::kv::NatsKv::connect(n)
+            .await
+            .context("key-value store")?;
+        runtime.sdk_pools.set_kv(Arc::new(kv));
+        tracing::info!(nats = %n, "SDK key-value stores on NATS JetStream");
+    }
+
     let traffic = bind(args.traffic_addr(), "traffic").await?;
     let admin = bind(args.admin_listen, "admin").await?;
     let traffic_addr = traffic.local_addr()?;

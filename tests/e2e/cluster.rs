@@ -116,6 +116,7 @@ fn cli(server: &str, token: &str, args: &[&str]) -> String {
 fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     let hello = guests::go("hello");
     let mux = guests::go("cgimux");
+    let counter = guests::sdk_example("counter");
     let schema = Schema::create();
     let dir = tempfile::tempdir().unwrap();
     let nats_port = free_port();
@@ -305,6 +306,44 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     // And events flow again.
     cli(&server, &token, &["rollback", "hello", "1"]);
     converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+
+    // An SDK app in per-request isolation: the worker made its snapshot once, the runtimes
+    // fetch it; its key-value store lives in JetStream, so both runtimes count together.
+    cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            counter.to_str().unwrap(),
+            "--app",
+            "counter",
+            "--route",
+            "/count",
+            "--isolation",
+            "per-request",
+        ],
+    );
+    // GET is not routed by the app's mux (POST only): 405 shows the app is live.
+    converge(&urls, "/count/visits", (405, ""), Duration::from_secs(10));
+    let c = reqwest::blocking::Client::new();
+    for (i, want) in [(0, "1"), (1, "2"), (0, "3")] {
+        let r = c.post(format!("{}/count/visits", urls[i])).send().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().unwrap().trim(), want, "runtime {i}");
+    }
+    for i in 0..2 {
+        let snapshots = std::fs::read_dir(dir.path().join(format!("rt{i}/artifacts")))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with("-snapshot.cwasm")
+            })
+            .count();
+        assert_eq!(snapshots, 1, "runtime {i} should hold the fetched snapshot");
+    }
     drop(runtimes);
     drop(worker);
     drop(control);

@@ -303,7 +303,11 @@ pub async fn download_artifact(
     if let Err(e) = caller.require_admin("downloading artifacts") {
         return e.into_response();
     }
-    if !is_hex(&digest) || !engine.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !is_hex(&digest)
+        || !engine
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return ApiError::invalid("digest", "malformed digest or engine").into_response();
     }
     stream_blob(

@@ -125,16 +125,25 @@ pub async fn create_release(
         .to_ascii_lowercase();
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
-    let module = sqlx::query("SELECT digest FROM modules WHERE tenant = $1 AND digest = $2")
+    let module = sqlx::query("SELECT abi FROM modules WHERE tenant = $1 AND digest = $2")
         .bind(&caller.tenant)
         .bind(&digest)
         .fetch_optional(&mut *tx)
         .await?;
-    if module.is_none() {
+    let Some(module) = module else {
         return Err(
             ApiError::not_found(format!("no module {digest:?}: upload it first"))
                 .on("module_digest"),
         );
+    };
+    let abi: String = module.try_get(0)?;
+    if config.isolation == "per-request" && abi != "sdk" {
+        return Err(ApiError::invalid(
+            "isolation",
+            format!(
+                "per-request isolation applies to Platform SDK modules; this module is {abi} (a WAGI module already gets a fresh instance for every request)"
+            ),
+        ));
     }
     let artifact =
         sqlx::query("SELECT state, error FROM artifacts WHERE digest = $1 AND engine = $2")

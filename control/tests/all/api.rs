@@ -15,6 +15,7 @@ both_databases!(
     routes_validation_and_conflicts,
     tokens_create_list_revoke,
     failed_compile_fails_the_release,
+    sdk_modules_get_a_per_request_snapshot,
 );
 
 async fn connect_protocol_json_and_binary(db: Db) {
@@ -265,6 +266,11 @@ async fn invalid_releases_are_refused(db: Db) {
             json!({ "app": "shop", "moduleDigest": m["digest"], "allowedOutboundHosts": ["http://x/y"] }),
             StatusCode::BAD_REQUEST,
             "outbound host",
+        ),
+        (
+            json!({ "app": "shop", "moduleDigest": m["digest"], "isolation": "ISOLATION_PER_REQUEST" }),
+            StatusCode::BAD_REQUEST,
+            "per-request isolation applies to Platform SDK modules",
         ),
     ];
     for (body, status, says) in cases {
@@ -519,4 +525,36 @@ async fn bootstrap_happens_once_and_accepts_a_preset_secret(db: Db) {
             .await
             .is_err()
     );
+}
+
+async fn sdk_modules_get_a_per_request_snapshot(db: Db) {
+    let h = Harness::new(db).await;
+    let wasm = std::fs::read(platform_test_guests::sdk_example("hello")).unwrap();
+    let (s, m) = h.upload(&h.admin, wasm).await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    assert_eq!(m["abi"], "ABI_SDK", "{m}");
+    h.ok(&h.admin, "AppService/CreateApp", json!({ "name": "fresh" }))
+        .await;
+    let r = h
+        .ok(&h.admin, "ReleaseService/CreateRelease", json!({ "app": "fresh", "moduleDigest": m["digest"], "activate": true, "isolation": "ISOLATION_PER_REQUEST" }))
+        .await;
+    h.compile_all().await;
+    let digest = m["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let blobs = h.blobs().await;
+    let fp = h.ctl.config.engine.as_str();
+    for key in [
+        format!("artifacts/{digest}-{fp}.cwasm"),
+        format!("artifacts/{digest}-{fp}-snapshot.cwasm"),
+    ] {
+        assert!(blobs.contains(&key), "{key} not in {blobs:?}");
+    }
+    let r = h
+        .ok(
+            &h.admin,
+            "ReleaseService/GetRelease",
+            json!({ "id": r["release"]["id"] }),
+        )
+        .await;
+    assert_eq!(r["release"]["live"], true, "{r}");
+    assert_eq!(r["release"]["isolation"], "ISOLATION_PER_REQUEST", "{r}");
 }

@@ -189,6 +189,18 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 let Some(req) = sdk(&mut c).and_then(|s| s.req.as_mut()) else {
                     return fail(&mut c, code::STATE, "no request is being served");
                 };
+                if body.len() as u64 > req.response_limit {
+                    req.response_too_large = true;
+                    let limit = req.response_limit;
+                    return fail(
+                        &mut c,
+                        code::TOO_LARGE,
+                        format!(
+                            "the response is larger than this function's limit of {limit} bytes"
+                        ),
+                    );
+                }
+                req.response_bytes = body.len() as u64;
                 let sink = std::mem::replace(&mut req.sink, ResponseSink::Done);
                 let ResponseSink::Pending(tx) = sink else {
                     req.sink = sink;
@@ -239,6 +251,26 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 if data.is_empty() {
                     return 0;
+                }
+                if let Some(req) = sdk(&mut c).and_then(|s| s.req.as_mut()) {
+                    req.response_bytes += data.len() as u64;
+                    if req.response_bytes > req.response_limit {
+                        // Cut the stream: the client must not take a truncated body
+                        // for a complete one.
+                        req.response_too_large = true;
+                        req.sink = ResponseSink::Done;
+                        let _ = tx
+                            .send(Err("the response went over the function's limit".into()))
+                            .await;
+                        let limit = req.response_limit;
+                        return fail(
+                            &mut c,
+                            code::TOO_LARGE,
+                            format!(
+                                "the response is larger than this function's limit of {limit} bytes"
+                            ),
+                        );
+                    }
                 }
                 if tx.send(Ok(Frame::data(data))).await.is_err() {
                     if let Some(req) = sdk(&mut c).and_then(|s| s.req.as_mut()) {

@@ -212,6 +212,17 @@ impl std::fmt::Debug for NatsKv {
 }
 
 impl NatsKv {
+    /// Connects to the NATS server at `url` (JetStream enabled), for cluster mode: every
+    /// runtime then sees the same stores.
+    pub async fn connect(url: &str) -> Result<Self, KvError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("platform-runtime-kv")
+            .connect(url)
+            .await
+            .map_err(|e| KvError::Unavailable(format!("NATS at {url}: {e}")))?;
+        Ok(NatsKv::new(client))
+    }
+
     /// Buckets on the NATS server `client` is connected to.
     pub fn new(client: async_nats::Client) -> Self {
         NatsKv {

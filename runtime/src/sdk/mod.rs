@@ -12,6 +12,7 @@ pub mod host_fns;
 pub mod kv;
 pub mod outbound;
 pub mod pool;
+pub mod snapshot;
 pub mod state;
 pub mod wire;
 
@@ -137,6 +138,9 @@ where
         },
         sink: ResponseSink::Pending(head_tx),
         body_too_large: false,
+        response_bytes: 0,
+        response_limit: spec.limits.max_response,
+        response_too_large: false,
         deadline,
     };
     let pools = rt.sdk_pools.clone();
@@ -168,15 +172,16 @@ where
             .sdk
             .as_mut()
             .and_then(|s| s.req.take());
-        let (body_too_large, head_sent, sink) = match ctx {
+        let (body_too_large, response_too_large, head_sent, sink) = match ctx {
             Some(c) => (
                 c.body_too_large,
+                c.response_too_large,
                 !matches!(c.sink, ResponseSink::Pending(_)),
                 Some(c.sink),
             ),
-            None => (false, false, None),
+            None => (false, false, false, None),
         };
-        let (failure, code) = match res {
+        let (mut failure, code) = match res {
             Err(_elapsed) => (Some(GuestFailure::Timeout), -1),
             Ok(Err(e)) => (Some(GuestFailure::classify(&e, memory_hit, &stderr.0)), -1),
             Ok(Ok(code)) => {
@@ -193,6 +198,9 @@ where
                 (failure, code)
             }
         };
+        if response_too_large && failure.is_none() {
+            failure = Some(GuestFailure::ResponseTooLarge(run_spec.limits.max_response));
+        }
         // A guest that fails mid-stream must not look like a complete response.
         if failure.is_some()
             && let Some(ResponseSink::Streaming(tx)) = &sink

@@ -69,6 +69,12 @@ pub struct RequestCtx {
     pub sink: ResponseSink,
     /// The body went over the release's limit (answer 413 if nothing was sent).
     pub body_too_large: bool,
+    /// Response body bytes sent so far.
+    pub response_bytes: u64,
+    /// The release's `max_response`.
+    pub response_limit: u64,
+    /// The guest tried to send more than `response_limit` (answer 502, or cut the stream).
+    pub response_too_large: bool,
     /// When the request must end.
     pub deadline: std::time::Instant,
 }

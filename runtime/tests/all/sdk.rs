@@ -205,13 +205,10 @@ async fn fault_cases_in_sdk_mode_leave_the_host_serving() {
         line.line
     );
     // Oversize bodies: declared (refused before the guest) and streamed (cut off).
-    let r = c
-        .post(host.url("/echo"))
-        .body(vec![0u8; (1 << 20) + 1])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    assert_eq!(
+        crate::support::status_of_large_post(host.addr, "/echo", (1 << 20) + 1).await,
+        413
+    );
     let chunks =
         futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![1u8; 100_000])));
     let r = c
@@ -432,5 +429,164 @@ async fn unknown_abi_imports_are_refused_with_their_name() {
     let r = client().get(host.url("/bad")).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let _ = Isolation::PerRequest;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_isolation_starts_each_request_from_the_snapshot() {
+    // A private artifact directory, so this test sees the snapshots being made.
+    let artifacts = tempfile::tempdir().unwrap();
+    let dir = artifacts.path().to_path_buf();
+    let host = TestHost::start_with(move |c| c.artifact_dir = dir).await;
+    let faults = guests::go_sdk("sdkfaults");
+    let api = guests::sdk_example("jsonapi");
+    let limits = Limits {
+        memory: 96 << 20,
+        timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let deploy = |greeting: &'static str, release: &'static str| {
+        host.deploy(&[
+            App {
+                isolation: Isolation::PerRequest,
+                limits: limits.clone(),
+                ..App::new("f", &faults, &["/"])
+            },
+            App {
+                isolation: Isolation::PerRequest,
+                env: if greeting == "one" {
+                    &[("GREETING", "one")]
+                } else {
+                    &[("GREETING", "two")]
+                },
+                release,
+                ..App::new("api", &api, &["api.example.com/"])
+            },
+        ])
+    };
+    deploy("one", "r1");
+    let c = client();
+    let get = |path: &'static str, h: Option<&'static str>| {
+        let c = c.clone();
+        let url = host.url(path);
+        async move {
+            let mut rq = c.get(url);
+            if let Some(h) = h {
+                rq = rq.header("host", h);
+            }
+            let r = rq.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Every request gets a fresh instance: the counter in instance memory never advances.
+    for _ in 0..5 {
+        assert_eq!(get("/ok", None).await, (200, "ok 1\n".to_string()));
+    }
+    // Faults end that request only.
+    for (path, status) in [("/panic", 500), ("/loop", 504), ("/membomb", 500)] {
+        assert_eq!(get(path, None).await.0, status, "{path}");
+        assert_eq!(get("/ok", None).await, (200, "ok 1\n".to_string()));
+    }
+    // Configuration arrives per release, not from snapshot time.
+    let api_host = Some("api.example.com");
+    let (status, body) = get("/config", api_host).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["greeting_getenv"], "one");
+    assert_eq!(v["greeting_config"], "one");
+    deploy("two", "r2");
+    let v: serde_json::Value = serde_json::from_str(&get("/config", api_host).await.1).unwrap();
+    assert_eq!(v["greeting_getenv"], "two");
+    assert_eq!(v["greeting_config"], "two");
+    // Nothing a request leaves in memory reaches the next one.
+    let r = c
+        .post(host.url("/todos"))
+        .header("host", "api.example.com")
+        .body(r#"{"title":"gone with the instance"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(get("/todos/1", api_host).await.0, 404);
+    // One snapshot per module, made once (not per request, not per release).
+    assert_eq!(host.rt.cache.snapshot_count(), 2);
+    let snapshots = std::fs::read_dir(artifacts.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("-snapshot.cwasm")
+        })
+        .count();
+    assert_eq!(snapshots, 2);
+    // Evicted from memory, the snapshot is mapped again from disk, not made again.
+    host.rt.cache.evict_all();
+    assert_eq!(get("/ok", None).await, (200, "ok 1\n".to_string()));
+    assert_eq!(host.rt.cache.snapshot_count(), 2);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_isolation_of_a_wagi_module_fails_clearly_and_once() {
+    let host = TestHost::start().await;
+    let hello = guests::go("hello");
+    host.deploy(&[App {
+        isolation: Isolation::PerRequest,
+        ..App::new("w", &hello, &["/"])
+    }]);
+    let c = client();
+    for _ in 0..3 {
+        let r = c.get(host.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 500);
+    }
+    let err = host
+        .rt
+        .cache
+        .get_snapshot(&platform_runtime::Digest::of(
+            &std::fs::read(&hello).unwrap(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SDK module"), "{err}");
+    assert_eq!(host.rt.cache.snapshot_count(), 0);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_over_the_limit_are_cut_off_not_passed_as_complete() {
+    let host = TestHost::start().await;
+    let api = guests::sdk_example("jsonapi");
+    host.deploy(&[App {
+        limits: Limits {
+            max_response: 1 << 20,
+            ..Limits::default()
+        },
+        ..App::new("api", &api, &["/"])
+    }]);
+    let c = client();
+    // Declared 3 MiB, streamed: the stream is cut when it passes 1 MiB.
+    let r = c.get(host.url("/download?mb=3")).send().await.unwrap();
+    let outcome = r.bytes().await;
+    assert!(
+        outcome.is_err() || outcome.as_ref().unwrap().len() < 3 << 20,
+        "a 3 MiB body must not arrive whole past a 1 MiB limit"
+    );
+    // Within the limit, fine; and the host keeps serving.
+    let r = c.get(host.url("/download?mb=1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 1 << 20);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = host.rt.metrics.encode();
+    assert_eq!(
+        metric_value(
+            &m,
+            "platform_traps_total",
+            &[("app", "api"), ("kind", "response_too_large")]
+        ),
+        1.0,
+        "{m}"
+    );
     host.stop().await;
 }

@@ -142,3 +142,28 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Sends a request with a `body_len`-byte body over a raw connection and returns the
+/// response's status. The host may answer (413) and close before the client has finished
+/// sending; an HTTP client reports that as a failed write, this reads the answer anyway.
+pub async fn status_of_large_post(addr: std::net::SocketAddr, path: &str, body_len: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(&vec![0u8; body_len]).await;
+        wr
+    });
+    let mut buf = Vec::new();
+    let _ = rd.read_to_end(&mut buf).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split(' ').nth(1).unwrap_or_default();
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status in {text:?}"))
+}

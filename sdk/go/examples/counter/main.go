@@ -13,13 +13,13 @@ import (
 )
 
 func main() {
+	// Opened once; each request's calls reach the host's store for this app.
+	store, err := kv.Open("default")
+	if err != nil {
+		panic(err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /count/{name}", func(w http.ResponseWriter, r *http.Request) {
-		store, err := kv.Open("default")
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
 		key := "visits/" + r.PathValue("name")
 		n := 0
 		switch v, err := store.Get(key); {
@@ -37,7 +37,6 @@ func main() {
 		fmt.Fprintln(w, n)
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
-		store, _ := kv.Open("default")
 		keys, err := store.Keys(r.URL.Query().Get("prefix"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -46,7 +45,6 @@ func main() {
 		fmt.Fprintln(w, strings.Join(keys, ","))
 	})
 	mux.HandleFunc("DELETE /count/{name}", func(w http.ResponseWriter, r *http.Request) {
-		store, _ := kv.Open("default")
 		if err := store.Delete("visits/" + r.PathValue("name")); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -54,7 +52,6 @@ func main() {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("PUT /big", func(w http.ResponseWriter, r *http.Request) {
-		store, _ := kv.Open("default")
 		size, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
 		err := store.Set("big", make([]byte, size))
 		if err != nil {

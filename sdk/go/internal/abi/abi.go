@@ -115,3 +115,8 @@ func LastError() string {
 	}
 	return string(b[:n])
 }
+
+// RequestSeq counts the requests this instance has started serving. Host handles (key-value
+// stores, outbound responses) last one request; a value that keeps a handle across
+// requests compares this to know when to reopen it.
+var RequestSeq uint64
