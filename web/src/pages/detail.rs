@@ -13,7 +13,7 @@ use platform_control::api::{apps, modules, releases, routes};
 use platform_control::error::ApiError;
 use platform_proto::v1::*;
 
-use super::{Layout, error_response, field, render, when};
+use super::{Layout, error_response, field, render, shown_at, when};
 use crate::WebState;
 use crate::session::Session;
 
@@ -35,6 +35,7 @@ pub struct ReleaseForm {
     timeout: String,
     max_body: String,
     outbound: String,
+    per_request: bool,
     error: Option<String>,
     field: &'static str,
 }
@@ -344,6 +345,7 @@ fn parse_release_form(
         timeout: field(form, "timeout").unwrap_or("").trim().to_string(),
         max_body: field(form, "max_body").unwrap_or("").trim().to_string(),
         outbound: field(form, "outbound").unwrap_or("").trim().to_string(),
+        per_request: field(form, "isolation") == Some("per-request"),
         ..Default::default()
     };
     let mut env = HashMap::new();
@@ -412,7 +414,11 @@ fn parse_release_form(
             max_body_bytes: max_body,
             max_response_bytes: 0,
         }),
-        isolation: Isolation::Pooled as i32,
+        isolation: if f.per_request {
+            Isolation::PerRequest as i32
+        } else {
+            Isolation::Pooled as i32
+        },
         allowed_outbound_hosts: f
             .outbound
             .split([' ', ',', '\n'])
@@ -438,7 +444,10 @@ pub async fn create_release(
     }
     let (mut req, mut f) = match parse_release_form(&form) {
         Ok(v) => v,
-        Err(f) => return app_page(&state, &session, &app, *f, RouteForm::default(), None).await,
+        Err(f) => {
+            let resp = app_page(&state, &session, &app, *f, RouteForm::default(), None).await;
+            return shown_at(resp, &format!("/apps/{app}"));
+        }
     };
     req.app = app.clone();
     match releases::create_release(state.ctl.clone(), session.caller(), req).await {
@@ -456,11 +465,13 @@ pub async fn create_release(
                 Some("limits.memory_bytes") => "memory",
                 Some("limits.timeout_ms") => "timeout",
                 Some("allowed_outbound_hosts") => "outbound",
+                Some("isolation") => "isolation",
                 Some("env") => "env",
                 _ => "",
             };
             f.error = Some(e.message);
-            app_page(&state, &session, &app, f, RouteForm::default(), None).await
+            let resp = app_page(&state, &session, &app, f, RouteForm::default(), None).await;
+            shown_at(resp, &format!("/apps/{app}"))
         }
     }
 }
@@ -530,7 +541,7 @@ pub async fn add_route(
             };
             let mut resp = app_page(&state, &session, &app, ReleaseForm::default(), rf, None).await;
             *resp.status_mut() = StatusCode::OK;
-            resp
+            shown_at(resp, &format!("/apps/{app}"))
         }
     }
 }

@@ -56,6 +56,16 @@ pub fn render(t: &impl Template) -> Response {
     }
 }
 
+/// Marks a page rendered in answer to a form post (a form's errors, shown in place) as the
+/// page at `path`. HTMX boosts the forms and would otherwise show the form's POST-only action
+/// in the address bar, so reloading the page would answer 405.
+pub fn shown_at(mut resp: Response, path: &str) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(path) {
+        resp.headers_mut().insert("hx-push-url", v);
+    }
+    resp
+}
+
 /// An API error as a page, for failures not tied to a form field.
 pub fn error_response(e: &ApiError) -> Response {
     let status = e.code.http_status();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use platform_control::api::tokens as api;
 use platform_proto::v1::{CreateTokenRequest, ListTokensRequest, RevokeTokenRequest};
 
-use super::{Layout, error_response, field, render, when};
+use super::{Layout, error_response, field, render, shown_at, when};
 use crate::WebState;
 use crate::session::Session;
 
@@ -146,7 +146,7 @@ pub async fn create_user(
     }
     let user = field(&form, "username").unwrap_or("");
     let pass = field(&form, "password").unwrap_or("");
-    match crate::users::create(&state, &session.tenant, user, pass).await {
+    let resp = match crate::users::create(&state, &session.tenant, user, pass).await {
         Ok(()) => {
             tokens_page(
                 &state,
@@ -159,5 +159,6 @@ pub async fn create_user(
             .await
         }
         Err(e) => tokens_page(&state, &session, None, None, Some(e.to_string()), None).await,
-    }
+    };
+    shown_at(resp, "/tokens")
 }
