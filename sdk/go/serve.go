@@ -76,7 +76,8 @@ func serveOne() (code int32) {
 			fmt.Fprintf(stderr, "panic: %v\n\n%s", p, debug.Stack())
 			if !w.sent {
 				w.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
-				w.status = http.StatusInternalServerError
+				w.status = 0
+				w.WriteHeader(http.StatusInternalServerError)
 				w.buf.Reset()
 				w.buf.WriteString("the function panicked\n")
 			}
@@ -162,10 +163,14 @@ const chunk = 32 << 10
 // responseWriter implements http.ResponseWriter and http.Flusher over the host.
 type responseWriter struct {
 	header http.Header
-	status int
-	buf    bytes.Buffer
-	sent   bool
-	err    error
+	// sentHeader is the header as it was at WriteHeader: like net/http, changes made to
+	// Header() after WriteHeader (or the first Write) do not reach the client, except
+	// declared trailers.
+	sentHeader http.Header
+	status     int
+	buf        bytes.Buffer
+	sent       bool
+	err        error
 }
 
 func newResponseWriter() *responseWriter {
@@ -182,6 +187,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
 	w.status = code
+	w.sentHeader = w.header.Clone()
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
@@ -191,8 +197,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.sent && w.header.Get("Content-Type") == "" && w.buf.Len() == 0 && len(p) > 0 {
-		w.header.Set("Content-Type", http.DetectContentType(p))
+	if _, set := w.sentHeader["Content-Type"]; !w.sent && !set && w.buf.Len() == 0 && len(p) > 0 {
+		w.sentHeader.Set("Content-Type", http.DetectContentType(p))
 	}
 	written := 0
 	for len(p) > 0 {
@@ -246,9 +252,9 @@ func (w *responseWriter) flush(end bool) error {
 	var n int32
 	if !w.sent {
 		if w.status == 0 {
-			w.status = http.StatusOK
+			w.WriteHeader(http.StatusOK)
 		}
-		h := w.header.Clone()
+		h := w.sentHeader.Clone()
 		for k := range h {
 			if strings.HasPrefix(k, http.TrailerPrefix) {
 				delete(h, k)

@@ -196,3 +196,27 @@ func TestConfigFollowsTheRelease(t *testing.T) {
 		t.Fatal("same generation must not call the host")
 	}
 }
+
+func TestHeadersChangedAfterWriteHeaderAreNotSent(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Before", "1")
+		w.Header().Set("Trailer", "X-Sum")
+		w.WriteHeader(http.StatusAccepted)
+		w.Header().Set("X-After", "1")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "abc")
+	})
+	f, code := serveWith(t, h, get("/"), "")
+	if code != 0 || f.status != http.StatusAccepted {
+		t.Fatalf("code %d status %d", code, f.status)
+	}
+	if f.headers.Get("X-Before") != "1" || f.headers.Get("X-After") != "" || f.headers.Get("X-Sum") != "" {
+		t.Fatalf("headers sent: %v", f.headers)
+	}
+	if f.headers.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("content type not sniffed: %v", f.headers)
+	}
+	if f.gotTrailers.Get("X-Sum") != "abc" {
+		t.Fatalf("trailers: %v", f.gotTrailers)
+	}
+}

@@ -90,7 +90,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes, hex-encoded.
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut raw);
     hex::encode(raw)
@@ -164,11 +165,14 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Looks up the session of a request.
+/// Looks up the session of a request. A session signed in with a token ends when the token
+/// is revoked.
 pub async fn lookup(state: &WebState, headers: &HeaderMap) -> Option<Session> {
     let secret = cookie_value(headers)?;
     let row = sqlx::query(
-        "SELECT tenant, subject, admin, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+        "SELECT tenant, subject, admin, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2 \
+         AND NOT (subject LIKE 'token:%' AND EXISTS (SELECT 1 FROM tokens \
+         WHERE tokens.id = substr(sessions.subject, 7) AND tokens.revoked_at IS NOT NULL))",
     )
     .bind(hash(&secret))
     .bind(now_ms())

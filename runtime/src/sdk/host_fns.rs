@@ -36,32 +36,50 @@ fn fail(caller: &mut C<'_>, code: i32, msg: impl Into<String>) -> i32 {
 /// Copies `len` bytes at `ptr` out of guest memory.
 fn read(caller: &mut C<'_>, ptr: i32, len: i32) -> Result<Bytes, i32> {
     let Some(mem) = caller.data().sdk.as_ref().and_then(|s| s.memory) else {
-        return Err(-code::STATE);
+        return Err(fail(caller, code::STATE, "the module exports no memory"));
     };
-    let (Ok(ptr), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else {
-        return Err(-code::INVALID);
+    let (Ok(p), Ok(n)) = (usize::try_from(ptr), usize::try_from(len)) else {
+        return Err(fail(
+            caller,
+            code::INVALID,
+            format!("negative pointer or length ({ptr}, {len})"),
+        ));
     };
-    match mem.data(&caller).get(ptr..ptr.saturating_add(len)) {
+    match mem.data(&caller).get(p..p.saturating_add(n)) {
         Some(b) => Ok(Bytes::copy_from_slice(b)),
-        None => Err(-code::INVALID),
+        None => Err(fail(
+            caller,
+            code::INVALID,
+            format!("{len} bytes at {ptr} are outside the module's memory"),
+        )),
     }
 }
 
 /// Writes `data` at `ptr` if it fits in `cap`; returns its full length either way.
 fn write(caller: &mut C<'_>, ptr: i32, cap: i32, data: &[u8]) -> i32 {
     let Some(mem) = caller.data().sdk.as_ref().and_then(|s| s.memory) else {
-        return -code::STATE;
+        return fail(caller, code::STATE, "the module exports no memory");
     };
     let (Ok(p), Ok(cap)) = (usize::try_from(ptr), usize::try_from(cap)) else {
-        return -code::INVALID;
+        return fail(
+            caller,
+            code::INVALID,
+            format!("negative pointer or capacity ({ptr}, {cap})"),
+        );
     };
     let Ok(n) = i32::try_from(data.len()) else {
-        return -code::TOO_LARGE;
+        return fail(caller, code::TOO_LARGE, "the result does not fit in 2 GiB");
     };
     if data.len() <= cap {
         match mem.data_mut(&mut *caller).get_mut(p..p + data.len()) {
             Some(dst) => dst.copy_from_slice(data),
-            None => return -code::INVALID,
+            None => {
+                return fail(
+                    caller,
+                    code::INVALID,
+                    format!("{cap} bytes at {ptr} are outside the module's memory"),
+                );
+            }
         }
     }
     n

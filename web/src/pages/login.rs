@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Layout, field, render};
@@ -28,11 +28,69 @@ pub struct NextQuery {
 }
 
 fn safe_next(next: Option<&str>) -> String {
-    // Only local paths: never redirect off-site after sign-in.
+    // Only local paths: never redirect off-site after sign-in. Browsers drop tabs and
+    // newlines from a Location, so "/\t/evil.example" would become "//evil.example".
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_string()
+        }
         _ => "/apps".into(),
     }
+}
+
+/// The sign-in form's CSRF cookie (double submit): there is no session yet to hold a
+/// token, so the form carries a random value that must match this `SameSite=Strict`
+/// cookie. A form posted from another site arrives without it ("login CSRF").
+const LOGIN_COOKIE: &str = "platform_login";
+
+/// Renders the sign-in page with a fresh form token (and its cookie).
+fn login_page(
+    state: &WebState,
+    next: String,
+    error: Option<String>,
+    user_error: bool,
+    status: StatusCode,
+) -> Response {
+    let token = session::random_hex(16);
+    let mut resp = render(&LoginPage {
+        layout: Layout {
+            title: "Sign in".into(),
+            csrf: token.clone(),
+            ..Default::default()
+        },
+        next,
+        error,
+        user_error,
+    });
+    *resp.status_mut() = status;
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    )) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn login_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
 /// `GET /login`.
@@ -44,36 +102,41 @@ pub async fn page(
     if session::lookup(&state, &headers).await.is_some() {
         return Redirect::to(&safe_next(q.next.as_deref())).into_response();
     }
-    render(&LoginPage {
-        layout: Layout {
-            title: "Sign in".into(),
-            ..Default::default()
-        },
-        next: safe_next(q.next.as_deref()),
-        error: None,
-        user_error: false,
-    })
+    login_page(
+        &state,
+        safe_next(q.next.as_deref()),
+        None,
+        false,
+        StatusCode::OK,
+    )
 }
 
 /// `POST /login`: a token, or a user name and password.
 pub async fn submit(
     State(state): State<WebState>,
+    headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let next = safe_next(field(&form, "next"));
     let fail = |msg: &str, user: bool| {
-        let mut resp = render(&LoginPage {
-            layout: Layout {
-                title: "Sign in".into(),
-                ..Default::default()
-            },
-            next: next.clone(),
-            error: Some(msg.to_string()),
-            user_error: user,
-        });
-        *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
-        resp
+        login_page(
+            &state,
+            next.clone(),
+            Some(msg.to_string()),
+            user,
+            StatusCode::UNAUTHORIZED,
+        )
     };
+    let form_token = field(&form, "csrf").unwrap_or("");
+    if login_cookie(&headers).is_none_or(|c| c != form_token) {
+        return login_page(
+            &state,
+            next.clone(),
+            Some("This sign-in form has expired or did not come from this dashboard. Please sign in again.".into()),
+            field(&form, "username").is_some(),
+            StatusCode::FORBIDDEN,
+        );
+    }
     let (tenant, subject, admin) = if let Some(token) = field(&form, "token")
         .map(str::trim)
         .filter(|t| !t.is_empty())
