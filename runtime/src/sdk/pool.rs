@@ -161,6 +161,32 @@ impl SdkPools {
             .unwrap_or(0)
     }
 
+    /// The largest linear memory among idle instances, in bytes (what a pooled instance
+    /// kept after its requests; streaming bodies must not grow it).
+    pub fn max_idle_memory(&self) -> u64 {
+        let Ok(pools) = self.pools.lock() else {
+            return 0;
+        };
+        pools
+            .values()
+            .filter_map(|pool| pool.idle.lock().ok())
+            .flat_map(|idle| {
+                idle.iter()
+                    .map(|i| {
+                        i.store
+                            .data()
+                            .sdk
+                            .as_ref()
+                            .and_then(|s| s.memory)
+                            .map(|m| m.data_size(&i.store) as u64)
+                            .unwrap_or(0)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Drops instances idle longer than the idle timeout, and empty unused pools.
     pub fn reap(&self) {
         let now = Instant::now();
