@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use platform_runtime::abi::AbiInfo;
 use platform_runtime::{AppSpec, AppTarget, Digest, LocalModuleStore, RouteTable, Runtime};
 
 use crate::manifest::Manifest;
@@ -30,11 +31,24 @@ pub fn install_manifest(
 ) -> anyhow::Result<Vec<InstalledApp>> {
     let mut entries = Vec::new();
     let mut installed = Vec::new();
+    // Apps often share a module file: read, check and store each file once.
+    let mut modules: std::collections::HashMap<&std::path::Path, (Digest, AbiInfo)> =
+        std::collections::HashMap::new();
     for app in &manifest.apps {
-        let bytes = std::fs::read(&app.module)
-            .with_context(|| format!("cannot read module {}", app.module.display()))?;
-        let info = platform_runtime::abi::detect(&bytes)
-            .with_context(|| format!("{}: app {:?}", app.module.display(), app.name))?;
+        let (digest, info) = match modules.get(app.module.as_path()) {
+            Some(m) => m.clone(),
+            None => {
+                let bytes = std::fs::read(&app.module)
+                    .with_context(|| format!("cannot read module {}", app.module.display()))?;
+                let info = platform_runtime::abi::detect(&bytes)
+                    .with_context(|| format!("{}: app {:?}", app.module.display(), app.name))?;
+                let digest = store
+                    .put(&bytes)
+                    .with_context(|| format!("cannot store module {}", app.module.display()))?;
+                modules.insert(app.module.as_path(), (digest.clone(), info.clone()));
+                (digest, info)
+            }
+        };
         if app.isolation == platform_runtime::Isolation::PerRequest
             && info.kind != platform_runtime::abi::AbiKind::Sdk
         {
@@ -45,9 +59,6 @@ pub fn install_manifest(
                 info.kind.as_str()
             );
         }
-        let digest = store
-            .put(&bytes)
-            .with_context(|| format!("cannot store module {}", app.module.display()))?;
         let spec = Arc::new(AppSpec {
             app: app.name.clone(),
             tenant: "local".into(),

@@ -16,6 +16,34 @@ use crate::loadgen::percentiles;
 /// Fresh instance + `_start` per iteration with the serving engine configuration, nothing
 /// else: the floor for a WAGI request of this guest. Returns (p50, p99) in µs.
 pub async fn bare_wasmtime(wasm: &Path, iterations: usize) -> anyhow::Result<(f64, f64)> {
+    bare_wasmtime_with_env(wasm, iterations, &[]).await
+}
+
+/// The CGI environment the WAGI executor gives a `GET path` request: Go's start-up reads
+/// every variable, so a bare run with the same environment tells the guest's cost of it
+/// from the host's.
+pub fn cgi_env_for(path: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let (parts, ()) = http::Request::get(path)
+        .header("host", "bench.local")
+        .body(())?
+        .into_parts();
+    let req = CgiRequest {
+        parts: &parts,
+        route_prefix: path,
+        content_length: 0,
+        remote: "127.0.0.1:1".parse()?,
+        local: "127.0.0.1:2".parse()?,
+        request_id: "bench",
+    };
+    Ok(wagi::cgi_env::build_env(&req, &[]))
+}
+
+/// [`bare_wasmtime`] with `env` in the guest's environment.
+pub async fn bare_wasmtime_with_env(
+    wasm: &Path,
+    iterations: usize,
+    env: &[(String, String)],
+) -> anyhow::Result<(f64, f64)> {
     let engine = engine::build_engine(&engine::EngineSettings::default())?;
     let _ticker = engine::EpochTicker::start(&engine);
     let module = Module::from_file(&engine, wasm)?;
@@ -28,6 +56,7 @@ pub async fn bare_wasmtime(wasm: &Path, iterations: usize) -> anyhow::Result<(f6
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(bytes::Bytes::new()))
             .stdout(MemoryOutputPipe::new(1 << 20))
+            .envs(env)
             .build_p1();
         let mut store = Store::new(&engine, wasi);
         store.set_epoch_deadline(u64::MAX / 2);

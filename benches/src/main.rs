@@ -8,6 +8,7 @@ mod inproc;
 mod loadgen;
 mod native;
 mod report;
+mod startup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use platform_runtime::{
-    AppSpec, AppTarget, LocalModuleStore, RouteSpec, RouteTable, Runtime, RuntimeConfig,
+    AppSpec, AppTarget, Isolation, LocalModuleStore, RouteSpec, RouteTable, Runtime, RuntimeConfig,
 };
 use platform_test_guests as guests;
 
@@ -43,6 +44,12 @@ struct Args {
     /// Where report.json and report.md go.
     #[arg(long, default_value = "target/bench")]
     out: std::path::PathBuf,
+    /// The `platform` binary for the start-up runs (skipped when absent).
+    #[arg(long, default_value = "target/release/platform")]
+    platform_bin: std::path::PathBuf,
+    /// Routes in the start-up runs' manifest.
+    #[arg(long, default_value_t = 1000)]
+    routes: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,13 +69,17 @@ fn main() -> anyhow::Result<()> {
     let go_hello = guests::go("hello");
     let go_mux = guests::go("cgimux");
     let rust_hello = guests::rust("hello-wagi");
+    let sdk_hello = guests::sdk_example("hello");
+    let sdk_json = guests::sdk_example("jsonapi");
 
     let mut report = Report::new(&args.concurrency);
     let warmup = Duration::from_secs(args.warmup);
     let secs = Duration::from_secs(args.seconds);
-    let load = |addr: SocketAddr, path: &str, c: usize| -> anyhow::Result<LoadResult> {
-        client_rt.block_on(loadgen::run(addr, path, "bench.local", c, warmup, secs))
-    };
+    let load_as =
+        |addr: SocketAddr, host: &str, path: &str, c: usize| -> anyhow::Result<LoadResult> {
+            client_rt.block_on(loadgen::run(addr, path, host, c, warmup, secs))
+        };
+    let load = |addr: SocketAddr, path: &str, c: usize| load_as(addr, "bench.local", path, c);
 
     // Native hyper, before.
     let native_addr = server_rt.block_on(native::start())?;
@@ -83,19 +94,40 @@ fn main() -> anyhow::Result<()> {
         config.artifact_dir = guests::shared_artifact_dir();
         let rt = Runtime::new(config, Arc::new(store.clone()))?;
         let mut entries = Vec::new();
-        for (name, module, route) in [
-            ("go-hello", &go_hello, "/go"),
-            ("go-mux", &go_mux, "/mux"),
-            ("rust-hello", &rust_hello, "/rust"),
+        for (name, module, route, isolation) in [
+            ("go-hello", &go_hello, "/go", Isolation::Pooled),
+            ("go-mux", &go_mux, "/mux", Isolation::Pooled),
+            ("rust-hello", &rust_hello, "/rust", Isolation::Pooled),
+            ("sdk-hello", &sdk_hello, "/sdk", Isolation::Pooled),
+            ("sdk-hello-pr", &sdk_hello, "/sdk-pr", Isolation::PerRequest),
+            ("sdk-json", &sdk_json, "/todos", Isolation::Pooled),
+            (
+                "sdk-json-pr",
+                &sdk_json,
+                "per-request.local/todos",
+                Isolation::PerRequest,
+            ),
         ] {
             let digest = store.put(&std::fs::read(module)?)?;
             let spec = Arc::new(AppSpec {
                 module: digest,
+                isolation,
                 ..AppSpec::for_tests(name)
             });
             entries.push((RouteSpec::parse(route)?, Arc::new(AppTarget::single(spec))));
         }
         rt.routes.replace(RouteTable::build(entries)?);
+        // Compile (and snapshot) ahead of the runs, as a release does.
+        for m in [&go_hello, &go_mux, &rust_hello, &sdk_hello, &sdk_json] {
+            rt.cache
+                .get(&platform_runtime::Digest::of(&std::fs::read(m)?))
+                .await?;
+        }
+        for m in [&sdk_hello, &sdk_json] {
+            rt.cache
+                .prepare_snapshot(&platform_runtime::Digest::of(&std::fs::read(m)?))
+                .await?;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(platform_runtime::server::serve(
@@ -112,10 +144,23 @@ fn main() -> anyhow::Result<()> {
     let rust_wagi = load(platform_addr, "/rust", args.concurrency)?;
     eprintln!("platform: Go net/http/cgi mux ...");
     let mux_wagi = load(platform_addr, "/mux/items/1", args.concurrency)?;
+    eprintln!("platform: Go SDK hello, pooled and per-request ...");
+    let sdk_pooled = load(platform_addr, "/sdk", args.concurrency)?;
+    let sdk_pr = load(platform_addr, "/sdk-pr", args.concurrency)?;
+    eprintln!("platform: Go SDK JSON API (encoding/json), pooled and per-request ...");
+    let json_pooled = load(platform_addr, "/todos", args.concurrency)?;
+    let json_pr = load_as(
+        platform_addr,
+        "per-request.local",
+        "/todos",
+        args.concurrency,
+    )?;
     eprintln!("latency at concurrency 1 ...");
     let native_c1 = load(native_addr, "/", 1)?;
     let go_wagi_c1 = load(platform_addr, "/go", 1)?;
     let rust_wagi_c1 = load(platform_addr, "/rust", 1)?;
+    let sdk_pooled_c1 = load(platform_addr, "/sdk", 1)?;
+    let sdk_pr_c1 = load(platform_addr, "/sdk-pr", 1)?;
 
     // Native hyper, after (brackets machine noise).
     eprintln!("native hyper hello (again) ...");
@@ -131,9 +176,35 @@ fn main() -> anyhow::Result<()> {
         &mux_wagi,
         native_rps,
     );
+    report.http("Platform, Go SDK hello, pooled", &sdk_pooled, native_rps);
+    report.http(
+        "Platform, Go SDK hello, per-request (snapshot)",
+        &sdk_pr,
+        native_rps,
+    );
+    report.http(
+        "Platform, Go SDK JSON list (encoding/json), pooled",
+        &json_pooled,
+        native_rps,
+    );
+    report.http(
+        "Platform, Go SDK JSON list (encoding/json), per-request",
+        &json_pr,
+        native_rps,
+    );
     report.http(
         "native hyper hello, 1 connection",
         &native_c1,
+        native_c1.rps,
+    );
+    report.http(
+        "Platform, Go SDK hello, pooled, 1 connection",
+        &sdk_pooled_c1,
+        native_c1.rps,
+    );
+    report.http(
+        "Platform, Go SDK hello, per-request, 1 connection",
+        &sdk_pr_c1,
         native_c1.rps,
     );
     report.http(
@@ -151,6 +222,11 @@ fn main() -> anyhow::Result<()> {
     eprintln!("in-process runs ...");
     let n = args.iterations;
     let bare_go = server_rt.block_on(inproc::bare_wasmtime(&go_hello, n))?;
+    let bare_go_env = server_rt.block_on(inproc::bare_wasmtime_with_env(
+        &go_hello,
+        n,
+        &inproc::cgi_env_for("/go")?,
+    ))?;
     let bare_rust = server_rt.block_on(inproc::bare_wasmtime(&rust_hello, n))?;
     let exec_go = server_rt.block_on(inproc::wagi_executor(&rt, "/go", n))?;
     let exec_rust = server_rt.block_on(inproc::wagi_executor(&rt, "/rust", n))?;
@@ -158,6 +234,11 @@ fn main() -> anyhow::Result<()> {
         "bare wasmtime, Go WAGI hello (instantiate + _start)",
         bare_go,
         None,
+    );
+    report.inproc(
+        "bare wasmtime, Go WAGI hello with the executor's CGI environment",
+        bare_go_env,
+        Some(bare_go),
     );
     report.inproc(
         "Platform WAGI executor, Go hello (env, stdio, parse)",
@@ -170,19 +251,19 @@ fn main() -> anyhow::Result<()> {
         exec_rust,
         Some(bare_rust),
     );
-    // Host overhead over HTTP, from the Rust guest (whose own start-up is ~nothing):
-    // the whole request at concurrency 1 minus the guest's bare run.
+    // Host overhead: the floor is bare wasmtime running the guest with the same CGI
+    // environment (Go's start-up and the program's own work both depend on it).
     report.note(format!(
-        "Host overhead per Go WAGI request (HTTP at c=1, p50, minus bare wasmtime p50): {:.0} µs of {:.0} µs = {:.1}%",
-        go_wagi_c1.p50_us - bare_go.0,
+        "Host overhead per Go WAGI request (HTTP at c=1, p50, minus bare wasmtime with the same environment, p50): {:.0} µs of {:.0} µs = {:.1}%",
+        go_wagi_c1.p50_us - bare_go_env.0,
         go_wagi_c1.p50_us,
-        100.0 * (go_wagi_c1.p50_us - bare_go.0) / go_wagi_c1.p50_us
+        100.0 * (go_wagi_c1.p50_us - bare_go_env.0) / go_wagi_c1.p50_us
     ));
     report.note(format!(
-        "Executor overhead per Go WAGI run (p50, executor minus bare wasmtime): {:.1} µs of {:.0} µs = {:.1}%",
-        exec_go.0 - bare_go.0,
+        "WAGI executor overhead per Go run, no HTTP (p50, executor minus bare wasmtime with the same environment): {:.1} µs of {:.0} µs = {:.1}%",
+        exec_go.0 - bare_go_env.0,
         exec_go.0,
-        100.0 * (exec_go.0 - bare_go.0) / exec_go.0
+        100.0 * (exec_go.0 - bare_go_env.0) / exec_go.0
     ));
 
     // Cold starts: artifact on disk, module not in memory.
@@ -212,6 +293,35 @@ fn main() -> anyhow::Result<()> {
         p50,
         p99,
     ));
+
+    report.note(format!(
+        "Host overhead per Go SDK pooled request (HTTP at c=1, p50, minus native hyper p50): {:.0} µs",
+        sdk_pooled_c1.p50_us - native_c1.p50_us
+    ));
+
+    // Process start → ready with many routes, and → first response of a cold app.
+    if args.platform_bin.exists() {
+        eprintln!("start-up with {} routes ...", args.routes);
+        let s = startup::measure(&args.platform_bin, &go_hello, args.routes, 5)?;
+        report.rows.push(Row::latency(
+            &format!(
+                "process start → ready, {} routes (platform runtime --manifest)",
+                args.routes
+            ),
+            s.ready.0,
+            s.ready.1,
+        ));
+        report.rows.push(Row::latency(
+            "process start → first response, cold Go WAGI app (artifact on disk)",
+            s.first.0,
+            s.first.1,
+        ));
+    } else {
+        report.note(format!(
+            "start-up runs skipped: {} not found (./scripts/bench builds it)",
+            args.platform_bin.display()
+        ));
+    }
 
     std::fs::create_dir_all(&args.out)?;
     let md = report.markdown();
