@@ -118,6 +118,9 @@ impl BlobStore {
             if n == 0 {
                 break;
             }
+            // Back-pressure: at most two parts in flight, so a large file is never
+            // buffered whole while the store catches up.
+            writer.wait_for_capacity(2).await?;
             writer.write(&buf[..n]);
         }
         writer.finish().await?;

@@ -562,9 +562,16 @@ pub fn plain(status: StatusCode, message: &str) -> Response<ResponseBody> {
     resp
 }
 
-fn too_large(limit: u64) -> Response<ResponseBody> {
-    plain(
+/// 413 for a body over `limit`. The rest of the body is not read, so the connection cannot
+/// carry another request: say so, or a client would reuse it and see it cut.
+pub(crate) fn too_large(limit: u64) -> Response<ResponseBody> {
+    let mut resp = plain(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the request body is larger than this function's limit of {limit} bytes"),
-    )
+    );
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    resp
 }

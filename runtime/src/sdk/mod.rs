@@ -29,7 +29,7 @@ use self::state::{HeadBody, RequestBody, RequestCtx, ResponseHead, ResponseSink}
 use crate::app::AppSpec;
 use crate::failure::GuestFailure;
 use crate::guest::{self, GuestState};
-use crate::host::{BoxError, ConnInfo, ResponseBody, Runtime, full, plain};
+use crate::host::{BoxError, ConnInfo, ResponseBody, Runtime, full};
 use crate::logs::{LogBus, LogStream};
 use crate::metrics::{RuntimeMetrics, TrapLabels};
 use crate::module_cache::LoadedModule;
@@ -253,13 +253,7 @@ where
             };
             report.output(&outcome);
             if outcome.body_too_large {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!(
-                        "the request body is larger than this function's limit of {} bytes",
-                        spec.limits.max_body
-                    ),
-                );
+                return crate::host::too_large(spec.limits.max_body);
             }
             match outcome.failure {
                 Some(f) => rt.failure_response(spec, &f, request_id),

@@ -81,18 +81,6 @@ fn login_page(
     resp
 }
 
-fn login_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
-
 /// `GET /login`.
 pub async fn page(
     State(state): State<WebState>,
@@ -128,7 +116,7 @@ pub async fn submit(
         )
     };
     let form_token = field(&form, "csrf").unwrap_or("");
-    if login_cookie(&headers).is_none_or(|c| c != form_token) {
+    if session::cookie_named(&headers, LOGIN_COOKIE).is_none_or(|c| c != form_token) {
         return login_page(
             &state,
             next.clone(),
