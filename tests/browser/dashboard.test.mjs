@@ -525,12 +525,24 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
     await page.getByTestId(`token-${name}`).waitFor();
     assert.deepEqual(await accessibilityProblems(page), []);
     await snap('desktop-tokens');
-    // The secret works: it signs in.
-    const login = await fetch(url('/login'), {
+    // A sign-in posted from elsewhere (no form token and cookie) is refused...
+    const forged = await fetch(url('/login'), {
       method: 'POST',
       redirect: 'manual',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ token: secret, next: '/apps' }),
+    });
+    assert.equal(forged.status, 403);
+    // ...while the secret works through the sign-in form, as a browser posts it.
+    const form = await fetch(url('/login'), { redirect: 'manual' });
+    const formCookie = (form.headers.get('set-cookie') || '').split(';')[0];
+    assert.match(formCookie, /^platform_login=\w+$/);
+    const csrf = (await form.text()).match(/<meta name="csrf-token" content="(\w+)">/)[1];
+    const login = await fetch(url('/login'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: formCookie },
+      body: new URLSearchParams({ token: secret, next: '/apps', csrf }),
     });
     assert.equal(login.status, 303);
     assert.ok(login.headers.get('set-cookie'), 'signing in with the new token set no cookie');
