@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -220,5 +220,38 @@ impl FromRequestParts<WebState> for Session {
             return Err(resp);
         }
         Err(Redirect::to(&target).into_response())
+    }
+}
+
+/// A form posted by a signed-in user, carrying the session's CSRF token (form field `csrf`
+/// or the `x-csrf-token` header HTMX sends). Handlers that change state take this instead
+/// of checking the token themselves, so none can forget to.
+pub struct CsrfForm {
+    /// Who posted it.
+    pub session: Session,
+    /// The form's fields, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<WebState> for CsrfForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let mut token_header = HeaderMap::new();
+        if let Some(v) = parts.headers.get("x-csrf-token") {
+            token_header.insert("x-csrf-token", v.clone());
+        }
+        let axum::Form(fields) = axum::Form::<Vec<(String, String)>>::from_request(
+            Request::from_parts(parts, body),
+            state,
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+        session
+            .check_csrf(&token_header, crate::pages::field(&fields, "csrf"))
+            .map_err(IntoResponse::into_response)?;
+        Ok(CsrfForm { session, fields })
     }
 }

@@ -1,9 +1,7 @@
 //! The apps list: status of every app, create, delete with confirmation.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use platform_control::api::apps as api;
 use platform_proto::v1::{
@@ -12,7 +10,7 @@ use platform_proto::v1::{
 
 use super::{Layout, ago, error_response, field, render};
 use crate::WebState;
-use crate::session::Session;
+use crate::session::{CsrfForm, Session};
 
 /// One row of the list.
 pub struct AppRow {
@@ -86,13 +84,11 @@ pub async fn list(State(state): State<WebState>, session: Session) -> Response {
 /// `POST /apps`: create.
 pub async fn create(
     State(state): State<WebState>,
-    session: Session,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let name = field(&form, "name").unwrap_or("").trim().to_string();
     match api::create_app(
         state.ctl.clone(),
@@ -162,14 +158,12 @@ async fn confirm_page(
 /// `POST /apps/{app}/delete`: deletes after the name was typed.
 pub async fn delete(
     State(state): State<WebState>,
-    session: Session,
     Path(app): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     if field(&form, "confirm").map(str::trim) != Some(app.as_str()) {
         return confirm_page(
             &state,

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Form;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +14,7 @@ use platform_proto::v1::*;
 
 use super::{Layout, error_response, field, render, shown_at, when};
 use crate::WebState;
-use crate::session::Session;
+use crate::session::{CsrfForm, Session};
 
 /// A module in the release form's list.
 pub struct ModuleOption {
@@ -434,14 +433,12 @@ fn parse_release_form(
 /// `POST /apps/{app}/releases`: creates a release that goes live once compiled.
 pub async fn create_release(
     State(state): State<WebState>,
-    session: Session,
     Path(app): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let (mut req, mut f) = match parse_release_form(&form) {
         Ok(v) => v,
         Err(f) => {
@@ -479,14 +476,12 @@ pub async fn create_release(
 /// `POST /apps/{app}/rollback`: makes a release live again.
 pub async fn rollback(
     State(state): State<WebState>,
-    session: Session,
     Path(app): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let release = field(&form, "release").unwrap_or("").to_string();
     match releases::rollback_release(
         state.ctl.clone(),
@@ -510,14 +505,12 @@ pub async fn rollback(
 /// `POST /apps/{app}/routes`: adds a route; API validation errors appear by the inputs.
 pub async fn add_route(
     State(state): State<WebState>,
-    session: Session,
     Path(app): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let host = field(&form, "host").unwrap_or("").trim().to_string();
     let path = field(&form, "path").unwrap_or("").trim().to_string();
     match routes::create_route(
@@ -549,14 +542,9 @@ pub async fn add_route(
 /// `POST /apps/{app}/routes/{id}/delete`.
 pub async fn delete_route(
     State(state): State<WebState>,
-    session: Session,
     Path((app, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm { session, fields: _ }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     match routes::delete_route(
         state.ctl.clone(),
         session.caller(),

@@ -1,16 +1,14 @@
 //! Tokens (create, shown once; list; revoke) and local dashboard users.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use platform_control::api::tokens as api;
 use platform_proto::v1::{CreateTokenRequest, ListTokensRequest, RevokeTokenRequest};
 
 use super::{Layout, error_response, field, render, shown_at, when};
 use crate::WebState;
-use crate::session::Session;
+use crate::session::{CsrfForm, Session};
 
 /// A token row.
 pub struct TokenRow {
@@ -87,13 +85,11 @@ pub async fn page(State(state): State<WebState>, session: Session) -> Response {
 /// `POST /tokens`: creates a token and shows its secret once.
 pub async fn create(
     State(state): State<WebState>,
-    session: Session,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let name = field(&form, "name").unwrap_or("").to_string();
     match api::create_token(
         state.ctl.clone(),
@@ -114,14 +110,9 @@ pub async fn create(
 /// `POST /tokens/{id}/revoke`.
 pub async fn revoke(
     State(state): State<WebState>,
-    session: Session,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm { session, fields: _ }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     match api::revoke_token(
         state.ctl.clone(),
         session.caller(),
@@ -137,13 +128,11 @@ pub async fn revoke(
 /// `POST /users`: adds a local user to the tenant.
 pub async fn create_user(
     State(state): State<WebState>,
-    session: Session,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    CsrfForm {
+        session,
+        fields: form,
+    }: CsrfForm,
 ) -> Response {
-    if let Err(r) = session.check_csrf(&headers, field(&form, "csrf")) {
-        return r.into_response();
-    }
     let user = field(&form, "username").unwrap_or("");
     let pass = field(&form, "password").unwrap_or("");
     let resp = match crate::users::create(&state, &session.tenant, user, pass).await {
