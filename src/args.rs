@@ -45,9 +45,26 @@ pub struct RuntimeArgs {
     /// Most guest executions at once; more requests wait.
     #[arg(long, env = "PLATFORM_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
+    /// Cluster mode: serve only this app (by id), as the runtime of a dedicated app's own
+    /// Knative Service. `platform up` serves everything and ignores it.
+    #[arg(long, env = "PLATFORM_ONLY_APP")]
+    pub only_app: Option<String>,
+    /// Cluster mode: leave dedicated apps to their own Knative Services.
+    #[arg(long, env = "PLATFORM_EXCLUDE_DEDICATED")]
+    pub exclude_dedicated: bool,
 }
 
 impl RuntimeArgs {
+    /// Which apps of the feed to serve.
+    pub fn scope(&self) -> platform_runtime::feed::ServeScope {
+        use platform_runtime::feed::ServeScope;
+        match (&self.only_app, self.exclude_dedicated) {
+            (Some(id), _) => ServeScope::OnlyApp(id.clone()),
+            (None, true) => ServeScope::Shared,
+            (None, false) => ServeScope::All,
+        }
+    }
+
     /// The traffic address: the flag, else `$PORT` on all interfaces, else the default.
     pub fn traffic_addr(&self) -> SocketAddr {
         if let Some(a) = self.listen {
@@ -82,6 +99,47 @@ pub struct StoreArgs {
     /// Largest module accepted for upload.
     #[arg(long, env = "PLATFORM_MAX_MODULE_SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_module_size: u64,
+    #[command(flatten)]
+    pub dedicated: DedicatedArgs,
+}
+
+/// Dedicated mode (`platform control` on Kubernetes): apps marked dedicated get Knative
+/// Services of their own, managed through the Kubernetes API.
+#[derive(Debug, Clone, Args)]
+pub struct DedicatedArgs {
+    /// Manage dedicated apps' Knative Services (needs in-cluster credentials or KUBECONFIG,
+    /// and RBAC on services.serving.knative.dev in --kube-namespace).
+    #[arg(long, env = "PLATFORM_DEDICATED")]
+    pub dedicated_services: bool,
+    /// Namespace of the dedicated Services.
+    #[arg(long, env = "PLATFORM_KUBE_NAMESPACE", default_value = "platform")]
+    pub kube_namespace: String,
+    /// The platform image dedicated runtimes run.
+    #[arg(
+        long,
+        env = "PLATFORM_DEDICATED_IMAGE",
+        default_value = "ghcr.io/platform-dev/platform:0.1.0"
+    )]
+    pub dedicated_image: String,
+    /// Most pods per dedicated app.
+    #[arg(long, env = "PLATFORM_DEDICATED_MAX_SCALE", default_value_t = 3)]
+    pub dedicated_max_scale: u32,
+    /// RuntimeClass of dedicated runtimes (e.g. gvisor).
+    #[arg(long, env = "PLATFORM_DEDICATED_RUNTIME_CLASS")]
+    pub dedicated_runtime_class: Option<String>,
+}
+
+impl DedicatedArgs {
+    /// The reconciler's settings.
+    pub fn config(&self) -> platform_control::dedicated::knative::DedicatedConfig {
+        platform_control::dedicated::knative::DedicatedConfig {
+            namespace: self.kube_namespace.clone(),
+            image: self.dedicated_image.clone(),
+            max_scale: self.dedicated_max_scale,
+            runtime_class: self.dedicated_runtime_class.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Parses a duration flag such as `30s`.

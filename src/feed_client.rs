@@ -15,7 +15,7 @@ use futures::StreamExt;
 use platform_control::blobs::BlobStore;
 use platform_control::events::EventBus;
 use platform_proto::v1::{FeedSnapshot, GetSnapshotRequest, GetSnapshotResponse};
-use platform_runtime::feed::{Applied, FeedState};
+use platform_runtime::feed::{Applied, FeedState, ServeScope};
 use platform_runtime::module_cache::{ModuleSource, SourceError};
 use platform_runtime::{Digest, Isolation, Runtime};
 use prost::Message;
@@ -214,6 +214,7 @@ pub async fn follow(
     source: Arc<dyn SnapshotSource>,
     bus: Option<EventBus>,
     resync: Arc<Notify>,
+    scope: ServeScope,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -238,7 +239,7 @@ pub async fn follow(
             match source.snapshot().await {
                 Ok(s) => {
                     let st = FeedState::from_snapshot(s);
-                    install(&rt, &st);
+                    install(&rt, &st, &scope);
                     tracing::info!(
                         revision = st.revision(),
                         apps = st.len(),
@@ -271,7 +272,7 @@ pub async fn follow(
                     if let Some(st) = state.as_mut() {
                         match st.apply(&ev) {
                             Applied::Changed => {
-                                install(&rt, st);
+                                install(&rt, st, &scope);
                                 tracing::info!(revision = st.revision(), "feed event applied");
                             }
                             Applied::Ignored => {}
@@ -295,15 +296,18 @@ pub async fn follow(
     }
 }
 
-fn install(rt: &Runtime, state: &FeedState) {
-    let table = state.route_table();
+fn install(rt: &Runtime, state: &FeedState, scope: &ServeScope) {
+    let table = state.route_table_for(scope);
     let digests: std::collections::BTreeSet<(Digest, bool)> = table
         .routes()
         .iter()
-        .flat_map(|(_, t)| {
+        .map(|(_, t)| t.clone())
+        .chain(table.subjects().iter().map(|(_, t)| t.target.clone()))
+        .flat_map(|t| {
             t.releases
                 .iter()
                 .map(|(_, s)| (s.module.clone(), s.isolation == Isolation::PerRequest))
+                .collect::<Vec<_>>()
         })
         .collect();
     rt.routes.replace(table);

@@ -93,14 +93,14 @@ pub fn release_from_row(
     })
 }
 
-/// The serving state of one app, or `None` when it serves nothing (no routes, or no live
-/// release). Runs on whatever connection or transaction is given.
+/// The serving state of one app, or `None` when it serves nothing (no routes or triggers,
+/// or no live release). Runs on whatever connection or transaction is given.
 pub async fn serving_app(
     conn: &mut sqlx::AnyConnection,
     app_id: &str,
 ) -> Result<Option<ServingApp>, sqlx::Error> {
     let Some(app) = sqlx::query(
-        "SELECT id, tenant, name, live_release_id, split_release_id, split_weight FROM apps WHERE id = $1",
+        "SELECT id, tenant, name, live_release_id, split_release_id, split_weight, dedicated FROM apps WHERE id = $1",
     )
     .bind(app_id)
     .fetch_optional(&mut *conn)
@@ -123,7 +123,9 @@ pub async fn serving_app(
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
-    if routes.is_empty() {
+    let (event_triggers, subject_triggers) =
+        crate::api::triggers::app_triggers(&mut *conn, app_id).await?;
+    if routes.is_empty() && event_triggers.is_empty() && subject_triggers.is_empty() {
         return Ok(None);
     }
     let split: Option<String> = app.try_get("split_release_id")?;
@@ -164,6 +166,9 @@ pub async fn serving_app(
         name: app.try_get("name")?,
         routes,
         releases,
+        event_triggers,
+        subject_triggers,
+        dedicated: app.try_get::<i64, _>("dedicated")? != 0,
     }))
 }
 
@@ -172,12 +177,13 @@ pub async fn serving_app(
 /// every event carries an app's full state.
 pub async fn snapshot(store: &Store) -> Result<FeedSnapshot, sqlx::Error> {
     let revision = store.revision().await?;
-    let ids: Vec<String> = sqlx::query("SELECT DISTINCT app_id FROM routes")
-        .fetch_all(store.pool())
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> =
+        sqlx::query("SELECT app_id FROM routes UNION SELECT app_id FROM triggers")
+            .fetch_all(store.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
     let mut apps = Vec::with_capacity(ids.len());
     let mut conn = store.pool().acquire().await?;
     for id in ids {

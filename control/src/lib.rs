@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod blobs;
 pub mod connect;
+pub mod dedicated;
 pub mod error;
 pub mod events;
 pub mod feed;

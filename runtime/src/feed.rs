@@ -15,7 +15,29 @@ use platform_proto::v1::{
 
 use crate::app::{AppSpec, AppTarget, Isolation, Limits};
 use crate::module_cache::Digest;
-use crate::route_table::{RouteSpec, RouteTable};
+use crate::route_table::{RouteSpec, RouteTable, TriggerTarget};
+
+/// Which apps of the feed this runtime serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServeScope {
+    /// Every app (one-process installations, where nothing is dedicated).
+    #[default]
+    All,
+    /// Every app but the dedicated ones, which run in Knative Services of their own.
+    Shared,
+    /// Only this app (by id): the runtime inside a dedicated app's Knative Service.
+    OnlyApp(String),
+}
+
+impl ServeScope {
+    fn includes(&self, app: &ServingApp) -> bool {
+        match self {
+            ServeScope::All => true,
+            ServeScope::Shared => !app.dedicated,
+            ServeScope::OnlyApp(id) => app.app_id == *id,
+        }
+    }
+}
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +105,17 @@ impl FeedState {
     /// The route table for this state. Routes that fail to parse or collide (which control
     /// prevents) are skipped with a warning rather than taking every other route down.
     pub fn route_table(&self) -> RouteTable {
+        self.route_table_for(&ServeScope::All)
+    }
+
+    /// The route table (routes and triggers) of the apps in `scope`.
+    pub fn route_table_for(&self, scope: &ServeScope) -> RouteTable {
         let mut entries: Vec<(RouteSpec, Arc<AppTarget>)> = Vec::new();
+        let mut events: Vec<(String, TriggerTarget)> = Vec::new();
+        let mut subjects: Vec<(String, TriggerTarget)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for app in self.apps.values() {
+        let mut seen_events = std::collections::HashSet::new();
+        for app in self.apps.values().filter(|a| scope.includes(a)) {
             let releases: Vec<(u32, Arc<AppSpec>)> = app
                 .releases
                 .iter()
@@ -119,9 +149,29 @@ impl FeedState {
                     }
                 }
             }
+            let deliver = |path: &str| TriggerTarget {
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.to_string()
+                },
+                target: target.clone(),
+            };
+            for t in &app.event_triggers {
+                if seen_events.insert(t.event_type.clone()) {
+                    events.push((t.event_type.clone(), deliver(&t.path)));
+                } else {
+                    tracing::warn!(event_type = %t.event_type, app = %app.name, "event type claimed twice in feed; skipped");
+                }
+            }
+            for t in &app.subject_triggers {
+                subjects.push((t.subject.clone(), deliver(&t.path)));
+            }
         }
         // Duplicates were removed above, so building cannot conflict.
-        RouteTable::build(entries).unwrap_or_default()
+        RouteTable::build(entries)
+            .unwrap_or_default()
+            .with_triggers(events, subjects)
     }
 }
 
@@ -182,6 +232,7 @@ mod tests {
                     ..Default::default()
                 }),
             }],
+            ..Default::default()
         }
     }
 
@@ -212,5 +263,42 @@ mod tests {
         };
         assert_eq!(s.apply(&removed), Applied::Changed);
         assert!(s.route_table().lookup(None, "/a").is_none());
+    }
+
+    #[test]
+    fn scopes_and_triggers() {
+        use platform_proto::v1::{EventTrigger, SubjectTrigger};
+        let mut dedicated = app("d", "/d");
+        dedicated.dedicated = true;
+        let mut events_only = app("e", "/e");
+        events_only.routes.clear();
+        events_only.event_triggers = vec![EventTrigger {
+            event_type: "com.example.created".into(),
+            path: "/hook".into(),
+        }];
+        events_only.subject_triggers = vec![SubjectTrigger {
+            subject: "orders.>".into(),
+            path: String::new(),
+        }];
+        let s = FeedState::from_snapshot(FeedSnapshot {
+            revision: 1,
+            apps: vec![app("a", "/a"), dedicated, events_only],
+        });
+        let all = s.route_table();
+        assert!(all.lookup(None, "/d").is_some());
+        let ev = all.event_target("com.example.created").unwrap();
+        assert_eq!((ev.target.app.as_str(), ev.path.as_str()), ("e", "/hook"));
+        assert_eq!(all.subjects()[0].0, "orders.>");
+        assert_eq!(all.subjects()[0].1.path, "/");
+        let shared = s.route_table_for(&ServeScope::Shared);
+        assert!(
+            shared.lookup(None, "/d").is_none(),
+            "dedicated apps leave the shared runtime"
+        );
+        assert!(shared.lookup(None, "/a").is_some());
+        let only = s.route_table_for(&ServeScope::OnlyApp("d".into()));
+        assert!(only.lookup(None, "/d").is_some());
+        assert!(only.lookup(None, "/a").is_none());
+        assert!(only.event_target("com.example.created").is_none());
     }
 }

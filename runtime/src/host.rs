@@ -192,6 +192,11 @@ impl Runtime {
     {
         let started = Instant::now();
         let request_id = request_id_of(&req);
+        if req.uri().path() == crate::cloud_events::EVENTS_PATH {
+            return self
+                .handle_cloud_event(req, conn, request_id, started)
+                .await;
+        }
         let host = req
             .headers()
             .get(header::HOST)
@@ -212,6 +217,37 @@ impl Runtime {
                 .inc();
             return with_request_id(resp, &request_id);
         };
+        self.dispatch(req, conn, matched, request_id, started).await
+    }
+
+    /// [`Self::dispatch`] for requests the host built itself (events, messages), as a boxed
+    /// `Send` future: the type erasure keeps the compiler's `Send` proof of the request
+    /// path from recursing through the generic body type.
+    pub(crate) fn dispatch_built<'a>(
+        &'a self,
+        req: Request<ResponseBody>,
+        conn: ConnInfo,
+        matched: RouteMatch,
+        request_id: String,
+        started: Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send + 'a>>
+    {
+        Box::pin(self.dispatch(req, conn, matched, request_id, started))
+    }
+
+    /// Serves a request already matched to an app (by route, event type or subject).
+    pub(crate) async fn dispatch<B>(
+        &self,
+        req: Request<B>,
+        conn: ConnInfo,
+        matched: RouteMatch,
+        request_id: String,
+        started: Instant,
+    ) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         let Some(spec) = matched.target.pick().cloned() else {
             let resp = plain(
                 StatusCode::SERVICE_UNAVAILABLE,

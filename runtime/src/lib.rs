@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod admin;
 pub mod app;
+pub mod cloud_events;
 pub mod engine;
 pub mod failure;
 pub mod feed;
@@ -21,6 +22,7 @@ pub mod module_cache;
 pub mod route_table;
 pub mod sdk;
 pub mod server;
+pub mod subject_triggers;
 pub mod traffic;
 pub mod wagi;
 

@@ -162,12 +162,46 @@ impl fmt::Debug for RouteMatch {
 
 type PrefixMap = HashMap<String, (Arc<RouteSpec>, Arc<AppTarget>)>;
 
+/// Where a trigger (a CloudEvent type, a NATS subject) delivers: an app, at a path.
+#[derive(Clone)]
+pub struct TriggerTarget {
+    /// The request path the event or message is posted to.
+    pub path: String,
+    /// The app.
+    pub target: Arc<AppTarget>,
+}
+
+impl fmt::Debug for TriggerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TriggerTarget")
+            .field("path", &self.path)
+            .field("app", &self.target.app)
+            .finish()
+    }
+}
+
+impl TriggerTarget {
+    /// The match a delivery is served under: the app as if routed at `/` (so the whole
+    /// path reaches the guest, as `PATH_INFO` in WAGI mode).
+    pub fn route_match(&self) -> RouteMatch {
+        RouteMatch {
+            route: Arc::new(RouteSpec {
+                host: None,
+                prefix: "/".into(),
+            }),
+            target: self.target.clone(),
+        }
+    }
+}
+
 /// An immutable set of routes, built once and then only read.
 #[derive(Default)]
 pub struct RouteTable {
     by_host: HashMap<String, PrefixMap>,
     any_host: PrefixMap,
     len: usize,
+    events: HashMap<String, TriggerTarget>,
+    subjects: Vec<(String, TriggerTarget)>,
 }
 
 impl fmt::Debug for RouteTable {
@@ -199,6 +233,36 @@ impl RouteTable {
             table.len += 1;
         }
         Ok(table)
+    }
+
+    /// Adds the triggers: CloudEvent types (the first app to claim a type keeps it; control
+    /// never lets two claim one) and NATS subjects.
+    pub fn with_triggers(
+        mut self,
+        events: impl IntoIterator<Item = (String, TriggerTarget)>,
+        subjects: impl IntoIterator<Item = (String, TriggerTarget)>,
+    ) -> Self {
+        for (ty, t) in events {
+            self.events.entry(ty).or_insert(t);
+        }
+        self.subjects.extend(subjects);
+        self.subjects.sort_by(|a, b| a.0.cmp(&b.0));
+        self
+    }
+
+    /// The app receiving CloudEvents of type `event_type`.
+    pub fn event_target(&self, event_type: &str) -> Option<&TriggerTarget> {
+        self.events.get(event_type)
+    }
+
+    /// Every NATS subject trigger, sorted by subject.
+    pub fn subjects(&self) -> &[(String, TriggerTarget)] {
+        &self.subjects
+    }
+
+    /// Number of CloudEvent types routed.
+    pub fn event_types(&self) -> usize {
+        self.events.len()
     }
 
     /// Number of routes.
@@ -284,6 +348,7 @@ fn longest_prefix(map: &PrefixMap, path: &str) -> Option<RouteMatch> {
 pub struct RouteTableHandle {
     current: ArcSwap<RouteTable>,
     loaded: std::sync::atomic::AtomicBool,
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for RouteTableHandle {
@@ -291,6 +356,7 @@ impl Default for RouteTableHandle {
         RouteTableHandle {
             current: ArcSwap::from_pointee(RouteTable::default()),
             loaded: std::sync::atomic::AtomicBool::new(false),
+            generation: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -306,6 +372,12 @@ impl RouteTableHandle {
         self.current.store(Arc::new(table));
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Wakes whoever follows the table (NATS subscriptions) after each replacement.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// True once a first table has been installed.

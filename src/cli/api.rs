@@ -51,6 +51,16 @@ pub trait Api: Send + Sync {
     async fn create_app(&self, r: CreateAppRequest) -> Result<CreateAppResponse, CallError>;
     /// AppService/ListApps.
     async fn list_apps(&self, r: ListAppsRequest) -> Result<ListAppsResponse, CallError>;
+    /// AppService/SetAppTriggers.
+    async fn set_triggers(
+        &self,
+        r: SetAppTriggersRequest,
+    ) -> Result<SetAppTriggersResponse, CallError>;
+    /// AppService/SetAppDedicated.
+    async fn set_dedicated(
+        &self,
+        r: SetAppDedicatedRequest,
+    ) -> Result<SetAppDedicatedResponse, CallError>;
     /// ReleaseService/CreateRelease.
     async fn create_release(
         &self,
@@ -211,6 +221,20 @@ impl Api for HttpApi {
         self.call("AppService/ListApps", &r).await
     }
 
+    async fn set_triggers(
+        &self,
+        r: SetAppTriggersRequest,
+    ) -> Result<SetAppTriggersResponse, CallError> {
+        self.call("AppService/SetAppTriggers", &r).await
+    }
+
+    async fn set_dedicated(
+        &self,
+        r: SetAppDedicatedRequest,
+    ) -> Result<SetAppDedicatedResponse, CallError> {
+        self.call("AppService/SetAppDedicated", &r).await
+    }
+
     async fn create_release(
         &self,
         r: CreateReleaseRequest,
@@ -314,6 +338,30 @@ impl Api for InProcessApi {
             platform_control::api::apps::list_apps(self.ctl.clone(), self.caller.clone(), r)
                 .await?,
         )
+    }
+
+    async fn set_triggers(
+        &self,
+        r: SetAppTriggersRequest,
+    ) -> Result<SetAppTriggersResponse, CallError> {
+        Ok(platform_control::api::triggers::set_app_triggers(
+            self.ctl.clone(),
+            self.caller.clone(),
+            r,
+        )
+        .await?)
+    }
+
+    async fn set_dedicated(
+        &self,
+        r: SetAppDedicatedRequest,
+    ) -> Result<SetAppDedicatedResponse, CallError> {
+        Ok(platform_control::api::triggers::set_app_dedicated(
+            self.ctl.clone(),
+            self.caller.clone(),
+            r,
+        )
+        .await?)
     }
 
     async fn create_release(

@@ -1,4 +1,5 @@
-//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `tokens`.
+//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `triggers`,
+//! `dedicated`, `tokens`.
 //!
 //! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
 //! saved login (`platform login`), then, on the machine running `platform up`, the admin
@@ -81,6 +82,34 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Show an app's event triggers, or replace them: CloudEvent types posted to
+    /// /.platform/events and NATS subjects (cluster mode) that invoke the app.
+    /// `platform triggers orders --event com.example.order.created=/events --subject orders.>`
+    Triggers {
+        /// App name.
+        app: String,
+        /// CloudEvent type, optionally with the path it is posted to: TYPE[=/path] (repeatable).
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// NATS subject, optionally with the path: SUBJECT[=/path] (repeatable).
+        #[arg(long = "subject")]
+        subjects: Vec<String>,
+        /// Remove every trigger.
+        #[arg(long, conflicts_with_all = ["events", "subjects"])]
+        clear: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Run an app in a Knative Service of its own (`on`), or back on the shared runtimes (`off`).
+    Dedicated {
+        /// App name.
+        app: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// List, create or revoke API tokens.
     Tokens {
         #[command(subcommand)]
@@ -154,6 +183,77 @@ pub struct DeployArgs {
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Login { server, token } => login(&server, &token).await,
+        ClientCommand::Triggers {
+            app,
+            events,
+            subjects,
+            clear,
+            conn,
+        } => {
+            let api = connect(&conn)?;
+            let a = if events.is_empty() && subjects.is_empty() && !clear {
+                api.get_app(GetAppRequest { app: app.clone() }).await?.app
+            } else {
+                let split = |s: &String| match s.split_once('=') {
+                    Some((v, p)) => (v.to_string(), p.to_string()),
+                    None => (s.clone(), String::new()),
+                };
+                api.set_triggers(SetAppTriggersRequest {
+                    app: app.clone(),
+                    event_triggers: events
+                        .iter()
+                        .map(split)
+                        .map(|(event_type, path)| EventTrigger { event_type, path })
+                        .collect(),
+                    subject_triggers: subjects
+                        .iter()
+                        .map(split)
+                        .map(|(subject, path)| SubjectTrigger { subject, path })
+                        .collect(),
+                })
+                .await?
+                .app
+            }
+            .context("empty answer")?;
+            if conn.json {
+                return print_json(&(&a.event_triggers, &a.subject_triggers));
+            }
+            if a.event_triggers.is_empty() && a.subject_triggers.is_empty() {
+                println!("{app}: no triggers");
+            }
+            for t in &a.event_triggers {
+                println!(
+                    "{app}: CloudEvent type {:?} -> POST {}",
+                    t.event_type, t.path
+                );
+            }
+            for t in &a.subject_triggers {
+                println!("{app}: NATS subject {:?} -> POST {}", t.subject, t.path);
+            }
+            Ok(())
+        }
+        ClientCommand::Dedicated { app, mode, conn } => {
+            let api = connect(&conn)?;
+            let a = api
+                .set_dedicated(SetAppDedicatedRequest {
+                    app: app.clone(),
+                    dedicated: mode == "on",
+                })
+                .await?
+                .app
+                .context("empty answer")?;
+            if conn.json {
+                return print_json(&a);
+            }
+            if a.dedicated {
+                println!(
+                    "{app}: dedicated; the control plane creates its Knative Service (see `platform apps --json` for its status)"
+                );
+            } else {
+                println!("{app}: back on the shared runtimes");
+            }
+            Ok(())
+        }
         ClientCommand::Deploy(args) => run_deploy(*args).await,
         ClientCommand::Apps { conn } => {
             let api = connect(&conn)?;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use anyhow::Context as _;
+
 use super::{Shutdown, bind, bootstrap_token, build_control, health_router, spawn_axum};
 use crate::args::{CommonArgs, StoreArgs};
 
@@ -23,6 +25,20 @@ pub async fn run(
     let ctl = build_control(&common, &store, public_url, "platform-control").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
+    if store.dedicated.dedicated_services {
+        let reconciler = platform_control::dedicated::DedicatedReconciler::from_environment(
+            store.dedicated.config(),
+        )
+        .await
+        .context("dedicated mode")?;
+        tokio::spawn(platform_control::dedicated::run(
+            ctl.clone(),
+            reconciler,
+            std::time::Duration::from_secs(10),
+            shutdown.clone().wait(),
+        ));
+        tracing::info!(namespace = %store.dedicated.kube_namespace, "dedicated apps get Knative Services of their own");
+    }
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));

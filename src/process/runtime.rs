@@ -56,6 +56,7 @@ pub async fn run(
             Arc::new(client),
             bus,
             resync,
+            args.scope(),
             shutdown.clone().wait(),
         ));
         (runtime, Some(task))
@@ -78,6 +79,15 @@ pub async fn run(
             .context("key-value store")?;
         runtime.sdk_pools.set_kv(Arc::new(kv));
         tracing::info!(nats = %n, "SDK key-value stores on NATS JetStream");
+        // Apps' NATS subject triggers: messages invoke handlers.
+        let client = platform_runtime::subject_triggers::connect(n)
+            .await
+            .with_context(|| format!("NATS at {n} (subject triggers)"))?;
+        tokio::spawn(platform_runtime::subject_triggers::follow(
+            runtime.clone(),
+            client,
+            shutdown.clone().wait(),
+        ));
     }
 
     let traffic = bind(args.traffic_addr(), "traffic").await?;

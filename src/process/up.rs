@@ -58,6 +58,7 @@ pub async fn run(
         Arc::new(InProcessSource(ctl.clone())),
         Some(ctl.events.clone()),
         Arc::new(Notify::new()),
+        platform_runtime::feed::ServeScope::All,
         shutdown.clone().wait(),
     ));
 

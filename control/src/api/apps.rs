@@ -91,7 +91,7 @@ pub async fn delete_app(
 ) -> Result<DeleteAppResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
-    for table in ["routes", "activations", "releases"] {
+    for table in ["routes", "triggers", "activations", "releases"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE app_id = $1"))
             .bind(&app.id)
             .execute(&mut *tx)
@@ -142,6 +142,8 @@ pub async fn app_message(
             .unwrap_or(0) as u32,
         None => 0,
     };
+    let (event_triggers, subject_triggers) =
+        super::triggers::app_triggers(&mut *conn, &app.id).await?;
     Ok(App {
         id: app.id.clone(),
         name: app.name.clone(),
@@ -154,5 +156,9 @@ pub async fn app_message(
         }),
         routes,
         live_release_number: live_number,
+        event_triggers,
+        subject_triggers,
+        dedicated: app.dedicated,
+        dedicated_status: app.dedicated_status.clone(),
     })
 }

@@ -6,6 +6,7 @@ pub mod modules;
 pub mod releases;
 pub mod routes;
 pub mod tokens;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -26,6 +27,14 @@ pub fn router(ctl: Arc<Control>) -> Router {
         .route("/platform.v1.AppService/ListApps", unary(apps::list_apps))
         .route("/platform.v1.AppService/GetApp", unary(apps::get_app))
         .route("/platform.v1.AppService/DeleteApp", unary(apps::delete_app))
+        .route(
+            "/platform.v1.AppService/SetAppTriggers",
+            unary(triggers::set_app_triggers),
+        )
+        .route(
+            "/platform.v1.AppService/SetAppDedicated",
+            unary(triggers::set_app_dedicated),
+        )
         .route(
             "/platform.v1.ModuleService/ListModules",
             unary(modules::list_modules),
@@ -112,6 +121,10 @@ pub struct AppRow {
     pub split_weight: u32,
     /// Creation time (ms).
     pub created_at: i64,
+    /// Runs in a Knative Service of its own.
+    pub dedicated: bool,
+    /// What was last observed of that Service.
+    pub dedicated_status: Option<platform_proto::v1::DedicatedStatus>,
 }
 
 /// Finds the caller's app by id or name; other tenants' apps are "not found".
@@ -124,7 +137,7 @@ pub async fn resolve_app(
         return Err(ApiError::invalid("app", "name the app (its name or id)"));
     }
     let row = sqlx::query(
-        "SELECT id, name, tenant, live_release_id, split_release_id, split_weight, created_at FROM apps WHERE tenant = $1 AND (name = $2 OR id = $3)",
+        "SELECT id, name, tenant, live_release_id, split_release_id, split_weight, created_at, dedicated, dedicated_ready, dedicated_url, dedicated_message, dedicated_updated_at FROM apps WHERE tenant = $1 AND (name = $2 OR id = $3)",
     )
     .bind(&caller.tenant)
     .bind(app)
@@ -142,6 +155,22 @@ pub async fn resolve_app(
         split_release_id: row.try_get("split_release_id")?,
         split_weight: row.try_get::<i64, _>("split_weight")?.clamp(0, 100) as u32,
         created_at: row.try_get("created_at")?,
+        dedicated: row.try_get::<i64, _>("dedicated")? != 0,
+        dedicated_status: match row.try_get::<Option<i64>, _>("dedicated_updated_at")? {
+            Some(at) if row.try_get::<i64, _>("dedicated")? != 0 => {
+                Some(platform_proto::v1::DedicatedStatus {
+                    ready: row.try_get::<i64, _>("dedicated_ready")? != 0,
+                    url: row
+                        .try_get::<Option<String>, _>("dedicated_url")?
+                        .unwrap_or_default(),
+                    message: row
+                        .try_get::<Option<String>, _>("dedicated_message")?
+                        .unwrap_or_default(),
+                    update_time: Some(crate::store::timestamp(at)),
+                })
+            }
+            _ => None,
+        },
     })
 }
 

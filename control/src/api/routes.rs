@@ -35,6 +35,12 @@ pub fn parse_route(host: &str, path_prefix: &str) -> Result<RouteSpec, ApiError>
     if host.contains('/') || host.contains(' ') {
         return Err(ApiError::invalid("host", format!("invalid host {host:?}")));
     }
+    if path.trim_start_matches('/').starts_with(".platform") {
+        return Err(ApiError::invalid(
+            "path_prefix",
+            "paths under /.platform are the platform's own (CloudEvents arrive at /.platform/events)",
+        ));
+    }
     RouteSpec::parse(&format!("{host}{path}")).map_err(|e| {
         let field = if matches!(
             e,

@@ -10,6 +10,8 @@
 mod support;
 
 mod api;
+mod dedicated;
 mod feed;
 mod tenancy;
+mod triggers;
 mod uploads;

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod events;
 mod faults;
 mod routing;
 mod sdk;
