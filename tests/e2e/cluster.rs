@@ -11,15 +11,15 @@ use crate::support::{Proc, bin, free_port};
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-struct Schema(String);
+pub(crate) struct Schema(String);
 
 impl Schema {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let name = format!("e2e_{}", std::process::id()) + &format!("_{}", free_port());
         psql(&format!("CREATE SCHEMA {name}"));
         Schema(name)
     }
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{PG}?options=-c%20search_path%3D{}", self.0)
     }
 }
@@ -48,7 +48,7 @@ fn psql(sql: &str) {
     assert!(ok, "psql {sql}");
 }
 
-fn nats(port: u16, dir: &Path) -> Proc {
+pub(crate) fn nats(port: u16, dir: &Path) -> Proc {
     Proc::spawn(
         "nats-server",
         Path::new("/usr/sbin/nats-server"),
@@ -97,7 +97,7 @@ fn converge(runtimes: &[String], path: &str, want: (u16, &str), within: Duration
     }
 }
 
-fn cli(server: &str, token: &str, args: &[&str]) -> String {
+pub(crate) fn cli(server: &str, token: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(bin())
         .args(args)
         .args(["--server", server, "--token", token])

@@ -9,4 +9,5 @@
 mod support;
 
 mod cluster;
+mod events;
 mod up;

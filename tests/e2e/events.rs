@@ -1,0 +1,215 @@
+//! Events in, through the real processes: `platform control` + `platform worker` + two
+//! `platform runtime`s over PostgreSQL and NATS. A Go handler gets triggers through the CLI;
+//! CloudEvents posted to either runtime and NATS messages reach it. Dedicated mode: a runtime
+//! with `--exclude-dedicated` lets a dedicated app go, one with `--only-app` serves only it.
+
+use std::time::{Duration, Instant};
+
+use platform_test_guests as guests;
+use serde_json::Value;
+
+use crate::cluster::{Schema, cli, nats};
+use crate::support::{Proc, bin, free_port};
+
+fn post_event(rt: &str, ty: &str) -> Option<(u16, String)> {
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let r = c
+        .post(format!("{rt}/.platform/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-type", ty)
+        .header("ce-source", "/e2e")
+        .header("ce-id", "e2e-1")
+        .body("order 7")
+        .send()
+        .ok()?;
+    Some((r.status().as_u16(), r.text().ok()?))
+}
+
+fn status_of(url: &str) -> Option<u16> {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(url)
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
+    let events = guests::go_sdk("events");
+    let schema = Schema::create();
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
+    nats_server.wait_line("Server is ready", Duration::from_secs(10));
+    let blob_url = format!("file://{}", dir.path().join("blobs").display());
+    let store = |data: &str| -> Vec<String> {
+        [
+            "--database-url",
+            &schema.url(),
+            "--nats-url",
+            &nats_url,
+            "--blob-url",
+            &blob_url,
+            "--data-dir",
+            &dir.path().join(data).display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut control = Proc::spawn(
+        "control",
+        &bin(),
+        &[
+            vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
+            store("control"),
+        ]
+        .concat(),
+    );
+    let server = control.wait_url("control plane listening", Duration::from_secs(60));
+    let token = std::fs::read_to_string(dir.path().join("control/admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut worker = Proc::spawn(
+        "worker",
+        &bin(),
+        &[
+            vec![
+                "worker".into(),
+                "--admin-listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            store("worker"),
+        ]
+        .concat(),
+    );
+    worker.wait_line("compile worker running", Duration::from_secs(60));
+    let start_runtime = |i: usize, extra: &[&str]| -> (Proc, String) {
+        let data = dir.path().join(format!("rt{i}")).display().to_string();
+        let mut args = vec![
+            "runtime",
+            "--control-url",
+            &server,
+            "--nats-url",
+            &nats_url,
+            "--token",
+            &token,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let mut rt = Proc::spawn(&format!("runtime-{i}"), &bin(), &args);
+        let url = rt.wait_url("runtime serving on", Duration::from_secs(60));
+        rt.wait_line("feed snapshot applied", Duration::from_secs(30));
+        (rt, url)
+    };
+    let (_rt0, url0) = start_runtime(0, &[]);
+    let (_rt1, url1) = start_runtime(1, &["--exclude-dedicated"]);
+
+    cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            events.to_str().unwrap(),
+            "--app",
+            "orders",
+            "--route",
+            "/orders",
+        ],
+    );
+    let out = cli(
+        &server,
+        &token,
+        &[
+            "triggers",
+            "orders",
+            "--event",
+            "com.example.order.created=/events",
+            "--subject",
+            "e2e.orders.>",
+        ],
+    );
+    assert!(out.contains("com.example.order.created"), "{out}");
+
+    // CloudEvents, at either runtime.
+    for rt in [&url0, &url1] {
+        eventually(
+            "the event type reaches the runtime",
+            Duration::from_secs(10),
+            || post_event(rt, "com.example.order.created").is_some_and(|(s, _)| s == 200),
+        );
+        let (_, body) = post_event(rt, "com.example.order.created").unwrap();
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["path"], "/events");
+        assert_eq!(seen["type"], "com.example.order.created");
+        assert_eq!(seen["body"], "order 7");
+        assert_eq!(post_event(rt, "com.example.other").unwrap().0, 404);
+    }
+
+    // NATS: a request through the real server gets the handler's answer.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let nc = async_nats::connect(&nats_url).await.unwrap();
+        let mut answer = None;
+        for _ in 0..100 {
+            if let Ok(Ok(m)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                nc.request("e2e.orders.eu", "paid".into()),
+            )
+            .await
+            {
+                answer = Some(m);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let m = answer.expect("a runtime answers on e2e.orders.eu");
+        assert_eq!(m.headers.unwrap().get("Status").unwrap().as_str(), "200");
+        let seen: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(seen["natsSubject"], "e2e.orders.eu");
+        assert_eq!(seen["body"], "paid");
+    });
+
+    // Dedicated: the runtime that excludes dedicated apps lets it go; one started for the
+    // app alone serves it (and nothing else).
+    let apps = cli(&server, &token, &["apps", "--json"]);
+    let apps: Value = serde_json::from_str(&apps).unwrap();
+    let id = apps[0]["id"].as_str().unwrap().to_string();
+    cli(&server, &token, &["dedicated", "orders", "on"]);
+    eventually(
+        "the shared runtime drops the dedicated app",
+        Duration::from_secs(10),
+        || status_of(&format!("{url1}/orders")) == Some(404),
+    );
+    assert_eq!(status_of(&format!("{url0}/orders")), Some(200));
+    let (_rt2, url2) = start_runtime(2, &["--only-app", &id]);
+    eventually(
+        "the dedicated runtime serves its app",
+        Duration::from_secs(20),
+        || status_of(&format!("{url2}/orders")) == Some(200),
+    );
+}
