@@ -19,6 +19,7 @@ pub mod host;
 pub mod logs;
 pub mod metrics;
 pub mod module_cache;
+pub mod obs;
 pub mod route_table;
 pub mod sdk;
 pub mod server;

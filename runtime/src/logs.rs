@@ -1,5 +1,6 @@
 //! Guest output and request lines: captured per request, tagged with the request id, written
-//! to the host log and fanned out to live subscribers (the dashboard's log stream, NATS).
+//! to the host log and fanned out to live subscribers (the dashboard's log stream, and in a
+//! cluster [`crate::obs`], which sends them to the control plane over NATS).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 /// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// The guest's standard output (SDK mode; in WAGI mode stdout is the response).
@@ -23,7 +24,7 @@ pub enum LogStream {
 }
 
 /// One log line.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogEvent {
     /// Milliseconds since the Unix epoch.
     pub ts_ms: u64,

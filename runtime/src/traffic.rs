@@ -41,19 +41,85 @@ const BOUNDS_US: [u64; 24] = [
     u64::MAX,
 ];
 
+/// Number of latency histogram buckets in [`TrafficCounts::hist`].
+pub const HIST_LEN: usize = BOUNDS_US.len();
+
+/// Mergeable request counts over some span of time: one bucket of the history, or what a
+/// runtime has seen since it last reported to the control plane (no per-request data, so
+/// thousands of requests cost the same as one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrafficCounts {
+    /// Finished requests.
+    pub requests: u32,
+    /// 5xx responses.
+    pub errors: u32,
+    /// Cold starts.
+    pub cold: u32,
+    /// Latency histogram: requests per bucket of the fixed log-scale bounds.
+    pub hist: [u32; HIST_LEN],
+    /// When the last of these requests finished (ms since the epoch), 0 if none.
+    pub last_request_ms: u64,
+}
+
+impl TrafficCounts {
+    /// Counts one finished request.
+    pub fn add(&mut self, status: u16, latency: Duration, cold: bool, at_ms: u64) {
+        self.requests = self.requests.saturating_add(1);
+        if status >= 500 {
+            self.errors = self.errors.saturating_add(1);
+        }
+        if cold {
+            self.cold = self.cold.saturating_add(1);
+        }
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let i = BOUNDS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(HIST_LEN - 1);
+        self.hist[i] = self.hist[i].saturating_add(1);
+        self.last_request_ms = self.last_request_ms.max(at_ms);
+    }
+
+    /// Adds `other` to these counts.
+    pub fn merge(&mut self, other: &TrafficCounts) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.cold = self.cold.saturating_add(other.cold);
+        for (a, b) in self.hist.iter_mut().zip(other.hist.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.last_request_ms = self.last_request_ms.max(other.last_request_ms);
+    }
+}
+
+/// One app's counts since the last [`TrafficStats::take_delta`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppTraffic {
+    /// Tenant of the app.
+    pub tenant: String,
+    /// App name.
+    pub app: String,
+    /// What was counted.
+    pub counts: TrafficCounts,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     start_s: u64,
-    requests: u32,
-    errors: u32,
-    cold: u32,
-    hist: [u32; BOUNDS_US.len()],
+    counts: TrafficCounts,
 }
 
 #[derive(Debug, Default)]
 struct AppSeries {
     buckets: VecDeque<Bucket>,
     last_request_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    apps: HashMap<String, HashMap<String, AppSeries>>,
+    /// Counts not yet taken by [`TrafficStats::take_delta`], when enabled.
+    delta: Option<HashMap<(String, String), TrafficCounts>>,
 }
 
 /// One point of a series (one bucket).
@@ -100,7 +166,7 @@ impl TrafficSummary {
 /// Per-app traffic history, keyed by tenant then app.
 #[derive(Debug, Default)]
 pub struct TrafficStats {
-    apps: Mutex<HashMap<String, HashMap<String, AppSeries>>>,
+    inner: Mutex<Inner>,
 }
 
 fn now() -> (u64, u64) {
@@ -131,12 +197,59 @@ impl TrafficStats {
         secs: u64,
         ms: u64,
     ) {
-        let Ok(mut apps) = self.apps.lock() else {
+        let mut one = TrafficCounts::default();
+        one.add(status, latency, cold, ms);
+        self.add_at(tenant, app, &one, secs, true);
+    }
+
+    /// Adds counts reported by a runtime elsewhere (the control plane's view of a
+    /// cluster) to the current bucket. They are not exported again by [`Self::take_delta`].
+    pub fn merge(&self, tenant: &str, app: &str, counts: &TrafficCounts) {
+        let (secs, _) = now();
+        self.add_at(tenant, app, counts, secs, false);
+    }
+
+    /// From now on, also keep what [`Self::record`] counts for [`Self::take_delta`] (a
+    /// runtime that reports its traffic to the control plane).
+    pub fn enable_delta(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.delta.get_or_insert_with(HashMap::new);
+        }
+    }
+
+    /// What was recorded since the last call, per app (empty unless [`Self::enable_delta`]
+    /// was called). Its size is bounded by the number of apps, not of requests.
+    pub fn take_delta(&self) -> Vec<AppTraffic> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let Some(delta) = inner.delta.as_mut() else {
+            return Vec::new();
+        };
+        delta
+            .drain()
+            .map(|((tenant, app), counts)| AppTraffic {
+                tenant,
+                app,
+                counts,
+            })
+            .collect()
+    }
+
+    fn add_at(&self, tenant: &str, app: &str, counts: &TrafficCounts, secs: u64, export: bool) {
+        let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let per_tenant = match apps.get_mut(tenant) {
+        let inner = &mut *inner;
+        if export && let Some(delta) = inner.delta.as_mut() {
+            delta
+                .entry((tenant.to_string(), app.to_string()))
+                .or_default()
+                .merge(counts);
+        }
+        let per_tenant = match inner.apps.get_mut(tenant) {
             Some(t) => t,
-            None => apps.entry(tenant.to_string()).or_default(),
+            None => inner.apps.entry(tenant.to_string()).or_default(),
         };
         let series = match per_tenant.get_mut(app) {
             Some(s) => s,
@@ -154,21 +267,9 @@ impl TrafficStats {
             }
         }
         if let Some(b) = series.buckets.back_mut() {
-            b.requests += 1;
-            if status >= 500 {
-                b.errors += 1;
-            }
-            if cold {
-                b.cold += 1;
-            }
-            let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-            let i = BOUNDS_US
-                .iter()
-                .position(|&bound| us <= bound)
-                .unwrap_or(BOUNDS_US.len() - 1);
-            b.hist[i] += 1;
+            b.counts.merge(counts);
         }
-        series.last_request_ms = ms;
+        series.last_request_ms = series.last_request_ms.max(counts.last_request_ms);
     }
 
     /// The last hour of `app`, one point per bucket, oldest first, with empty buckets
@@ -183,11 +284,12 @@ impl TrafficStats {
         let end = secs - secs % width;
         let n = WINDOW.as_secs() / width;
         let start = end - (n - 1) * width;
-        let apps = match self.apps.lock() {
+        let inner = match self.inner.lock() {
             Ok(a) => a,
             Err(_) => return Vec::new(),
         };
-        let buckets = apps
+        let buckets = inner
+            .apps
             .get(tenant)
             .and_then(|t| t.get(app))
             .map(|s| &s.buckets);
@@ -203,11 +305,11 @@ impl TrafficStats {
                     });
                 TrafficPoint {
                     t,
-                    rps: f64::from(b.requests) / width as f64,
-                    p50_ms: quantile(&b.hist, 0.50),
-                    p99_ms: quantile(&b.hist, 0.99),
-                    errors: b.errors,
-                    cold: b.cold,
+                    rps: f64::from(b.counts.requests) / width as f64,
+                    p50_ms: quantile(&b.counts.hist, 0.50),
+                    p99_ms: quantile(&b.counts.hist, 0.99),
+                    errors: b.counts.errors,
+                    cold: b.counts.cold,
                 }
             })
             .collect()
@@ -215,10 +317,10 @@ impl TrafficStats {
 
     /// Totals of the last hour.
     pub fn summary(&self, tenant: &str, app: &str) -> TrafficSummary {
-        let Ok(apps) = self.apps.lock() else {
+        let Ok(inner) = self.inner.lock() else {
             return TrafficSummary::default();
         };
-        let Some(s) = apps.get(tenant).and_then(|t| t.get(app)) else {
+        let Some(s) = inner.apps.get(tenant).and_then(|t| t.get(app)) else {
             return TrafficSummary::default();
         };
         let (secs, _) = now();
@@ -228,15 +330,15 @@ impl TrafficStats {
             ..Default::default()
         };
         for b in s.buckets.iter().filter(|b| b.start_s >= oldest) {
-            out.requests += u64::from(b.requests);
-            out.errors += u64::from(b.errors);
-            out.cold += u64::from(b.cold);
+            out.requests += u64::from(b.counts.requests);
+            out.errors += u64::from(b.counts.errors);
+            out.cold += u64::from(b.counts.cold);
         }
         out
     }
 }
 
-fn quantile(hist: &[u32; BOUNDS_US.len()], q: f64) -> f64 {
+fn quantile(hist: &[u32; HIST_LEN], q: f64) -> f64 {
     let total: u64 = hist.iter().map(|&c| u64::from(c)).sum();
     if total == 0 {
         return 0.0;
@@ -308,7 +410,43 @@ mod tests {
             10_000 + 7200,
             0,
         );
-        let apps = s.apps.lock().unwrap();
-        assert_eq!(apps["t"]["a"].buckets.len(), 1);
+        let inner = s.inner.lock().unwrap();
+        assert_eq!(inner.apps["t"]["a"].buckets.len(), 1);
+    }
+
+    #[test]
+    fn delta_holds_what_was_recorded_since_the_last_take_and_merges_back() {
+        let s = TrafficStats::default();
+        s.record("t", "a", 200, Duration::from_millis(1), false);
+        assert!(s.take_delta().is_empty(), "off until enabled");
+        s.enable_delta();
+        s.record("t", "a", 200, Duration::from_millis(1), true);
+        s.record("t", "a", 503, Duration::from_millis(40), false);
+        s.record("t", "b", 200, Duration::from_millis(1), false);
+        let mut d = s.take_delta();
+        d.sort_by(|x, y| x.app.cmp(&y.app));
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].counts.requests, d[0].counts.errors, d[0].counts.cold),
+            (2, 1, 1)
+        );
+        assert_eq!(d[1].counts.requests, 1);
+        assert!(s.take_delta().is_empty(), "taken");
+        let control = TrafficStats::default();
+        control.enable_delta();
+        for a in &d {
+            control.merge(&a.tenant, &a.app, &a.counts);
+            control.merge(&a.tenant, &a.app, &a.counts);
+        }
+        let sum = control.summary("t", "a");
+        assert_eq!((sum.requests, sum.errors, sum.cold), (4, 2, 2));
+        assert_eq!(sum.last_request_ms, d[0].counts.last_request_ms);
+        assert!(
+            control.take_delta().is_empty(),
+            "merged counts are not exported again"
+        );
+        let p = control.series("t", "a");
+        assert_eq!(p.iter().map(|p| p.rps).sum::<f64>(), 0.4);
+        assert!(p.iter().any(|p| p.p99_ms == 50.0));
     }
 }

@@ -41,12 +41,24 @@ pub async fn run(
     }
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;
+    // The dashboard's logs and traffic: what the runtimes publish on NATS, when there is one.
+    let obs: Arc<dyn platform_web::Observability> = match &store.nats_url {
+        Some(url) => Arc::new(
+            platform_web::observe::NatsObservability::connect(
+                url,
+                platform_runtime::obs::wire::DEFAULT_PREFIX,
+            )
+            .await
+            .context("telemetry subscriber")?,
+        ),
+        None => Arc::new(platform_web::NoObservability),
+    };
     let ready = Arc::new(AtomicBool::new(true));
     let router = platform_control::router(ctl.clone())
         .merge(health_router(ready))
         .merge(platform_web::router(platform_web::WebState {
             ctl: ctl.clone(),
-            obs: Arc::new(platform_web::NoObservability),
+            obs,
             config: platform_web::WebConfig {
                 secure_cookies: public_url_is_https,
             },

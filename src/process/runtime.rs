@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use platform_control::events::EventBus;
 use platform_runtime::LocalModuleStore;
+use platform_runtime::obs::publish::{ObsPublisher, PublishConfig};
 use tokio::sync::Notify;
 
 use super::{Shutdown, bind, build_runtime, display_base, spawn_axum};
@@ -90,6 +91,17 @@ pub async fn run(
         ));
     }
 
+    // Logs and traffic for the control plane's dashboard, batched onto NATS (telemetry:
+    // dropped rather than waited for when NATS is slow).
+    let telemetry = match &nats_url {
+        Some(n) => Some(
+            ObsPublisher::connect(n, &runtime, PublishConfig::default())
+                .await
+                .context("telemetry publisher")?,
+        ),
+        None => None,
+    };
+
     let traffic = bind(args.traffic_addr(), "traffic").await?;
     let admin = bind(args.admin_listen, "admin").await?;
     let traffic_addr = traffic.local_addr()?;
@@ -127,6 +139,10 @@ pub async fn run(
     let _ = admin_task.await;
     if let Some(t) = follow_task {
         let _ = t.await;
+    }
+    if let Some(p) = telemetry {
+        // The last requests' lines and counts, if NATS takes them promptly.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), p.close()).await;
     }
     tracing::info!("stopped");
     Ok(())

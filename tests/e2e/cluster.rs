@@ -1,6 +1,7 @@
 //! The cluster shape with real processes: PostgreSQL, NATS, `platform control`,
 //! `platform worker` and two `platform runtime`s. Deploy, change routes, roll back: both
 //! runtimes serve the new state within a second. Restart NATS in the middle: they converge.
+//! The control plane's dashboard shows both runtimes' logs and traffic.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -344,8 +345,129 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
             .count();
         assert_eq!(snapshots, 1, "runtime {i} should hold the fetched snapshot");
     }
+
+    // The control plane's dashboard shows what both runtimes served (they publish logs and
+    // traffic counts on NATS; this also runs after the NATS restart above).
+    let dash = Dashboard::sign_in(&server, &token);
+    let before = dash.stable_requests("hello");
+    for i in 0..6 {
+        let r = c
+            .get(format!("{}/hi", urls[i % 2]))
+            .header("x-request-id", format!("obs-e2e-{i}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let started = Instant::now();
+    while dash.requests("hello") != before + 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dashboard counted {} requests of hello, not {}: {}",
+            dash.requests("hello"),
+            before + 6,
+            dash.get("/apps/hello/traffic")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = dash.get("/logs?app=hello");
+    for i in 0..6 {
+        assert!(
+            logs.contains(&format!("data-request-id=\"obs-e2e-{i}\"")),
+            "request obs-e2e-{i} is not in the dashboard's logs:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("No runtime runs in this process"), "{logs}");
+
     drop(runtimes);
     drop(worker);
     drop(control);
     drop(nats_server);
+}
+
+/// A signed-in dashboard session on the control plane.
+struct Dashboard {
+    base: String,
+    cookie: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Dashboard {
+    /// Signs in through the form, as a browser does (form cookie, CSRF token, token).
+    fn sign_in(base: &str, token: &str) -> Self {
+        let http = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let form = http.get(format!("{base}/login")).send().unwrap();
+        let form_cookie = cookie(&form, "platform_login");
+        let page = form.text().unwrap();
+        let csrf = page
+            .split(r#"<meta name="csrf-token" content=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no CSRF token on the sign-in page:\n{page}"))
+            .to_string();
+        let signed_in = http
+            .post(format!("{base}/login"))
+            .header("cookie", form_cookie)
+            .form(&[("token", token), ("next", "/apps"), ("csrf", csrf.as_str())])
+            .send()
+            .unwrap();
+        assert_eq!(signed_in.status(), 303, "sign-in refused");
+        Dashboard {
+            base: base.to_string(),
+            cookie: cookie(&signed_in, "platform_session"),
+            http,
+        }
+    }
+
+    fn get(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().unwrap()
+    }
+
+    /// Requests of `app` in the last hour, from its traffic fragment.
+    fn requests(&self, app: &str) -> u64 {
+        let html = self.get(&format!("/apps/{app}/traffic"));
+        if html.contains("No requests in the last hour.") {
+            return 0;
+        }
+        html.split(r#"data-testid="traffic-summary">"#)
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no traffic summary in:\n{html}"))
+    }
+
+    /// [`Self::requests`] once it stopped changing (earlier requests' counts have arrived).
+    fn stable_requests(&self, app: &str) -> u64 {
+        let mut last = self.requests(app);
+        loop {
+            std::thread::sleep(Duration::from_millis(700));
+            let now = self.requests(app);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+}
+
+/// `name=value` of the cookie `name` a response sets.
+fn cookie(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{} set no cookie {name}", r.url()))
+        .to_string()
 }

@@ -1,5 +1,8 @@
 //! Where the dashboard reads logs and traffic: the runtime in the same process (`platform
-//! up`), or nothing (a control plane without runtimes in-process says so).
+//! up`), the runtimes of a cluster through NATS ([`nats`]), or nothing (a control plane
+//! without either says so).
+
+pub mod nats;
 
 use std::sync::Arc;
 
@@ -7,6 +10,8 @@ use platform_runtime::Runtime;
 use platform_runtime::logs::LogEvent;
 use platform_runtime::traffic::{TrafficPoint, TrafficSummary};
 use tokio::sync::broadcast;
+
+pub use nats::NatsObservability;
 
 /// Logs and traffic for the dashboard.
 pub trait Observability: Send + Sync {
