@@ -142,6 +142,74 @@ impl DedicatedArgs {
     }
 }
 
+/// Single sign-on to the dashboard with an OpenID Connect provider (off unless
+/// `--oidc-issuer` is given).
+#[derive(Debug, Clone, Args)]
+pub struct OidcArgs {
+    /// OpenID Connect issuer URL for dashboard single sign-on, e.g.
+    /// https://auth.example.com/realms/main (its /.well-known/openid-configuration is read on
+    /// the first sign-in).
+    #[arg(long, env = "PLATFORM_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// Client id registered at the OpenID Connect provider.
+    #[arg(long, env = "PLATFORM_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Client secret at the OpenID Connect provider (prefer the environment variable;
+    /// omit for a public client).
+    #[arg(long, env = "PLATFORM_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Redirect URL registered at the provider [default: <dashboard URL>/login/oidc/callback].
+    #[arg(long, env = "PLATFORM_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// Tenant that users signed in with single sign-on act for.
+    #[arg(long, env = "PLATFORM_OIDC_TENANT", default_value = "default")]
+    pub oidc_tenant: String,
+    /// Only users with a verified email in these domains may sign in (comma-separated)
+    /// [default: anyone the provider signs in].
+    #[arg(long, env = "PLATFORM_OIDC_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub oidc_allowed_domains: Vec<String>,
+}
+
+impl OidcArgs {
+    /// The dashboard's single sign-on settings (`None` without `--oidc-issuer`), for a
+    /// dashboard reached at `dashboard_base`.
+    pub fn config(&self, dashboard_base: &str) -> anyhow::Result<Option<platform_web::OidcConfig>> {
+        let Some(issuer) = self.oidc_issuer.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let client_id = self
+            .oidc_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--oidc-issuer needs --oidc-client-id"))?;
+        url::Url::parse(issuer).map_err(|e| anyhow::anyhow!("--oidc-issuer {issuer:?}: {e}"))?;
+        let redirect_url = self
+            .oidc_redirect_url
+            .clone()
+            .unwrap_or_else(|| platform_web::OidcConfig::default_redirect_url(dashboard_base));
+        url::Url::parse(&redirect_url)
+            .map_err(|e| anyhow::anyhow!("--oidc-redirect-url {redirect_url:?}: {e}"))?;
+        let tenant = self.oidc_tenant.trim();
+        if tenant.is_empty() {
+            anyhow::bail!("--oidc-tenant must not be empty");
+        }
+        Ok(Some(platform_web::OidcConfig {
+            issuer_url: issuer.to_string(),
+            client_id: client_id.to_string(),
+            client_secret: self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+            redirect_url,
+            tenant: tenant.to_string(),
+            allowed_domains: self
+                .oidc_allowed_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+        }))
+    }
+}
+
 /// Parses a duration flag such as `30s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::manifest::parse_duration(s)

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::args::{CommonArgs, RuntimeArgs, StoreArgs};
+use crate::args::{CommonArgs, OidcArgs, RuntimeArgs, StoreArgs};
 
 /// Platform: serve Go HTTP handlers compiled to WebAssembly.
 #[derive(Debug, Parser)]
@@ -44,6 +44,8 @@ enum Command {
         runtime: RuntimeArgs,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        oidc: OidcArgs,
     },
     /// Run the data plane: serve traffic for what the control plane (or a manifest) says.
     Runtime {
@@ -80,6 +82,8 @@ enum Command {
         common: CommonArgs,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        oidc: OidcArgs,
     },
     /// Run a compile worker: compiles uploaded modules ahead of time.
     Worker {
@@ -125,7 +129,8 @@ fn main() -> std::process::ExitCode {
                 common,
                 runtime,
                 store,
-            } => process::up::run(manifest, public_url, common, runtime, store).await,
+                oidc,
+            } => process::up::run(manifest, public_url, common, runtime, store, oidc).await,
             Command::Runtime {
                 manifest,
                 control_url,
@@ -141,7 +146,8 @@ fn main() -> std::process::ExitCode {
                 public_url,
                 common,
                 store,
-            } => process::control::run(listen, public_url, common, store).await,
+                oidc,
+            } => process::control::run(listen, public_url, common, store, oidc).await,
             Command::Worker {
                 admin_listen,
                 common,

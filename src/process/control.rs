@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 
 use super::{Shutdown, bind, bootstrap_token, build_control, health_router, spawn_axum};
-use crate::args::{CommonArgs, StoreArgs};
+use crate::args::{CommonArgs, OidcArgs, StoreArgs};
 
 /// Runs the control plane until SIGTERM.
 pub async fn run(
@@ -15,6 +15,7 @@ pub async fn run(
     public_url: String,
     common: CommonArgs,
     store: StoreArgs,
+    oidc: OidcArgs,
 ) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(
         common.log_format,
@@ -41,6 +42,7 @@ pub async fn run(
     }
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;
+    let oidc = oidc.config(&super::display_base(addr))?;
     // The dashboard's logs and traffic: what the runtimes publish on NATS, when there is one.
     let obs: Arc<dyn platform_web::Observability> = match &store.nats_url {
         Some(url) => Arc::new(
@@ -61,6 +63,7 @@ pub async fn run(
             obs,
             config: platform_web::WebConfig {
                 secure_cookies: public_url_is_https,
+                oidc,
             },
         }));
     let task = spawn_axum(listener, router, shutdown.clone());

@@ -14,7 +14,7 @@ use super::{
     Shutdown, bind, bootstrap_token, build_control, build_runtime, display_base,
     engine_fingerprint, spawn_axum,
 };
-use crate::args::{CommonArgs, RuntimeArgs, StoreArgs};
+use crate::args::{CommonArgs, OidcArgs, RuntimeArgs, StoreArgs};
 use crate::cli::api::{Api, InProcessApi};
 use crate::cli::deploy::{self, DeploySpec, ModuleInput};
 use crate::feed_client::{self, BlobModuleSource, InProcessSource};
@@ -27,6 +27,7 @@ pub async fn run(
     common: CommonArgs,
     args: RuntimeArgs,
     store: StoreArgs,
+    oidc: OidcArgs,
 ) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(
         common.log_format,
@@ -40,6 +41,7 @@ pub async fn run(
     let traffic_addr = traffic.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| display_base(traffic_addr));
+    let oidc = oidc.config(&display_base(admin_addr))?;
 
     let ctl = build_control(&common, &store, public_url, "platform").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
@@ -67,7 +69,10 @@ pub async fn run(
         .merge(platform_web::router(platform_web::WebState {
             ctl: ctl.clone(),
             obs: runtime.clone(),
-            config: platform_web::WebConfig::default(),
+            config: platform_web::WebConfig {
+                oidc,
+                ..Default::default()
+            },
         }));
     let admin_task = spawn_axum(admin, router, shutdown.clone());
     let traffic_shutdown = shutdown.clone();

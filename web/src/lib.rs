@@ -11,6 +11,7 @@
 pub mod assets;
 pub mod charts;
 pub mod observe;
+pub mod oidc;
 pub mod pages;
 pub mod session;
 pub mod users;
@@ -22,12 +23,15 @@ use axum::routing::{get, post};
 use platform_control::Control;
 
 pub use observe::{NoObservability, Observability};
+pub use oidc::OidcConfig;
 
 /// Dashboard settings.
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
     /// Mark session cookies `Secure` (when served over HTTPS).
     pub secure_cookies: bool,
+    /// OpenID Connect single sign-on, when configured.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// What every handler gets.
@@ -44,9 +48,24 @@ pub struct WebState {
 /// The dashboard's routes, to merge into the admin listener.
 pub fn router(state: WebState) -> Router {
     use pages::{apps, detail, login, logs, tokens};
+    let sso = oidc::SsoHandle(
+        state
+            .config
+            .oidc
+            .clone()
+            .map(|c| Arc::new(oidc::Sso::new(c))),
+    );
     Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/apps") }))
         .route("/login", get(login::page).post(login::submit))
+        .route(
+            "/login/oidc",
+            get(oidc::start).layer(axum::Extension(sso.clone())),
+        )
+        .route(
+            "/login/oidc/callback",
+            get(oidc::callback).layer(axum::Extension(sso)),
+        )
         .route("/logout", post(login::logout))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{app}", get(detail::page))

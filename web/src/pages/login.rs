@@ -1,4 +1,5 @@
-//! Sign in with an API token or a local user; sign out.
+//! Sign in with an API token or a local user (or single sign-on, in [`crate::oidc`]); sign
+//! out.
 
 use askama::Template;
 use axum::Form;
@@ -17,6 +18,8 @@ struct LoginPage {
     next: String,
     error: Option<String>,
     user_error: bool,
+    /// The "Sign in with SSO" link, when single sign-on is configured.
+    sso_href: Option<String>,
 }
 
 /// Query of the sign-in page.
@@ -27,7 +30,8 @@ pub struct NextQuery {
     pub next: Option<String>,
 }
 
-fn safe_next(next: Option<&str>) -> String {
+/// `next` if it is a local path, else `/apps`.
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     // Only local paths: never redirect off-site after sign-in. Browsers drop tabs and
     // newlines from a Location, so "/\t/evil.example" would become "//evil.example".
     match next {
@@ -49,7 +53,7 @@ fn safe_next(next: Option<&str>) -> String {
 const LOGIN_COOKIE: &str = "platform_login";
 
 /// Renders the sign-in page with a fresh form token (and its cookie).
-fn login_page(
+pub(crate) fn login_page(
     state: &WebState,
     next: String,
     error: Option<String>,
@@ -63,6 +67,12 @@ fn login_page(
             csrf: token.clone(),
             ..Default::default()
         },
+        sso_href: state.config.oidc.as_ref().map(|_| {
+            format!(
+                "/login/oidc?next={}",
+                url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            )
+        }),
         next,
         error,
         user_error,

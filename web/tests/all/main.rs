@@ -13,5 +13,6 @@ mod apps;
 mod assets;
 mod csrf;
 mod login;
+mod oidc;
 mod tokens;
 mod uploads;

@@ -129,6 +129,11 @@ pub struct Browser {
 
 impl Dash {
     pub async fn new() -> Self {
+        Self::with_config(WebConfig::default()).await
+    }
+
+    /// A dashboard with these settings.
+    pub async fn with_config(config: WebConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!(
             "sqlite://{}",
@@ -163,7 +168,7 @@ impl Dash {
         let router = platform_web::router(WebState {
             ctl: ctl.clone(),
             obs: Arc::new(NoObservability),
-            config: WebConfig::default(),
+            config,
         });
         Dash {
             ctl,
