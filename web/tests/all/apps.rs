@@ -275,3 +275,66 @@ async fn deleting_an_app_needs_its_name_typed() {
     let p = d.get_as(&b, "/apps/doomed").await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn app_page_shows_event_triggers_and_dedicated_status() {
+    use platform_control::auth::Caller;
+    use platform_proto::v1::{
+        EventTrigger, SetAppDedicatedRequest, SetAppTriggersRequest, SubjectTrigger,
+    };
+    let d = Dash::new().await;
+    let b = d.admin().await;
+    d.post_as(&b, "/apps", &[("name", "orders")])
+        .await
+        .assert_redirect("/apps/orders");
+    let page = d.get_as(&b, "/apps/orders").await;
+    page.assert_lacks(r#"data-testid="triggers""#);
+    page.assert_lacks(r#"data-testid="dedicated""#);
+
+    let caller = Caller {
+        tenant: "default".into(),
+        token_id: "test".into(),
+        admin: true,
+    };
+    platform_control::api::triggers::set_app_triggers(
+        d.ctl.clone(),
+        caller.clone(),
+        SetAppTriggersRequest {
+            app: "orders".into(),
+            event_triggers: vec![EventTrigger {
+                event_type: "com.example.order.created".into(),
+                path: "/events".into(),
+            }],
+            subject_triggers: vec![SubjectTrigger {
+                subject: "orders.>".into(),
+                path: String::new(),
+            }],
+        },
+    )
+    .await
+    .unwrap();
+    platform_control::api::triggers::set_app_dedicated(
+        d.ctl.clone(),
+        caller,
+        SetAppDedicatedRequest {
+            app: "orders".into(),
+            dedicated: true,
+        },
+    )
+    .await
+    .unwrap();
+    let page = d.get_as(&b, "/apps/orders").await;
+    page.assert_ok();
+    let triggers = between(&page.body, r#"data-testid="triggers">"#, "</ul>").unwrap();
+    assert!(
+        triggers.contains("com.example.order.created")
+            && triggers.contains("/events")
+            && triggers.contains("orders.&#62;"),
+        "{triggers}"
+    );
+    let dedicated = between(&page.body, r#"data-testid="dedicated">"#, "</p>").unwrap();
+    assert!(
+        dedicated.contains("waiting for the control plane"),
+        "{dedicated}"
+    );
+}
