@@ -113,58 +113,102 @@ pub(crate) fn cli(server: &str, token: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// PostgreSQL (a schema of its own), NATS, `platform control` and `platform worker`: a
+/// cluster's control side, ready for runtimes to follow.
+/// Fields drop in order: the processes stop before their data and schema go.
+pub(crate) struct ControlPlane {
+    pub worker: Proc,
+    pub control: Proc,
+    pub nats_server: Proc,
+    pub dir: tempfile::TempDir,
+    pub schema: Schema,
+    pub nats_port: u16,
+    pub nats_url: String,
+    /// The API (and dashboard) base URL.
+    pub server: String,
+    /// The bootstrap admin token.
+    pub token: String,
+}
+
+impl ControlPlane {
+    pub(crate) fn start() -> Self {
+        let schema = Schema::create();
+        let dir = tempfile::tempdir().unwrap();
+        let nats_port = free_port();
+        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+        let mut nats_server = nats(nats_port, &dir.path().join("nats"));
+        nats_server.wait_line("Server is ready", Duration::from_secs(10));
+        let blob_url = format!("file://{}", dir.path().join("blobs").display());
+        let common = |data: &str| -> Vec<String> {
+            vec![
+                "--database-url".into(),
+                schema.url(),
+                "--nats-url".into(),
+                nats_url.clone(),
+                "--blob-url".into(),
+                blob_url.clone(),
+                "--data-dir".into(),
+                dir.path().join(data).display().to_string(),
+            ]
+        };
+        let mut control = Proc::spawn(
+            "control",
+            &bin(),
+            &[
+                vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
+                common("control"),
+            ]
+            .concat(),
+        );
+        let server = control.wait_url("control plane listening", Duration::from_secs(60));
+        let token = std::fs::read_to_string(dir.path().join("control/admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut worker = Proc::spawn(
+            "worker",
+            &bin(),
+            &[
+                vec![
+                    "worker".into(),
+                    "--admin-listen".into(),
+                    "127.0.0.1:0".into(),
+                ],
+                common("worker"),
+            ]
+            .concat(),
+        );
+        worker.wait_line("compile worker running", Duration::from_secs(60));
+        ControlPlane {
+            schema,
+            dir,
+            nats_port,
+            nats_url,
+            nats_server,
+            control,
+            worker,
+            server,
+            token,
+        }
+    }
+}
+
 #[test]
 fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     let hello = guests::go("hello");
     let mux = guests::go("cgimux");
     let counter = guests::sdk_example("counter");
-    let schema = Schema::create();
-    let dir = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let nats_url = format!("nats://127.0.0.1:{nats_port}");
-    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
-    nats_server.wait_line("Server is ready", Duration::from_secs(10));
-    let blob_url = format!("file://{}", dir.path().join("blobs").display());
-    let common = |data: &str| -> Vec<String> {
-        vec![
-            "--database-url".into(),
-            schema.url(),
-            "--nats-url".into(),
-            nats_url.clone(),
-            "--blob-url".into(),
-            blob_url.clone(),
-            "--data-dir".into(),
-            dir.path().join(data).display().to_string(),
-        ]
-    };
-    let mut control = Proc::spawn(
-        "control",
-        &bin(),
-        &[
-            vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
-            common("control"),
-        ]
-        .concat(),
-    );
-    let server = control.wait_url("control plane listening", Duration::from_secs(60));
-    let token = std::fs::read_to_string(dir.path().join("control/admin-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let mut worker = Proc::spawn(
-        "worker",
-        &bin(),
-        &[
-            vec![
-                "worker".into(),
-                "--admin-listen".into(),
-                "127.0.0.1:0".into(),
-            ],
-            common("worker"),
-        ]
-        .concat(),
-    );
-    worker.wait_line("compile worker running", Duration::from_secs(60));
+    let ControlPlane {
+        schema: _schema,
+        dir,
+        nats_port,
+        nats_url,
+        mut nats_server,
+        control,
+        worker,
+        server,
+        token,
+    } = ControlPlane::start();
     let mut runtimes = Vec::new();
     let mut urls = Vec::new();
     for i in 0..2 {

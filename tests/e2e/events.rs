@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use platform_test_guests as guests;
 use serde_json::Value;
 
-use crate::cluster::{Schema, cli, nats};
-use crate::support::{Proc, bin, free_port};
+use crate::cluster::{ControlPlane, cli};
+use crate::support::{Proc, bin};
 
 fn post_event(rt: &str, ty: &str) -> Option<(u16, String)> {
     let c = reqwest::blocking::Client::builder()
@@ -50,55 +50,9 @@ fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 #[test]
 fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
     let events = guests::go_sdk("events");
-    let schema = Schema::create();
-    let dir = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let nats_url = format!("nats://127.0.0.1:{nats_port}");
-    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
-    nats_server.wait_line("Server is ready", Duration::from_secs(10));
-    let blob_url = format!("file://{}", dir.path().join("blobs").display());
-    let store = |data: &str| -> Vec<String> {
-        [
-            "--database-url",
-            &schema.url(),
-            "--nats-url",
-            &nats_url,
-            "--blob-url",
-            &blob_url,
-            "--data-dir",
-            &dir.path().join(data).display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let mut control = Proc::spawn(
-        "control",
-        &bin(),
-        &[
-            vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
-            store("control"),
-        ]
-        .concat(),
-    );
-    let server = control.wait_url("control plane listening", Duration::from_secs(60));
-    let token = std::fs::read_to_string(dir.path().join("control/admin-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let mut worker = Proc::spawn(
-        "worker",
-        &bin(),
-        &[
-            vec![
-                "worker".into(),
-                "--admin-listen".into(),
-                "127.0.0.1:0".into(),
-            ],
-            store("worker"),
-        ]
-        .concat(),
-    );
-    worker.wait_line("compile worker running", Duration::from_secs(60));
+    let cp = ControlPlane::start();
+    let (server, token, nats_url) = (cp.server.clone(), cp.token.clone(), cp.nats_url.clone());
+    let dir = &cp.dir;
     let start_runtime = |i: usize, extra: &[&str]| -> (Proc, String) {
         let data = dir.path().join(format!("rt{i}")).display().to_string();
         let mut args = vec![
