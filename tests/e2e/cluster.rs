@@ -193,6 +193,45 @@ impl ControlPlane {
     }
 }
 
+/// Starts `platform runtime` number `i` following the control plane over NATS (data and
+/// artifacts under `dir/rt<i>`, plus `extra` flags); returns it with its traffic URL once
+/// it has applied the feed snapshot.
+pub(crate) fn start_runtime(
+    dir: &Path,
+    server: &str,
+    nats_url: &str,
+    token: &str,
+    i: usize,
+    extra: &[&str],
+) -> (Proc, String) {
+    let data = dir.join(format!("rt{i}"));
+    let artifacts = data.join("artifacts").display().to_string();
+    let data = data.display().to_string();
+    let mut args = vec![
+        "runtime",
+        "--control-url",
+        server,
+        "--nats-url",
+        nats_url,
+        "--token",
+        token,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--artifact-dir",
+        &artifacts,
+        "--data-dir",
+        &data,
+    ];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    let mut rt = Proc::spawn(&format!("runtime-{i}"), &bin(), &args);
+    let url = rt.wait_url("runtime serving on", Duration::from_secs(60));
+    rt.wait_line("feed snapshot applied", Duration::from_secs(30));
+    (rt, url)
+}
+
 #[test]
 fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     let hello = guests::go("hello");
@@ -212,33 +251,8 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     let mut runtimes = Vec::new();
     let mut urls = Vec::new();
     for i in 0..2 {
-        let mut rt = Proc::spawn(
-            &format!("runtime-{i}"),
-            &bin(),
-            &[
-                "runtime",
-                "--control-url",
-                &server,
-                "--nats-url",
-                &nats_url,
-                "--token",
-                &token,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--artifact-dir",
-                &dir.path()
-                    .join(format!("rt{i}/artifacts"))
-                    .display()
-                    .to_string(),
-                "--data-dir",
-                &dir.path().join(format!("rt{i}")).display().to_string(),
-            ]
-            .map(String::from),
-        );
-        urls.push(rt.wait_url("runtime serving on", Duration::from_secs(60)));
-        rt.wait_line("feed snapshot applied", Duration::from_secs(30));
+        let (rt, url) = start_runtime(dir.path(), &server, &nats_url, &token, i, &[]);
+        urls.push(url);
         runtimes.push(rt);
     }
 

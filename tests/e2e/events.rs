@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use platform_test_guests as guests;
 use serde_json::Value;
 
-use crate::cluster::{ControlPlane, cli};
-use crate::support::{Proc, bin};
+use crate::cluster::{ControlPlane, cli, start_runtime};
 
 fn post_event(rt: &str, ty: &str) -> Option<(u16, String)> {
     let c = reqwest::blocking::Client::builder()
@@ -52,30 +51,8 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
     let events = guests::go_sdk("events");
     let cp = ControlPlane::start();
     let (server, token, nats_url) = (cp.server.clone(), cp.token.clone(), cp.nats_url.clone());
-    let dir = &cp.dir;
-    let start_runtime = |i: usize, extra: &[&str]| -> (Proc, String) {
-        let data = dir.path().join(format!("rt{i}")).display().to_string();
-        let mut args = vec![
-            "runtime",
-            "--control-url",
-            &server,
-            "--nats-url",
-            &nats_url,
-            "--token",
-            &token,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-        ];
-        args.extend_from_slice(extra);
-        let args: Vec<String> = args.into_iter().map(String::from).collect();
-        let mut rt = Proc::spawn(&format!("runtime-{i}"), &bin(), &args);
-        let url = rt.wait_url("runtime serving on", Duration::from_secs(60));
-        rt.wait_line("feed snapshot applied", Duration::from_secs(30));
-        (rt, url)
+    let start_runtime = |i: usize, extra: &[&str]| {
+        start_runtime(cp.dir.path(), &server, &nats_url, &token, i, extra)
     };
     let (_rt0, url0) = start_runtime(0, &[]);
     let (_rt1, url1) = start_runtime(1, &["--exclude-dedicated"]);
