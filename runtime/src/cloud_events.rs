@@ -28,6 +28,8 @@ pub const MAX_STRUCTURED_EVENT: usize = 16 << 20;
 
 /// The attributes every CloudEvent must carry.
 const REQUIRED: [&str; 4] = ["specversion", "id", "source", "type"];
+/// The same, as binary-mode headers.
+const REQUIRED_HEADERS: [&str; 4] = ["ce-specversion", "ce-id", "ce-source", "ce-type"];
 
 /// Why an event was refused before reaching an app.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -99,24 +101,24 @@ pub fn content_mode(headers: &HeaderMap) -> ContentMode {
 pub fn binary_event_type(headers: &HeaderMap) -> Result<String, CloudEventError> {
     let get = |name: &str| {
         headers
-            .get(format!("ce-{name}"))
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let missing: Vec<String> = REQUIRED
+    let missing: Vec<&str> = REQUIRED_HEADERS
         .iter()
-        .filter(|a| get(a).is_none())
-        .map(|a| format!("ce-{a}"))
+        .copied()
+        .filter(|h| get(h).is_none())
         .collect();
     if !missing.is_empty() {
         return Err(CloudEventError::Missing(missing.join(", ")));
     }
-    let version = get("specversion").unwrap_or_default();
+    let version = get("ce-specversion").unwrap_or_default();
     if version != "1.0" {
         return Err(CloudEventError::Version(version.to_string()));
     }
-    Ok(get("type").unwrap_or_default().to_string())
+    Ok(get("ce-type").unwrap_or_default().to_string())
 }
 
 /// A structured-mode event turned into binary mode.
