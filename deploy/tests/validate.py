@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -294,9 +295,15 @@ def pod_specs(objs: list[dict]):
             yield o, t.get("metadata") or {}, t["spec"]
 
 
-def part_of(container: dict) -> str | None:
+def part_of(container: dict, pod_meta: dict | None = None) -> str | None:
+    """runtime, control or worker from the subcommand; `events` for the runtime that serves
+    only the events listener (deploy/components/eventing, labelled component: events)."""
     args = container.get("args") or []
-    return args[0] if args and args[0] in PARTS else None
+    part = args[0] if args and args[0] in PARTS else None
+    labels = (pod_meta or {}).get("labels") or {}
+    if part == "runtime" and labels.get("app.kubernetes.io/component") == "events":
+        return "events"
+    return part
 
 
 def env_of(container: dict, objs: list[dict]) -> dict:
@@ -411,7 +418,7 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
                     if path:
                         R.check(any(path == w or path.startswith(w.rstrip("/") + "/") for w in writable),
                                 f"{name}: {cname} {key}={value} is on a writable volume")
-            part = part_of(c)
+            part = part_of(c, pmeta)
             if part:
                 parts_seen[part] = (obj, c, env)
                 images.add(image)
@@ -771,6 +778,218 @@ def check_policies(name: str, objs: list[dict]) -> None:
         failed, _ = verdict(mutate(base, fn))
         R.check([r.rule for r in failed] == [rule], f"{name}: Kyverno refuses a {what} (rule {rule})",
                 f"failed rules: {[r.rule for r in failed]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# NATS authentication and permissions
+
+
+# Which NATS role each part connects as (env PLATFORM_NATS_USER / PLATFORM_NATS_PASSWORD from
+# Secret platform-nats-<role>, keys user and password).
+NATS_ROLE_OF_PART = {"control": "control", "worker": "worker", "runtime": "runtime", "events": "runtime"}
+NATS_ROLES = ("control", "worker", "runtime", "publisher")
+# What each role may and may not do, as agreed with the Rust side (deploy/README.md, NATS
+# roles): (operation, subject, allowed). Run against a real nats-server on 127.0.0.1.
+NATS_EXPECTATIONS = {
+    "control": [
+        ("pub", "platform.feed.v1", True), ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc.1", True),
+        ("pub", "platform.obs.v1.app.log", False), ("pub", "orders.created", False), ("pub", "$JS.API.INFO", False),
+        ("pub", "$KV.bucket.key", False), ("pub", "platform.feed.v2", False),
+        ("sub", "platform.modules.v1", True), ("sub", "platform.obs.v1.>", True), ("sub", "platform.obs.v1.app.log", True),
+        ("sub", "platform.feed.v1", True), ("sub", "_INBOX.>", True),
+        ("sub", ">", False), ("sub", "orders.created", False), ("sub", "$JS.API.>", False), ("sub", "platform.>", False),
+    ],
+    "worker": [
+        ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.obs.v1.x", False), ("pub", "orders.created", False),
+        ("sub", "platform.modules.v1", True), ("sub", "_INBOX.>", True),
+        ("sub", "platform.feed.v1", False), ("sub", "platform.obs.v1.>", False), ("sub", ">", False),
+    ],
+    "runtime": [
+        ("pub", "platform.obs.v1.app.log", True), ("pub", "_INBOX.reply.1", True), ("pub", "$JS.API.STREAM.INFO.x", True),
+        ("pub", "$KV.bucket.key", True), ("pub", "$JS.ACK.stream.consumer.1.2.3", True), ("pub", "$JS.FC.x.y", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.modules.v1", False), ("pub", "orders.created", False),
+        ("pub", "platform.obs.v2", False), ("pub", "$SYS.REQ.SERVER.PING", False),
+        ("sub", ">", True), ("sub", "orders.created", True), ("sub", "platform.feed.v1", True),
+        ("sub", "platform.modules.v1", True), ("sub", "_INBOX.>", True),
+    ],
+    "publisher": [
+        ("pub", "orders.created", True), ("pub", "tenant.a.b.c", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.obs.v1.x", False), ("pub", "platform.anything", False),
+        ("pub", "$JS.API.INFO", False), ("pub", "$KV.bucket.key", False), ("pub", "$SYS.REQ.SERVER.PING", False),
+        ("pub", "_INBOX.steal.1", False),
+        ("sub", "_INBOX.>", True), ("sub", "_INBOX.abc", True),
+        ("sub", "orders.created", False), ("sub", ">", False), ("sub", "platform.feed.v1", False),
+    ],
+}
+NATS_TESTED: dict = {}
+
+
+def _nats_conf_variables(text: str) -> set[str]:
+    """Unquoted $NAME references (variables) in a NATS config; quoted strings are literals."""
+    names = set()
+    for line in text.splitlines():
+        line = re.sub(r'"[^"]*"|\'[^\']*\'', "", line.split("#", 1)[0])
+        names |= set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", line))
+    return names
+
+
+def check_nats(name: str, objs: list[dict]) -> None:
+    cm = next((o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"), None)
+    sts = next((o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats"), None)
+    if not R.check(cm is not None and sts is not None, f"{name}: NATS ConfigMap and StatefulSet are rendered"):
+        return
+    files = cm.get("data") or {}
+    R.check("nats.conf" in files and "auth.conf" in files, f"{name}: nats-config holds nats.conf and auth.conf")
+    nats_conf, auth_conf = files.get("nats.conf", ""), files.get("auth.conf", "")
+    R.check(re.search(r"^include\s+\"?auth\.conf\"?\s*$", nats_conf, re.M) is not None,
+            f"{name}: nats.conf includes auth.conf (every client authenticates)")
+    R.check(re.search(r"^\s*no_auth_user\s*[:=]", nats_conf + "\n" + auth_conf, re.M) is None,
+            f"{name}: no anonymous NATS user (no_auth_user)")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container.get("env") or []}
+    wanted = _nats_conf_variables(nats_conf) | _nats_conf_variables(auth_conf)
+    R.check(wanted <= set(env), f"{name}: the NATS StatefulSet sets every variable its config reads",
+            str(sorted(wanted - set(env))))
+    for role in NATS_ROLES:
+        for key in ("user", "password"):
+            var = f"NATS_{role.upper()}_{key.upper()}"
+            ref = ((env.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+            R.check(ref.get("name") == f"platform-nats-{role}" and ref.get("key") == key and var in wanted,
+                    f"{name}: NATS reads ${var} from Secret platform-nats-{role}[{key}]", str(ref))
+    # Each part connects as its role, from the same Secret the server reads.
+    seen = set()
+    for obj, pmeta, spec in pod_specs(objs):
+        for c in spec["containers"]:
+            part = part_of(c, pmeta)
+            if part not in NATS_ROLE_OF_PART:
+                continue
+            role = NATS_ROLE_OF_PART[part]
+            seen.add(part)
+            cenv = {e["name"]: e for e in c.get("env") or []}
+            for var, key in (("PLATFORM_NATS_USER", "user"), ("PLATFORM_NATS_PASSWORD", "password")):
+                ref = ((cenv.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+                R.check(ref.get("name") == f"platform-nats-{role}" and ref.get("key") == key,
+                        f"{name}: {name_of(obj)} ({part}) gets {var} from Secret platform-nats-{role}[{key}]", str(ref))
+    R.check({"control", "worker", "runtime"} <= seen, f"{name}: control, worker and runtime all authenticate to NATS",
+            str(sorted(seen)))
+    check_nats_server(name, nats_conf, auth_conf)
+
+
+def check_nats_server(name: str, nats_conf: str, auth_conf: str) -> None:
+    """The rendered config with a real nats-server: `-t` on the whole file, then the
+    permission table against a server on 127.0.0.1 running auth.conf."""
+    server = shutil.which("nats-server") or ("/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+    if server is None:
+        R.skip(f"{name}: nats-server not installed: NATS config and permissions not run (apt-get install nats-server)")
+        return
+    env = {**os.environ, "POD_NAME": "nats-0"}
+    for role in NATS_ROLES:
+        # A letter first: NATS parses a variable's value, and one starting with a digit as a number.
+        env[f"NATS_{role.upper()}_USER"] = role
+        env[f"NATS_{role.upper()}_PASSWORD"] = "p" + os.urandom(16).hex()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "nats.conf").write_text(nats_conf, encoding="utf-8")
+        (Path(tmp) / "auth.conf").write_text(auth_conf, encoding="utf-8")
+        proc = subprocess.run([server, "-c", str(Path(tmp) / "nats.conf"), "-t"], capture_output=True, text=True,
+                              env=env, timeout=30)
+        R.check(proc.returncode == 0, f"{name}: nats-server -t accepts the rendered nats.conf + auth.conf",
+                (proc.stdout + proc.stderr)[-600:])
+        key = auth_conf
+        if key in NATS_TESTED:
+            R.check(NATS_TESTED[key], f"{name}: NATS permissions (same auth.conf as tested above)")
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        (Path(tmp) / "test.conf").write_text(f"listen: 127.0.0.1:{port}\ninclude auth.conf\n", encoding="utf-8")
+        srv = subprocess.Popen([server, "-c", str(Path(tmp) / "test.conf")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            ok = _nats_permission_table(name, port, env)
+        finally:
+            srv.terminate()
+            try:
+                srv.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+        NATS_TESTED[key] = ok
+
+
+class _NatsClient:
+    """Just enough of the NATS client protocol to see what the server allows: CONNECT, then
+    SUB/PUB each followed by PING, collecting any -ERR before the PONG."""
+
+    def __init__(self, port: int, user: str | None, password: str | None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.line()  # INFO
+        opts = {"verbose": False, "pedantic": False, "protocol": 1, "name": "validate"}
+        if user is not None:
+            opts.update({"user": user, "pass": password})
+        self.sid = 0
+        self.errors_for(f"CONNECT {json.dumps(opts)}\r\n")
+
+    def line(self) -> str:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by server")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode()
+
+    def errors_for(self, command: str) -> list[str]:
+        self.sock.sendall((command + "PING\r\n").encode())
+        errors = []
+        while True:
+            line = self.line()
+            if line == "PONG":
+                return errors
+            if line.startswith("-ERR"):
+                errors.append(line)
+
+    def allowed(self, op: str, subject: str) -> bool:
+        if op == "pub":
+            return not self.errors_for(f"PUB {subject} 2\r\nhi\r\n")
+        self.sid += 1
+        return not self.errors_for(f"SUB {subject} {self.sid}\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _nats_permission_table(name: str, port: int, env: dict) -> bool:
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                return R.check(False, f"{name}: test nats-server starts on 127.0.0.1:{port}")
+            time.sleep(0.05)
+    all_ok = True
+    for user, password, what in ((None, None, "without credentials"), ("control", "wrong", "with a wrong password")):
+        try:
+            c = _NatsClient(port, user, password)
+            refused = bool(c.errors_for(""))
+            c.close()
+        except (ConnectionError, OSError):
+            refused = True
+        all_ok &= R.check(refused, f"{name}: NATS refuses a client {what}")
+    for role, cases in NATS_EXPECTATIONS.items():
+        try:
+            c = _NatsClient(port, env[f"NATS_{role.upper()}_USER"], env[f"NATS_{role.upper()}_PASSWORD"])
+        except (ConnectionError, OSError) as e:
+            all_ok &= R.check(False, f"{name}: NATS accepts user {role}", str(e))
+            continue
+        wrong = [f"{op} {subj}: {'denied' if want else 'allowed'}, expected {'allowed' if want else 'denied'}"
+                 for op, subj, want in cases if c.allowed(op, subj) != want]
+        c.close()
+        all_ok &= R.check(not wrong, f"{name}: NATS user {role}: {len(cases)} publish/subscribe permissions as specified",
+                          "; ".join(wrong))
+    return all_ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1200,6 +1419,8 @@ def main() -> int:
             check_overlay(directory.name, objs, features)
             R.start(f"Kyverno policy against {rel(directory)}")
             check_policies(directory.name, objs)
+            R.start(f"NATS users and permissions of {rel(directory)}")
+            check_nats(directory.name, objs)
 
     check_generated(crds, features, rendered)
 
