@@ -423,8 +423,15 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
                 parts_seen[part] = (obj, c, env)
                 images.add(image)
 
-    R.check(set(parts_seen) == PARTS, f"{name}: runtime, control and worker are all deployed", str(sorted(parts_seen)))
-    R.check(len(images) == 1, f"{name}: the three parts run the same image", str(sorted(images)))
+    R.check(PARTS <= set(parts_seen), f"{name}: runtime, control and worker are all deployed", str(sorted(parts_seen)))
+    R.check(len(images) == 1, f"{name}: every part runs the same image", str(sorted(images)))
+    # gVisor: once the overlay has the RuntimeClass, everything that runs guests uses it.
+    if "gvisor" in by_kind[("node.k8s.io", "RuntimeClass")]:
+        for part in ("runtime", "events"):
+            if part in parts_seen:
+                obj = parts_seen[part][0]
+                R.check(obj["spec"]["template"]["spec"].get("runtimeClassName") == "gvisor",
+                        f"{name}: {name_of(obj)} ({part}) runs under gVisor like the rest of the runtime")
 
     # Services select a workload and name ports it declares; Ingresses point at Services.
     for svc in services.values():
@@ -483,8 +490,50 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
         R.check(to_gateway == [public], f"{name}: the Ingress to Kourier serves exactly the public host", str(to_gateway))
 
     # What each part must be given (flags/env of the `platform` binary).
-    if set(parts_seen) == PARTS:
+    if PARTS <= set(parts_seen):
         check_parts(name, parts_seen, services, features)
+    if "events" in parts_seen and "runtime" in parts_seen:
+        check_events(name, parts_seen, services, objs)
+
+
+def check_events(name: str, parts: dict, services: dict, objs: list[dict]) -> None:
+    """The events listener: the runtime's program and settings, serving only
+    POST /.platform/events on 8082, its traffic listener on loopback, and the Trigger
+    delivering there."""
+    obj, c, env = parts["events"]
+    _, rc, renv = parts["runtime"]
+    label = f"{name}: events listener {name_of(obj)}"
+    R.check(obj["kind"] == "Deployment", f"{label} is a plain Deployment (a Knative Service allows one port)")
+    R.check(env.get("PLATFORM_EVENTS_LISTEN") == "0.0.0.0:8082", f"{label} PLATFORM_EVENTS_LISTEN=0.0.0.0:8082")
+    R.check(str(env.get("PLATFORM_LISTEN", "")).startswith("127.0.0.1:"),
+            f"{label} binds its traffic listener to loopback (PLATFORM_LISTEN=127.0.0.1:...)", str(env.get("PLATFORM_LISTEN")))
+    R.check(env.get("PLATFORM_EXCLUDE_DEDICATED") == "true", f"{label} PLATFORM_EXCLUDE_DEDICATED=true")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+    R.check(8082 in ports.values() and 8080 not in ports.values(),
+            f"{label} declares the events port 8082 and not the loopback traffic port", str(ports))
+    # Same program, same settings as the runtime's Knative Service, apart from the listeners.
+    listeners = {"PLATFORM_EVENTS_LISTEN", "PLATFORM_LISTEN", "PORT"}
+    theirs = {k: v for k, v in renv.items() if k not in listeners}
+    ours = {k: v for k, v in env.items() if k not in listeners}
+    R.check(theirs == ours, f"{label} gets the runtime's environment and secrets",
+            f"differs: {sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))}")
+    R.check(c.get("securityContext") == rc.get("securityContext"), f"{label} has the runtime's container security context")
+    R.check(sorted((m["mountPath"], m["name"]) for m in c.get("volumeMounts") or []) ==
+            sorted((m["mountPath"], m["name"]) for m in rc.get("volumeMounts") or []), f"{label} mounts the runtime's volumes")
+    R.check(c.get("image") == rc.get("image") and c.get("args") == rc.get("args"), f"{label} runs the runtime's image and command")
+    svc = services.get("platform-events")
+    sel = (svc or {}).get("spec", {}).get("selector") or {}
+    R.check(svc is not None and labels_match(sel, obj["spec"]["template"]["metadata"].get("labels") or {})
+            and any(p["port"] == 8082 and p.get("targetPort") in ("events", 8082) for p in svc["spec"]["ports"])
+            and svc["spec"].get("type", "ClusterIP") == "ClusterIP",
+            f"{name}: ClusterIP Service platform-events:8082 selects the events listener")
+    want = "http://platform-events.platform.svc.cluster.local:8082/.platform/events"
+    triggers = [o for o in objs if o["kind"] == "Trigger" and group_of(o) == "eventing.knative.dev"]
+    R.check(bool(triggers) and all((t["spec"].get("subscriber") or {}) == {"uri": want} for t in triggers),
+            f"{name}: every Trigger delivers to {want}", str([t["spec"].get("subscriber") for t in triggers]))
+    ingress_backends = {p["backend"]["service"]["name"] for o in objs if o["kind"] == "Ingress"
+                        for r in o["spec"]["rules"] for p in r["http"]["paths"]}
+    R.check("platform-events" not in ingress_backends, f"{name}: no Ingress exposes the events listener")
 
 
 def _service_for_url(url: str, services: dict, scheme: str) -> tuple[bool, str]:
@@ -687,10 +736,8 @@ def check_generated(crds: dict, features: dict, rendered: dict) -> None:
             R.check(not extra, f"{directory.name}: Trigger {t['metadata']['name']} has only Trigger spec fields", str(extra))
             R.check(spec.get("broker") in brokers, f"{directory.name}: Trigger {t['metadata']['name']} names a Broker of the overlay")
             sub = spec.get("subscriber") or {}
-            ref = sub.get("ref") or {}
-            R.check(ref.get("kind") == "Service" and ref.get("apiVersion") == "serving.knative.dev/v1"
-                    and ref.get("name") == "platform-runtime" and sub.get("uri") == "/.platform/events",
-                    f"{directory.name}: Trigger {t['metadata']['name']} delivers to the runtime's /.platform/events", str(sub))
+            R.check(set(sub) <= {"ref", "uri", "CACerts", "audience"},
+                    f"{directory.name}: Trigger {t['metadata']['name']} subscriber has only Destination fields", str(sub))
         roles = [o for o in objs if o["kind"] == "Role"]
         R.check(any(any("serving.knative.dev" in r.get("apiGroups", []) and "patch" in r.get("verbs", [])
                         for r in role.get("rules", [])) for role in roles),
