@@ -12,6 +12,7 @@ Environment:
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import os
 import re
@@ -828,6 +829,199 @@ def check_policies(name: str, objs: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# NetworkPolicies
+
+
+def _selector_matches(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes LabelSelector; {} selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+class Peer:
+    """A pod (namespace, labels, IP, named ports) or an address outside the cluster."""
+
+    def __init__(self, what: str, ip: str, namespace: str | None = None, labels: dict | None = None,
+                 ports: dict | None = None):
+        self.what, self.ip, self.namespace, self.labels, self.ports = what, ip, namespace, labels or {}, ports or {}
+
+    @property
+    def is_pod(self) -> bool:
+        return self.namespace is not None
+
+
+def _peer_matches(rule_peer: dict, peer: Peer, policy_ns: str) -> bool:
+    if "ipBlock" in rule_peer:
+        block = rule_peer["ipBlock"]
+        addr = ipaddress.ip_address(peer.ip)
+        net = ipaddress.ip_network(block["cidr"])
+        return (addr.version == net.version and addr in net and
+                not any(addr in ipaddress.ip_network(x) for x in block.get("except") or []
+                        if ipaddress.ip_network(x).version == addr.version))
+    if not peer.is_pod:
+        return False
+    if "namespaceSelector" in rule_peer:
+        ns_labels = {"kubernetes.io/metadata.name": peer.namespace}
+        if not _selector_matches(rule_peer["namespaceSelector"], ns_labels):
+            return False
+    elif peer.namespace != policy_ns:
+        return False
+    return _selector_matches(rule_peer.get("podSelector"), peer.labels)
+
+
+def _port_matches(rule_ports: list | None, port: int, proto: str, target: Peer) -> bool:
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != proto:
+            continue
+        want = p.get("port")
+        if want is None:
+            return True
+        if isinstance(want, str):
+            want = target.ports.get(want)
+        if want is not None and want <= port <= p.get("endPort", want):
+            return True
+    return False
+
+
+def _policy_types(policy: dict) -> list:
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+
+def netpol_allows(policies: list[dict], src: Peer, dst: Peer, port: int, proto: str = "TCP") -> bool:
+    """Whether a connection is allowed by NetworkPolicy semantics: the source's egress
+    policies (if any selects it) and the destination's ingress policies (if any selects it)
+    must each have a rule allowing it."""
+    def side(direction: str, subject: Peer, other: Peer, target: Peer) -> bool:
+        if not subject.is_pod:
+            return True
+        selecting = [p for p in policies if p["metadata"].get("namespace") == subject.namespace
+                     and direction.capitalize() in _policy_types(p)
+                     and _selector_matches(p["spec"].get("podSelector"), subject.labels)]
+        if not selecting:
+            return True
+        key = "to" if direction == "egress" else "from"
+        for p in selecting:
+            for rule in p["spec"].get(direction) or []:
+                peers = rule.get(key)
+                if (not peers or any(_peer_matches(x, other, p["metadata"]["namespace"]) for x in peers)) \
+                        and _port_matches(rule.get("ports"), port, proto, target):
+                    return True
+        return False
+    return side("egress", src, dst, dst) and side("ingress", dst, src, dst)
+
+
+def check_network_policies(name: str, objs: list[dict]) -> None:
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    if not R.check(bool(policies), f"{name}: NetworkPolicies are rendered"):
+        return
+    # Every policy selects pods of the overlay (or, for dedicated runtimes, the generated ones).
+    templates = [(o, m) for o, m, _ in pod_specs(objs)]
+    generated = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((DEPLOY / "tests" / "generated").glob("*.json"))]
+    cnpg_pod = {"cnpg.io/cluster": "platform-db", "cnpg.io/podRole": "instance"}
+    for p in policies:
+        sel = p["spec"].get("podSelector") or {}
+        hits = [name_of(o) for o, m in templates if _selector_matches(sel, m.get("labels") or {})]
+        hits += ["CloudNativePG instance"] * _selector_matches(sel, cnpg_pod)
+        R.check(bool(sel) and bool(hits), f"{name}: NetworkPolicy {p['metadata']['name']} selects {', '.join(hits) or 'nothing'}")
+    # Pods as the manifests label them, and what surrounds them in a cluster.
+    ip = iter(f"10.42.{i // 250}.{i % 250 + 2}" for i in range(10000))
+
+    def pod(what, namespace, labels, ports=None):
+        return Peer(what, next(ip), namespace, labels, ports)
+
+    def of(kind, obj_name):
+        for o, m, spec in pod_specs(objs):
+            if o["kind"] == kind and o["metadata"]["name"] == obj_name:
+                ports = {p.get("name"): p["containerPort"] for c in spec["containers"] for p in c.get("ports") or []}
+                return pod(f"{kind} {obj_name}", "platform", m.get("labels") or {}, ports)
+        return None
+
+    control, worker = of("Deployment", "platform-control"), of("Deployment", "platform-worker")
+    runtime, nats = of("Service", "platform-runtime"), of("StatefulSet", "nats")
+    events = of("Deployment", "platform-events")
+    db = pod("PostgreSQL instance", "platform", cnpg_pod)
+    dedicated = [pod(f"dedicated {g['metadata']['name']}", "platform", g["spec"]["template"]["metadata"]["labels"])
+                 for g in generated]
+    operator = pod("CloudNativePG operator", "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"})
+    coredns = pod("CoreDNS", "kube-system", {"k8s-app": "kube-dns"})
+    traefik = pod("Traefik", "kube-system", {"app.kubernetes.io/name": "traefik"})
+    dispatcher = pod("Knative broker dispatcher", "knative-eventing", {"eventing.knative.dev/brokerRole": "filter"})
+    vmagent = pod("vmagent", "observability", {"app.kubernetes.io/name": "vmagent"})
+    stranger = pod("a pod in namespace default", "default", {"app": "other"})
+    neighbour = pod("an unlabelled pod in namespace platform", "platform", {"app": "debug"})
+    net = lambda what, addr: Peer(what, addr)  # noqa: E731
+    guests = [p for p in [runtime, events, *dedicated] if p]
+    cases = []
+    for g in guests:
+        cases += [
+            (g, nats, 4222, "TCP", True), (g, coredns, 53, "UDP", True), (g, coredns, 53, "TCP", True),
+            (g, control, 8081, "TCP", True), (g, db, 5432, "TCP", False), (g, worker, 8081, "TCP", False),
+            (g, nats, 6222, "TCP", False), (g, traefik, 8000, "TCP", False), (g, dispatcher, 8080, "TCP", False),
+            (g, net("the internet", "1.1.1.1"), 443, "TCP", True), (g, net("the internet", "8.8.8.8"), 80, "TCP", True),
+            (g, net("cloud metadata", "169.254.169.254"), 80, "TCP", False),
+            (g, net("link-local", "169.254.10.1"), 80, "TCP", False),
+            (g, net("a pod IP", "10.42.3.7"), 8080, "TCP", False),
+            (g, net("the API server's service IP", "10.43.0.1"), 443, "TCP", False),
+            (g, net("a node's private address", "10.0.1.10"), 10250, "TCP", False),
+            (g, net("RFC 1918 172.16/12", "172.16.0.1"), 80, "TCP", False),
+            (g, net("RFC 1918 192.168/16", "192.168.1.1"), 80, "TCP", False),
+            (g, net("shared address space", "100.64.0.1"), 80, "TCP", False),
+            (g, net("an IPv6 address", "2606:4700::1111"), 443, "TCP", False),
+        ]
+    if events:
+        cases += [(dispatcher, events, 8082, "TCP", True), (stranger, events, 8082, "TCP", False),
+                  (neighbour, events, 8082, "TCP", False), (vmagent, events, 8081, "TCP", True),
+                  (traefik, events, 8082, "TCP", False)]
+    for client in (control, worker):
+        cases += [(client, nats, 4222, "TCP", True), (client, db, 5432, "TCP", True),
+                  (client, net("the internet", "1.1.1.1"), 443, "TCP", True)]
+    cases += [
+        (stranger, nats, 4222, "TCP", False), (neighbour, nats, 4222, "TCP", False), (traefik, nats, 4222, "TCP", False),
+        (nats, nats, 6222, "TCP", True), (vmagent, nats, 8222, "TCP", True), (stranger, nats, 8222, "TCP", False),
+        (stranger, db, 5432, "TCP", False), (neighbour, db, 5432, "TCP", False),
+        (operator, db, 8000, "TCP", True), (operator, db, 5432, "TCP", True), (db, db, 5432, "TCP", True),
+        (db, db, 8000, "TCP", True), (vmagent, db, 9187, "TCP", True), (stranger, db, 8000, "TCP", False),
+        (pod("a pod labelled like the operator elsewhere", "default", {"app.kubernetes.io/name": "cloudnative-pg"}),
+         db, 8000, "TCP", False),
+    ]
+    wrong = []
+    for src, dst, port, proto, want in cases:
+        if src is None or dst is None:
+            continue
+        if netpol_allows(policies, src, dst, port, proto) != want:
+            wrong.append(f"{src.what} -> {dst.what}:{port}/{proto} should be {'allowed' if want else 'denied'}")
+    R.check(not wrong, f"{name}: NetworkPolicies allow and deny {len(cases)} connections as intended "
+            f"(runtime, events and {len(dedicated)} dedicated runtimes)", "; ".join(wrong[:6]))
+    # The cluster's own ranges are excluded from the runtime's internet egress.
+    internet = next((p for p in policies if p["metadata"]["name"] == "platform-runtime-egress-internet"), None)
+    if R.check(internet is not None, f"{name}: platform-runtime-egress-internet exists"):
+        declared = [c.strip() for c in internet["metadata"].get("annotations", {}).get("platform.dev/cluster-cidrs", "").split(",")
+                    if c.strip()]
+        blocks = [x["ipBlock"] for r in internet["spec"]["egress"] for x in r.get("to") or [] if "ipBlock" in x]
+        excepted = [e for b in blocks for e in b.get("except") or []]
+        R.check(len(declared) >= 2 and excepted[:len(declared)] == declared,
+                f"{name}: the cluster's pod and service CIDRs {declared} head the internet egress exceptions", str(excepted[:3]))
+        for must in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"):
+            R.check(must in excepted, f"{name}: runtime internet egress excludes {must}")
+        R.check(all(ipaddress.ip_network(b["cidr"]).version == 4 for b in blocks), f"{name}: no IPv6 egress for the runtime")
+
+
+# ---------------------------------------------------------------------------------------------
 # NATS authentication and permissions
 
 
@@ -1466,6 +1660,8 @@ def main() -> int:
             check_overlay(directory.name, objs, features)
             R.start(f"Kyverno policy against {rel(directory)}")
             check_policies(directory.name, objs)
+            R.start(f"NetworkPolicies of {rel(directory)}")
+            check_network_policies(directory.name, objs)
             R.start(f"NATS users and permissions of {rel(directory)}")
             check_nats(directory.name, objs)
 
