@@ -46,7 +46,7 @@ EXTRA_KUSTOMIZATIONS = [DEPLOY / "observability"]
 # Plain manifests applied with kubectl or Argo CD, not through kustomize.
 PLAIN_MANIFESTS = sorted((DEPLOY / "argocd").glob("*.yaml")) + sorted((DEPLOY / "cluster").glob("*.yaml"))
 # Kinds with no schema available offline; they get the structural checks in this file only.
-NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig")}
+NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig"), ("traefik.io", "Middleware")}
 
 # The runtime's Prometheus metrics (what the Rust side exports; see the brief in README).
 METRICS = {
@@ -263,7 +263,7 @@ def validate_object(obj: dict, crds: dict, where: str) -> None:
             R.check(False, label, f"no Kubernetes {K8S_VERSION} schema for {obj['apiVersion']} {kind}")
         return
     if (group, kind) in NO_SCHEMA_KINDS:
-        R.skip(f"{label}: no schema for {group}/{kind} offline (structure checked under Cluster settings)")
+        R.skip(f"{label}: no schema for {group}/{kind} offline (its structure is checked by this file's own checks)")
         return
     if not crds:
         R.skip(f"{label}: CRD schema check ({SCHEMAS} absent)")
@@ -479,22 +479,87 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
             R.note(f"{name}: SealedSecret {ss['metadata']['name']} holds placeholders for {placeholders}: seal real values (README)")
 
     # The runtime's public URL is the Knative host ({service}.{namespace}.{domain}), which the
-    # runtime Ingress must carry for Kourier to route it.
+    # runtime Ingress must carry for Kourier to route it; tenants' wildcard Ingress gets it by
+    # the Host rewrite of its Traefik middleware.
     if "runtime" in parts_seen:
         ksvc, _, env = parts_seen["runtime"]
         public = urlparse(env.get("PLATFORM_PUBLIC_URL", "")).hostname or ""
         prefix = f"{ksvc['metadata']['name']}.{ksvc['metadata']['namespace']}."
         R.check(public.startswith(prefix), f"{name}: PLATFORM_PUBLIC_URL host {public} is the Knative host {prefix}<domain>")
-        to_gateway = [r["host"] for ing in by_kind[("networking.k8s.io", "Ingress")].values() for r in ing["spec"]["rules"]
-                      if any(services.get(p["backend"]["service"]["name"], {}).get("spec", {}).get("type") == "ExternalName"
-                             for p in r["http"]["paths"])]
-        R.check(to_gateway == [public], f"{name}: the Ingress to Kourier serves exactly the public host", str(to_gateway))
+        check_hosts(name, objs, by_kind, services, public, parts_seen)
 
     # What each part must be given (flags/env of the `platform` binary).
     if PARTS <= set(parts_seen):
         check_parts(name, parts_seen, services, features)
     if "events" in parts_seen and "runtime" in parts_seen:
         check_events(name, parts_seen, services, objs)
+
+
+MIDDLEWARE_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
+
+
+def _under(host: str, domain: str) -> bool:
+    """host is domain or one of its subdomains."""
+    return host == domain or host.endswith("." + domain)
+
+
+def check_hosts(name: str, objs: list[dict], by_kind: dict, services: dict, public: str, parts: dict) -> None:
+    """Which host reaches what: the dashboard on a host of its own; the runtime's Knative host;
+    tenants' wildcard <app>--<tenant>.<PLATFORM_BASE_DOMAIN> through Traefik's Host rewrite."""
+    ingresses = by_kind[("networking.k8s.io", "Ingress")].values()
+    middlewares = by_kind[("traefik.io", "Middleware")]
+    rules = [(ing, r) for ing in ingresses for r in ing["spec"]["rules"]]
+
+    def backend_type(rule):
+        names = {p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
+        return {services.get(n, {}).get("spec", {}).get("type", "ClusterIP") for n in names}, names
+
+    to_gateway = [(ing, r) for ing, r in rules if "ExternalName" in backend_type(r)[0]]
+    dashboard = [r["host"] for ing, r in rules if "platform-control" in backend_type(r)[1]]
+    plain = [r["host"] for ing, r in to_gateway if MIDDLEWARE_ANNOTATION not in (ing["metadata"].get("annotations") or {})]
+    R.check(plain == [public], f"{name}: the Ingress to Kourier without a Host rewrite serves exactly the public host",
+            str(plain))
+    base_domain = parts["runtime"][2].get("PLATFORM_BASE_DOMAIN", "")
+    R.check(bool(re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", base_domain)) and "." in base_domain,
+            f"{name}: PLATFORM_BASE_DOMAIN is a domain name ({base_domain!r})")
+    wildcard = [(ing, r) for ing, r in to_gateway if r["host"].startswith("*.")]
+    R.check([r["host"] for _, r in wildcard] == [f"*.{base_domain}"],
+            f"{name}: one wildcard Ingress serves *.{base_domain} (tenants' default addresses)", str([r["host"] for _, r in wildcard]))
+    for ing, r in wildcard:
+        refs = [x.strip() for x in (ing["metadata"].get("annotations") or {}).get(MIDDLEWARE_ANNOTATION, "").split(",") if x.strip()]
+        ns = ing["metadata"]["namespace"]
+        found = [middlewares.get(ref[len(ns) + 1:-len("@kubernetescrd")]) for ref in refs
+                 if ref.startswith(ns + "-") and ref.endswith("@kubernetescrd")]
+        ok = R.check(len(refs) == 1 and len(found) == 1 and found[0] is not None,
+                     f"{name}: Ingress {ing['metadata']['name']} uses a Middleware of its namespace ({refs})")
+        if ok:
+            headers = ((found[0].get("spec") or {}).get("headers") or {}).get("customRequestHeaders") or {}
+            R.check(headers == {"Host": public},
+                    f"{name}: Middleware {found[0]['metadata']['name']} rewrites Host to the runtime's Knative host {public}",
+                    str(headers))
+    # The dashboard's session cookie is host-only: its host must not be, or be a parent of, a
+    # host tenants' apps are served on, nor lie under one.
+    tenant_domains = [public, base_domain]
+    R.check(bool(dashboard), f"{name}: the dashboard (platform-control) has an Ingress host")
+    for d in dashboard:
+        clash = [t for t in tenant_domains if _under(t, d) or _under(d, t)]
+        R.check(not clash, f"{name}: dashboard host {d} is neither a tenant host nor a parent or subdomain of one",
+                f"clashes with {clash}")
+    for part in ("runtime", "events"):
+        if part in parts:
+            R.check(parts[part][2].get("PLATFORM_TRUST_FORWARDED_HOST") == "true",
+                    f"{name}: {part} honours X-Forwarded-Host (PLATFORM_TRUST_FORWARDED_HOST=true, set by Traefik)")
+    if "control" in parts:
+        R.check("PLATFORM_TRUST_FORWARDED_HOST" not in parts["control"][2],
+                f"{name}: control does not take X-Forwarded-Host (only the runtime needs it)")
+    for mw in middlewares.values():
+        spec = mw.get("spec") or {}
+        headers = spec.get("headers") or {}
+        # No Traefik CRD schema offline: the one shape used here, checked strictly.
+        R.check(mw["apiVersion"] == "traefik.io/v1alpha1" and set(spec) == {"headers"} and set(headers) == {"customRequestHeaders"}
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in headers["customRequestHeaders"].items()),
+                f"{name}: Middleware {mw['metadata']['name']} is traefik.io/v1alpha1 with only headers.customRequestHeaders "
+                "(structure checked here: no Traefik CRD schema offline)", str(spec))
 
 
 def check_events(name: str, parts: dict, services: dict, objs: list[dict]) -> None:
@@ -1253,6 +1318,15 @@ def check_cluster_settings(plain: list[tuple[Path, dict]]) -> None:
         R.check(set(traefik["spec"]) == {"valuesContent"} and
                 values["providers"]["kubernetesIngress"]["allowExternalNameServices"] is True,
                 "Traefik may use ExternalName Services (the runtime Ingress -> Kourier)")
+        # Traefik replaces client-sent X-Forwarded-* unless an entry point trusts them; the
+        # runtime takes X-Forwarded-Host as the tenant's host, so nothing may be trusted.
+        entry_points = values.get("ports") or {}
+        trusting = [n for n, ep in entry_points.items() if isinstance(ep, dict) and
+                    ((ep.get("forwardedHeaders") or {}).get("insecure") or (ep.get("forwardedHeaders") or {}).get("trustedIPs"))]
+        args = " ".join(map(str, values.get("additionalArguments") or []))
+        R.check(not trusting and "forwardedHeaders" not in args,
+                "Traefik trusts no client's X-Forwarded-* headers (no forwardedHeaders.insecure or trustedIPs)",
+                str(trusting) + args)
 
 
 def check_argocd(plain: list[tuple[Path, dict]], rendered: dict) -> None:
