@@ -1513,9 +1513,65 @@ def _strip(s):
     return s.strip('"') if isinstance(s, str) else s
 
 
+# What each Terraform module must declare, and its providers (name -> registry source).
+TERRAFORM_MODULES = {
+    "hetzner": {
+        "providers": {"hcloud": "hetznercloud/hcloud", "tailscale": "tailscale/tailscale", "random": "hashicorp/random"},
+        "resources": ["hcloud_network", "hcloud_network_subnet", "hcloud_firewall", "hcloud_server", "hcloud_ssh_key",
+                      "hcloud_placement_group", "tailscale_tailnet_key", "random_password"],
+    },
+    "digitalocean": {
+        "providers": {"digitalocean": "digitalocean/digitalocean", "tailscale": "tailscale/tailscale",
+                      "random": "hashicorp/random"},
+        "resources": ["digitalocean_vpc", "digitalocean_tag", "digitalocean_firewall", "digitalocean_droplet",
+                      "digitalocean_ssh_key", "digitalocean_spaces_bucket", "digitalocean_spaces_key",
+                      "tailscale_tailnet_key", "random_password"],
+    },
+}
+# Ports never open to the internet: SSH, the Kubernetes API, kubelet, etcd.
+PRIVATE_PORTS = (22, 6443, 10250, 2379, 2380)
+PUBLIC_SOURCES = ("0.0.0.0/0", "::/0")
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    text = str(_strip(text or "")).strip()
+    if not text:
+        return None
+    lo, _, hi = text.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def _check_public_rule(module: str, protocol: str, ports: str, sources, what: str) -> None:
+    public = any(src in str(sources) for src in PUBLIC_SOURCES)
+    ports = str(_strip(ports or ""))
+    rng = _port_range(ports)
+    if not public:
+        return
+    exposed = [p for p in PRIVATE_PORTS if rng and rng[0] <= p <= rng[1] and protocol == "tcp"]
+    R.check(not exposed, f"{module}: firewall rule {protocol}/{ports or '-'} ({what}) is public but opens none of "
+            f"{PRIVATE_PORTS}", f"opens {exposed}")
+    allowed = {("tcp", (80, 80)), ("tcp", (443, 443)), ("udp", (41641, 41641)), ("icmp", None)}
+    R.check((protocol, rng) in allowed, f"{module}: public firewall rule {protocol}/{ports or '-'} is HTTP(S), Tailscale or ICMP")
+
+
 def check_terraform() -> None:
-    R.start("Terraform (deploy/terraform/hetzner)")
-    tf_dir = DEPLOY / "terraform" / "hetzner"
+    for module, spec in TERRAFORM_MODULES.items():
+        check_terraform_module(module, spec)
+    tf = shutil.which("terraform")
+    R.start("Terraform (terraform fmt)")
+    if tf:
+        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+        proc = subprocess.run([tf, "fmt", "-check", "-recursive", "-diff", str(DEPLOY / "terraform")],
+                              capture_output=True, text=True, env=env)
+        R.check(proc.returncode == 0, "terraform fmt -check (offline)", proc.stdout[-1500:] + proc.stderr[-500:])
+        R.skip("terraform validate: needs `terraform init` to download providers (no registry access here)")
+    else:
+        R.skip("terraform binary not installed: terraform fmt not run")
+
+
+def check_terraform_module(module: str, spec: dict) -> None:
+    R.start(f"Terraform (deploy/terraform/{module})")
+    tf_dir = DEPLOY / "terraform" / module
     resources: dict = defaultdict(dict)
     variables, providers, texts = set(), {}, ""
     for f in sorted(tf_dir.glob("*.tf")):
@@ -1535,36 +1591,74 @@ def check_terraform() -> None:
         for block in doc.get("terraform", []):
             for rp in block.get("required_providers", []):
                 providers.update({_strip(k): v for k, v in rp.items()})
-    for p, source in (("hcloud", "hetznercloud/hcloud"), ("tailscale", "tailscale/tailscale")):
-        R.check(_strip((providers.get(p) or {}).get("source")) == source, f"provider {p} is {source}, version-pinned",
-                str(providers.get(p)))
-    for rtype in ("hcloud_network", "hcloud_network_subnet", "hcloud_firewall", "hcloud_server", "hcloud_ssh_key",
-                  "hcloud_placement_group", "tailscale_tailnet_key", "random_password"):
-        R.check(rtype in resources, f"declares {rtype}")
+    for p, source in spec["providers"].items():
+        version = _strip((providers.get(p) or {}).get("version", ""))
+        R.check(_strip((providers.get(p) or {}).get("source")) == source and str(version).startswith("~>"),
+                f"{module}: provider {p} is {source}, version-pinned ({version})", str(providers.get(p)))
+    for rtype in spec["resources"]:
+        R.check(rtype in resources, f"{module}: declares {rtype}")
     used = set(re.findall(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)", texts))
-    R.check(used <= variables, "every var.* used is declared", str(sorted(used - variables)))
-    for fw in resources.get("hcloud_firewall", {}).values():
-        for rule in fw.get("rule", []):
-            port = str(_strip(rule.get("port", "")))
-            public = any("0.0.0.0/0" in str(s) for s in rule.get("source_ips", []))
-            R.check(not (public and port in ("22", "6443", "10250", "2379-2380")),
-                    f"firewall does not open port {port or rule.get('protocol')} to the internet" if port in ("22", "6443", "10250", "2379-2380")
-                    else f"firewall rule {rule.get('protocol')}/{port or '-'} ({_strip(rule.get('description', ''))})")
-    for sname, srv in resources.get("hcloud_server", {}).items():
-        text = json.dumps(srv)
-        R.check("hcloud_firewall" in text, f"server {sname} is behind the firewall")
-        R.check("hcloud_network" in text, f"server {sname} joins the private network")
-        R.check("templatefile" in text and "tailscale" in text, f"server {sname} joins the tailnet from cloud-init")
+    R.check(used <= variables, f"{module}: every var.* used is declared", str(sorted(used - variables)))
+    example = tf_dir / "terraform.tfvars.example"
+    if R.check(example.is_file(), f"{module}: has terraform.tfvars.example"):
+        try:
+            with example.open(encoding="utf-8") as f:
+                keys = {k for k in hcl2.load(f) if not k.startswith("__")}
+            R.check(keys <= variables, f"{module}: terraform.tfvars.example sets only declared variables",
+                    str(sorted(keys - variables)))
+        except Exception as e:
+            R.check(False, f"{module}: terraform.tfvars.example parses", str(e)[:300])
+    ignored = (tf_dir / ".gitignore").read_text(encoding="utf-8").split() if (tf_dir / ".gitignore").is_file() else []
+    R.check({"terraform.tfvars", "*.tfstate", ".terraform/"} <= set(ignored),
+            f"{module}: .gitignore keeps state, tfvars and .terraform/ out of git")
+    if module == "hetzner":
+        for fw in resources.get("hcloud_firewall", {}).values():
+            for rule in fw.get("rule", []):
+                _check_public_rule(module, _strip(rule.get("protocol")), rule.get("port", ""), rule.get("source_ips", []),
+                                   _strip(rule.get("description", "")))
+        for sname, srv in resources.get("hcloud_server", {}).items():
+            text = json.dumps(srv)
+            R.check("hcloud_firewall" in text, f"{module}: server {sname} is behind the firewall")
+            R.check("hcloud_network" in text, f"{module}: server {sname} joins the private network")
+            R.check("templatefile" in text and "tailscale" in text, f"{module}: server {sname} joins the tailnet from cloud-init")
+    if module == "digitalocean":
+        fws = resources.get("digitalocean_firewall", {})
+        for fw in fws.values():
+            inbound, outbound = fw.get("inbound_rule", []), fw.get("outbound_rule", [])
+            for rule in inbound:
+                _check_public_rule(module, _strip(rule.get("protocol")), rule.get("port_range", ""),
+                                   rule.get("source_addresses", []), "inbound")
+            internal = [r for r in inbound if "var.vpc_cidr" in json.dumps(r.get("source_addresses"))]
+            R.check({_strip(r.get("protocol")) for r in internal} == {"tcp", "udp", "icmp"},
+                    f"{module}: nodes reach each other inside the VPC (tcp, udp, icmp from var.vpc_cidr)")
+            R.check({_strip(r.get("protocol")) for r in outbound} == {"tcp", "udp", "icmp"}
+                    and all(any(src in str(r.get("destination_addresses")) for src in PUBLIC_SOURCES) for r in outbound),
+                    f"{module}: outbound rules allow tcp, udp and icmp (a DigitalOcean firewall denies what no rule allows)")
+            R.check("digitalocean_tag.k3s" in json.dumps(fw.get("tags")), f"{module}: the firewall applies to the cluster's tag")
+        for sname, drop in resources.get("digitalocean_droplet", {}).items():
+            text = json.dumps(drop)
+            R.check("digitalocean_tag.k3s" in json.dumps(drop.get("tags")), f"{module}: droplet {sname} carries the firewall's tag")
+            R.check("digitalocean_vpc.k3s" in json.dumps(drop.get("vpc_uuid")), f"{module}: droplet {sname} is in the VPC")
+            R.check("templatefile" in text and "tailscale" in text, f"{module}: droplet {sname} joins the tailnet from cloud-init")
+            R.check("ignore_changes" in text, f"{module}: droplet {sname} is not replaced when cloud-init or the image changes")
+        for bname, bucket in resources.get("digitalocean_spaces_bucket", {}).items():
+            R.check(_strip(bucket.get("acl", "private")) == "private", f"{module}: Spaces bucket {bname} is private")
+        for kname, key in resources.get("digitalocean_spaces_key", {}).items():
+            grants = key.get("grant", [])
+            R.check(bool(grants) and all(_strip(g.get("permission")) == "readwrite" and "digitalocean_spaces_bucket" in json.dumps(g)
+                                         for g in grants),
+                    f"{module}: Spaces key {kname} can read and write the bucket only (no fullaccess)")
     # Cloud-init templates: every ${...} is passed in, and the rendered result is YAML.
     for call in re.finditer(r'templatefile\(\s*"\$\{path\.module\}/([^"]+)"\s*,\s*\{(.*?)\}\s*\)', texts, re.S):
         template = tf_dir / call.group(1)
+        where = f"{module}: {call.group(1)}"
         passed = set(re.findall(r"^\s*(\w+)\s*=", call.group(2), re.M))
-        if not R.check(template.is_file(), f"template {call.group(1)} exists"):
+        if not R.check(template.is_file(), f"{where} exists"):
             continue
         body = template.read_text(encoding="utf-8")
-        R.check("%{" not in body, f"{call.group(1)} uses only ${{...}} interpolation")
+        R.check("%{" not in body, f"{where} uses only ${{...}} interpolation")
         wanted = set(re.findall(r"(?<!\$)\$\{(\w+)\}", body))
-        R.check(wanted <= passed, f"{call.group(1)}: every interpolated name is passed by templatefile()",
+        R.check(wanted <= passed, f"{where}: every interpolated name is passed by templatefile()",
                 str(sorted(wanted - passed)))
         # Values: files embedded with indent(N, file(...)) as Terraform would; others a token.
         values = {}
@@ -1578,14 +1672,14 @@ def check_terraform() -> None:
         try:
             doc = yaml.safe_load(rendered)
             ok = body.startswith("#cloud-config") and isinstance(doc, dict) and "runcmd" in doc
-            R.check(ok, f"{call.group(1)} renders to #cloud-config YAML with runcmd")
+            R.check(ok, f"{where} renders to #cloud-config YAML with runcmd")
         except yaml.YAMLError as e:
-            R.check(False, f"{call.group(1)} renders to YAML", str(e)[:300])
+            R.check(False, f"{where} renders to YAML", str(e)[:300])
             continue
         for name, (content, _) in values.items():
             files = [f for f in doc.get("write_files", []) if f"${{{name}}}" in body and
                      str(f.get("content", "")).strip() == content.strip()]
-            R.check(bool(files), f"{call.group(1)}: the embedded {name} comes out of cloud-init unchanged")
+            R.check(bool(files), f"{where}: the embedded {name} comes out of cloud-init unchanged")
         for f in doc.get("write_files", []):
             if str(f.get("content", "")).startswith("#!/bin/bash"):
                 with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
@@ -1593,17 +1687,8 @@ def check_terraform() -> None:
                 sc = shutil.which("shellcheck")
                 if sc:
                     proc = subprocess.run([sc, "-S", "warning", script.name], capture_output=True, text=True)
-                    R.check(proc.returncode == 0, f"{call.group(1)}: {f['path']} passes shellcheck", proc.stdout[-800:])
+                    R.check(proc.returncode == 0, f"{where}: {f['path']} passes shellcheck", proc.stdout[-800:])
                 os.unlink(script.name)
-    tf = shutil.which("terraform")
-    if tf:
-        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
-        proc = subprocess.run([tf, "fmt", "-check", "-recursive", "-diff", str(DEPLOY / "terraform")],
-                              capture_output=True, text=True, env=env)
-        R.check(proc.returncode == 0, "terraform fmt -check (offline)", proc.stdout[-1500:] + proc.stderr[-500:])
-        R.skip("terraform validate: needs `terraform init` to download providers (no registry access here)")
-    else:
-        R.skip("terraform binary not installed: terraform fmt not run")
 
 
 def check_packer() -> None:
