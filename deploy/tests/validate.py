@@ -1691,6 +1691,25 @@ def check_terraform_module(module: str, spec: dict) -> None:
                 os.unlink(script.name)
 
 
+def check_spaces_overlay(rendered: dict) -> None:
+    """The digitalocean overlay's blob settings match what its Terraform module creates."""
+    objs = rendered.get((DEPLOY / "overlays" / "digitalocean").resolve())
+    if objs is None:
+        return
+    R.start("DigitalOcean overlay against deploy/terraform/digitalocean")
+    defaults = {}
+    with (DEPLOY / "terraform" / "digitalocean" / "variables.tf").open(encoding="utf-8") as f:
+        for block in hcl2.load(f).get("variable", []):
+            for k, v in block.items():
+                defaults[_strip(k)] = _strip(v.get("default"))
+    cfg = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "platform-config")["data"]
+    bucket = urlparse(cfg.get("PLATFORM_BLOB_URL", "")).hostname
+    R.check(bucket == defaults.get("spaces_bucket"), f"PLATFORM_BLOB_URL names the bucket Terraform creates ({bucket})")
+    R.check(cfg.get("AWS_REGION") == defaults.get("region"), f"AWS_REGION is the module's region ({cfg.get('AWS_REGION')})")
+    R.check(cfg.get("AWS_ENDPOINT") == f"https://{defaults.get('region')}.digitaloceanspaces.com",
+            f"AWS_ENDPOINT is the Spaces endpoint of that region ({cfg.get('AWS_ENDPOINT')})")
+
+
 def check_packer() -> None:
     R.start("Packer (deploy/packer)")
     pdir = DEPLOY / "packer"
@@ -1838,6 +1857,7 @@ def main() -> int:
     check_fluent_bit()
     check_scrape_config()
     check_terraform()
+    check_spaces_overlay(rendered)
     check_packer()
     check_shell()
     check_dockerfile()
