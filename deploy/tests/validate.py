@@ -46,7 +46,8 @@ EXTRA_KUSTOMIZATIONS = [DEPLOY / "observability"]
 # Plain manifests applied with kubectl or Argo CD, not through kustomize.
 PLAIN_MANIFESTS = sorted((DEPLOY / "argocd").glob("*.yaml")) + sorted((DEPLOY / "cluster").glob("*.yaml"))
 # Kinds with no schema available offline; they get the structural checks in this file only.
-NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig"), ("traefik.io", "Middleware")}
+NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig"), ("traefik.io", "Middleware"),
+                   ("security.kubearmor.com", "KubeArmorPolicy")}
 
 # The runtime's Prometheus metrics (what the Rust side exports; see the brief in README).
 METRICS = {
@@ -1087,6 +1088,140 @@ def check_network_policies(name: str, objs: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# KubeArmor
+
+# The KubeArmorPolicy structure (security.kubearmor.com/v1), from KubeArmor's CRD
+# (deployments/CRD/KubeArmorPolicy.yaml): no CRD schema for it is kept offline, so this file
+# checks the keys and formats the policies here use, strictly.
+KA_ACTIONS = {"Allow", "Audit", "Block"}
+KA_PATH = re.compile(r"^/+.*[^/]$")
+KA_DIR = re.compile(r"^/$|^/.*/$")
+KA_PROTOCOL = re.compile(r"(tcp|TCP|udp|UDP|raw|RAW|icmp|ICMP|icmpv6|ICMPV6|sctp|SCTP|stream|STREAM|dgram|DGRAM|rdm|RDM|"
+                         r"seqpacket|SEQPACKET|dccp|DCCP|packet|PACKET|all|ALL)$")
+KA_COMMON = {"severity", "tags", "message", "action"}
+KA_MATCH = {
+    "process": {"matchPaths": ({"path", "execname", "ownerOnly", "fromSource", "allowedArgs", "pts"} | KA_COMMON, "path"),
+                "matchDirectories": ({"dir", "recursive", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "dir"),
+                "matchPatterns": ({"pattern", "ownerOnly"} | KA_COMMON, "pattern")},
+    "file": {"matchPaths": ({"path", "readOnly", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "path"),
+             "matchDirectories": ({"dir", "recursive", "readOnly", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "dir"),
+             "matchPatterns": ({"pattern", "readOnly", "ownerOnly"} | KA_COMMON, "pattern")},
+    "network": {"matchProtocols": ({"protocol", "fromSource", "pts"} | KA_COMMON, "protocol")},
+}
+
+
+def _kubearmor_structure(policy: dict) -> list[str]:
+    errors = []
+    spec = policy.get("spec") or {}
+    extra = set(spec) - {"severity", "tags", "message", "selector", "process", "file", "network", "capabilities",
+                         "syscalls", "action", "presets", "apparmor"}
+    errors += [f"unknown spec.{k}" for k in sorted(extra)]
+    if policy.get("apiVersion") != "security.kubearmor.com/v1":
+        errors.append(f"apiVersion {policy.get('apiVersion')}")
+    if spec.get("action") not in KA_ACTIONS:
+        errors.append(f"action {spec.get('action')!r} not in {sorted(KA_ACTIONS)}")
+    if not isinstance(spec.get("severity", 1), int) or not 1 <= spec.get("severity", 1) <= 10:
+        errors.append("severity must be 1..10")
+    selector = spec.get("selector") or {}
+    errors += [f"unknown selector.{k}" for k in set(selector) - {"matchLabels", "matchExpressions"}]
+    if not selector.get("matchLabels") or not all(isinstance(v, str) for v in selector["matchLabels"].values()):
+        errors.append("selector.matchLabels must be a non-empty map of strings")
+    for section, matches in KA_MATCH.items():
+        body = spec.get(section)
+        if body is None:
+            continue
+        errors += [f"unknown {section}.{k}" for k in set(body) - set(matches) - KA_COMMON]
+        for match, (allowed, required) in matches.items():
+            for i, item in enumerate(body.get(match) or []):
+                where = f"{section}.{match}[{i}]"
+                errors += [f"unknown {where}.{k}" for k in set(item) - allowed]
+                if required not in item:
+                    errors.append(f"{where} lacks {required}")
+                value = str(item.get(required, ""))
+                fmt = {"path": KA_PATH, "dir": KA_DIR, "protocol": KA_PROTOCOL}.get(required)
+                if fmt and not fmt.fullmatch(value) and not fmt.match(value):
+                    errors.append(f"{where}.{required} {value!r} has the wrong form")
+                if required == "path" and len(value) > 200:
+                    errors.append(f"{where}.path longer than 200")
+                for flag in ("recursive", "readOnly", "ownerOnly"):
+                    if flag in item and not isinstance(item[flag], bool):
+                        errors.append(f"{where}.{flag} must be a boolean")
+                if "action" in item and item["action"] not in KA_ACTIONS:
+                    errors.append(f"{where}.action {item['action']!r}")
+    return errors
+
+
+def _kubearmor_selects(policy: dict, pod_labels: dict, container: str) -> bool:
+    labels = dict((policy["spec"].get("selector") or {}).get("matchLabels") or {})
+    containers = labels.pop("kubearmor.io/container.name", None)
+    if containers is not None and container not in [c.strip() for c in containers.strip("[]").split(",")]:
+        return False
+    return all(pod_labels.get(k) == v for k, v in labels.items())
+
+
+def check_kubearmor(name: str, objs: list[dict]) -> None:
+    policies = [o for o in objs if o["kind"] == "KubeArmorPolicy"]
+    if not policies:
+        return
+    R.start(f"KubeArmor policies of deploy/overlays/{name}")
+    for p in policies:
+        errors = _kubearmor_structure(p)
+        R.check(not errors, f"{name}: KubeArmorPolicy {p['metadata']['name']} has KubeArmor's structure "
+                "(checked here: no KubeArmor CRD schema offline)", "; ".join(errors))
+    # Which containers the policies confine: exactly those running `platform runtime`.
+    generated = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((DEPLOY / "tests" / "generated").glob("*.json"))]
+    workloads = [(o, m, s) for o, m, s in pod_specs(objs)] + \
+        [(g, g["spec"]["template"]["metadata"], g["spec"]["template"]["spec"]) for g in generated]
+    for o, m, spec in workloads:
+        for c in spec["containers"]:
+            runs_guests = (c.get("args") or [None])[0] == "runtime"
+            for p in policies:
+                sel = _kubearmor_selects(p, m.get("labels") or {}, c["name"])
+                R.check(sel == runs_guests, f"{name}: {p['metadata']['name']} {'confines' if runs_guests else 'leaves alone'} "
+                        f"{name_of(o)}[{c['name']}]")
+    # Knative's queue-proxy shares the runtime's pods and must stay unconfined.
+    runtime = next((m for o, m, _ in pod_specs(objs) if group_of(o) == "serving.knative.dev"), {})
+    R.check(not any(_kubearmor_selects(p, runtime.get("labels") or {}, "queue-proxy") for p in policies),
+            f"{name}: Knative's queue-proxy container is not selected")
+    allow = [p for p in policies if p["spec"].get("action") == "Allow"]
+    block = [p for p in policies if p["spec"].get("action") == "Block"]
+    if R.check(len(allow) == 1 and len(block) == 1, f"{name}: one Allow (allowlist) and one Block policy"):
+        a, b = allow[0]["spec"], block[0]["spec"]
+        entry = re.search(r'ENTRYPOINT \["([^"]+)"\]', (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+        R.check([x["path"] for x in (a.get("process") or {}).get("matchPaths") or []] == [entry.group(1) if entry else None]
+                and not (a.get("process") or {}).get("matchDirectories") and not (a.get("process") or {}).get("matchPatterns"),
+                f"{name}: only the image's entrypoint {entry.group(1) if entry else '?'} may execute")
+        dirs = (a.get("file") or {}).get("matchDirectories") or []
+        R.check(any(d["dir"] == "/" and d.get("recursive") and d.get("readOnly") for d in dirs),
+                f"{name}: the allowlist lets the whole filesystem be read, not written")
+        writable = sorted(d["dir"] for d in dirs if not d.get("readOnly"))
+        R.check(all(d.get("recursive") for d in dirs if not d.get("readOnly")), f"{name}: writable directories are recursive")
+        R.check(writable == ["/tmp/", "/var/cache/platform/", "/var/lib/platform/"],
+                f"{name}: writes allowed only under /var/lib/platform, /var/cache/platform and /tmp", str(writable))
+        for o, m, spec in workloads:
+            c = next((c for c in spec["containers"] if (c.get("args") or [None])[0] == "runtime"), None)
+            if c is None:
+                continue
+            volumes = {v["name"]: v for v in spec.get("volumes") or []}
+            mounts = [x["mountPath"].rstrip("/") + "/" for x in c.get("volumeMounts") or [] if "emptyDir" in volumes.get(x["name"], {})]
+            R.check(all(any(mp.startswith(w) for w in writable) for mp in mounts) and
+                    all(any(mp.startswith(w) for mp in mounts) for w in writable),
+                    f"{name}: writable directories are exactly {name_of(o)}'s emptyDirs", str(mounts))
+        bdirs = {d["dir"] for d in (b.get("file") or {}).get("matchDirectories") or [] if not d.get("readOnly")}
+        R.check({"/var/run/secrets/kubernetes.io/serviceaccount/", "/run/secrets/kubernetes.io/serviceaccount/"} <= bdirs,
+                f"{name}: service-account token paths are blocked")
+        patterns = {x["pattern"] for x in (b.get("file") or {}).get("matchPatterns") or [] if not x.get("readOnly")}
+        R.check("/proc/*/environ" in patterns, f"{name}: reading /proc/*/environ is blocked")
+        protocols = {x["protocol"].lower() for x in (b.get("network") or {}).get("matchProtocols") or []}
+        R.check("raw" in protocols, f"{name}: raw sockets are blocked")
+    ns = next((o for o in objs if o["kind"] == "Namespace"), {})
+    R.check((ns.get("metadata", {}).get("annotations") or {}).get("kubearmor-file-posture") == "block",
+            f"{name}: namespace {ns.get('metadata', {}).get('name')} has kubearmor-file-posture: block (the allowlist enforces)")
+    gvisor = [name_of(o) for o, _, s in pod_specs(objs) if s.get("runtimeClassName") == "gvisor"]
+    R.check(not gvisor, f"{name}: KubeArmor is not paired with gVisor (it cannot see inside gVisor's sandbox)", str(gvisor))
+
+
+# ---------------------------------------------------------------------------------------------
 # NATS authentication and permissions
 
 
@@ -1842,6 +1977,7 @@ def main() -> int:
             check_network_policies(directory.name, objs)
             R.start(f"NATS users and permissions of {rel(directory)}")
             check_nats(directory.name, objs)
+            check_kubearmor(directory.name, objs)
 
     check_generated(crds, features, rendered)
 
