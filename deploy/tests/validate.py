@@ -1887,13 +1887,15 @@ def check_packer() -> None:
 
 def check_shell() -> None:
     R.start("Shell scripts (shellcheck)")
-    scripts = sorted((DEPLOY / "packer" / "scripts").glob("*.sh")) + [DEPLOY / "tests" / "validate"]
+    scripts = sorted((DEPLOY / "packer" / "scripts").glob("*.sh")) + [DEPLOY / "tests" / "validate"] + \
+        sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file() and p.read_text(encoding="utf-8").startswith("#!"))
     sc = shutil.which("shellcheck")
     if not sc:
         R.skip("shellcheck not installed")
         return
     for s in scripts:
-        proc = subprocess.run([sc, "-S", "style", str(s)], capture_output=True, text=True)
+        # -x from the repository root: scripts/test and scripts/bench source scripts/bootstrap.
+        proc = subprocess.run([sc, "-x", "-S", "style", str(s)], capture_output=True, text=True, cwd=ROOT)
         R.check(proc.returncode == 0, f"shellcheck {rel(s)}", proc.stdout[-1500:])
 
 
