@@ -3,6 +3,10 @@
 Run it through deploy/tests/validate, which provides the Python packages. Each check prints
 one line; the run ends with a summary and exits non-zero if any check failed.
 
+Tools it runs: `kubectl kustomize` (required; scripts/bootstrap installs kubectl),
+shellcheck and yamllint (from the venv), and where installed `nats-server` (NATS config and
+permissions against a server on 127.0.0.1 only), `terraform fmt`, `packer`, `vmagent`.
+
 Environment:
   PLATFORM_SCHEMAS_DIR  folder of upstream CRD files (default: ../shared/schemas beside the
                         repository); when absent, the CRD schema checks are skipped, not failed
