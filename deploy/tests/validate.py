@@ -3,6 +3,10 @@
 Run it through deploy/tests/validate, which provides the Python packages. Each check prints
 one line; the run ends with a summary and exits non-zero if any check failed.
 
+Tools it runs: `kubectl kustomize` (required; scripts/bootstrap installs kubectl),
+shellcheck and yamllint (from the venv), and where installed `nats-server` (NATS config and
+permissions against a server on 127.0.0.1 only), `terraform fmt`, `packer`, `vmagent`.
+
 Environment:
   PLATFORM_SCHEMAS_DIR  folder of upstream CRD files (default: ../shared/schemas beside the
                         repository); when absent, the CRD schema checks are skipped, not failed
@@ -11,12 +15,13 @@ Environment:
 
 from __future__ import annotations
 
-import base64
 import copy
+import ipaddress
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +37,6 @@ import promql_parser
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kustomize_lite  # noqa: E402
 import kyverno_lite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +50,8 @@ EXTRA_KUSTOMIZATIONS = [DEPLOY / "observability"]
 # Plain manifests applied with kubectl or Argo CD, not through kustomize.
 PLAIN_MANIFESTS = sorted((DEPLOY / "argocd").glob("*.yaml")) + sorted((DEPLOY / "cluster").glob("*.yaml"))
 # Kinds with no schema available offline; they get the structural checks in this file only.
-NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig")}
+NO_SCHEMA_KINDS = {("helm.cattle.io", "HelmChartConfig"), ("traefik.io", "Middleware"),
+                   ("security.kubearmor.com", "KubeArmorPolicy")}
 
 # The runtime's Prometheus metrics (what the Rust side exports; see the brief in README).
 METRICS = {
@@ -111,6 +116,35 @@ def name_of(obj: dict) -> str:
     return f"{obj.get('kind')}/{(ns + '/') if ns else ''}{meta.get('name')}"
 
 
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+# Built-in kinds that are cluster-scoped (custom resources here are all namespaced except
+# those listed; kustomize sets a namespace on every kind it does not know as cluster-scoped).
+CLUSTER_SCOPED_KINDS = {
+    "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding",
+    "ComponentStatus", "CSIDriver", "CSINode", "CustomResourceDefinition", "FlowSchema",
+    "IngressClass", "MutatingWebhookConfiguration", "Namespace", "Node", "PersistentVolume",
+    "PriorityClass", "PriorityLevelConfiguration", "RuntimeClass", "StorageClass",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration", "VolumeAttachment",
+}
+
+
+def is_builtin(obj: dict) -> bool:
+    """Kinds of the Kubernetes API itself (core group or *.k8s.io), validated by kubernetes-validate."""
+    group = group_of(obj)
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def load_yaml_documents(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    for d in docs:
+        if not isinstance(d, dict) or "kind" not in d or "apiVersion" not in d:
+            raise ValueError(f"{path}: every document must be a Kubernetes object")
+    return docs
+
+
 def group_of(obj: dict) -> str:
     api = obj.get("apiVersion", "")
     return api.split("/", 1)[0] if "/" in api else ""
@@ -129,69 +163,43 @@ def yamllint_all() -> None:
     R.check(proc.returncode == 0, f"{len(files)} YAML files lint clean", proc.stdout.strip()[:2000])
 
 
-def render(directory: Path) -> list[dict] | None:
-    try:
-        objs = kustomize_lite.build(directory)
-    except (kustomize_lite.KustomizeError, OSError, yaml.YAMLError, KeyError) as e:
-        R.check(False, f"render {rel(directory)}", str(e))
+def kubectl_binary() -> str | None:
+    """kubectl from PATH, or the one scripts/bootstrap installs under target/tools when it
+    cannot write to /usr/local/bin."""
+    return shutil.which("kubectl") or shutil.which("kubectl", path=str(ROOT / "target" / "tools" / "bin"))
+
+
+def check_kubectl() -> str | None:
+    R.start("kubectl kustomize")
+    kubectl = kubectl_binary()
+    if not R.check(kubectl is not None, "kubectl is installed (scripts/bootstrap installs it)",
+                   "kubectl not found: run `. scripts/bootstrap`"):
         return None
-    R.check(True, f"render {rel(directory)}: {len(objs)} objects")
-    return objs
+    proc = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60)
+    try:
+        info = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        R.check(False, "kubectl version --client", (proc.stdout + proc.stderr)[-500:])
+        return None
+    client = (info.get("clientVersion") or {}).get("gitVersion", "?")
+    kustomize = info.get("kustomizeVersion", "")
+    # Components, `labels:` and `patches:` need kustomize v5 semantics (kubectl >= 1.27).
+    R.check(kustomize.startswith("v5."), f"kubectl {client} embeds kustomize {kustomize or '?'} (v5 needed)")
+    return kubectl
 
 
-def _index(objs: list[dict]) -> dict:
-    return {kustomize_lite.res_id(o): o for o in objs}
-
-
-def _first_difference(a, b, path="") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if k not in a or k not in b:
-                return f"{path}/{k} only in {'kubectl' if k in b else 'kustomize_lite'}"
-            d = _first_difference(a[k], b[k], f"{path}/{k}")
-            if d:
-                return d
-        return ""
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return f"{path}: list length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = _first_difference(x, y, f"{path}/{i}")
-            if d:
-                return d
-        return ""
-    return "" if a == b else f"{path}: {a!r} != {b!r}"
-
-
-def _decoded(obj: dict) -> dict:
-    """Secret data decoded: kustomize wraps its base64 at 70 columns, the value is the same."""
-    if obj.get("kind") == "Secret" and obj.get("data"):
-        obj = copy.deepcopy(obj)
-        obj["data"] = {k: base64.b64decode(v) for k, v in obj["data"].items()}
-    return obj
-
-
-def cross_check_with_kubectl(directory: Path, objs: list[dict]) -> None:
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        R.skip(f"kubectl kustomize {rel(directory)} (no kubectl): renderer not cross-checked")
-        return
-    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+def render(kubectl: str, directory: Path) -> list[dict] | None:
+    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        R.check(False, f"kubectl kustomize {rel(directory)}", proc.stderr.strip()[:1000])
-        return
-    theirs = _index([_decoded(d) for d in yaml.safe_load_all(proc.stdout) if d])
-    ours = _index([_decoded(d) for d in objs])
-    diff = ""
-    if set(theirs) != set(ours):
-        diff = f"objects differ: only kubectl {sorted(set(theirs) - set(ours))}, only lite {sorted(set(ours) - set(theirs))}"
-    else:
-        for rid in sorted(ours):
-            d = _first_difference(ours[rid], theirs[rid])
-            if d:
-                diff = f"{rid}: {d}"
-                break
-    R.check(not diff, f"kustomize_lite output equals `kubectl kustomize` for {rel(directory)}", diff)
+        R.check(False, f"kubectl kustomize {rel(directory)}", proc.stderr.strip()[:1500])
+        return None
+    try:
+        objs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    except yaml.YAMLError as e:
+        R.check(False, f"kubectl kustomize {rel(directory)} output parses", str(e)[:500])
+        return None
+    R.check(True, f"kubectl kustomize {rel(directory)}: {len(objs)} objects")
+    return objs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +258,7 @@ def validate_object(obj: dict, crds: dict, where: str) -> None:
     if not DNS_SUBDOMAIN.match(meta.get("name", "")):
         R.check(False, label, f"metadata.name {meta.get('name')!r} is not a DNS-1123 name")
         return
-    if kustomize_lite.is_builtin(obj):
+    if is_builtin(obj):
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
             R.check(True, f"{label} (Kubernetes {K8S_VERSION} schema, strict)")
@@ -260,7 +268,7 @@ def validate_object(obj: dict, crds: dict, where: str) -> None:
             R.check(False, label, f"no Kubernetes {K8S_VERSION} schema for {obj['apiVersion']} {kind}")
         return
     if (group, kind) in NO_SCHEMA_KINDS:
-        R.skip(f"{label}: no schema for {group}/{kind} offline (structure checked under Cluster settings)")
+        R.skip(f"{label}: no schema for {group}/{kind} offline (its structure is checked by this file's own checks)")
         return
     if not crds:
         R.skip(f"{label}: CRD schema check ({SCHEMAS} absent)")
@@ -293,9 +301,15 @@ def pod_specs(objs: list[dict]):
             yield o, t.get("metadata") or {}, t["spec"]
 
 
-def part_of(container: dict) -> str | None:
+def part_of(container: dict, pod_meta: dict | None = None) -> str | None:
+    """runtime, control or worker from the subcommand; `events` for the runtime that serves
+    only the events listener (deploy/components/eventing, labelled component: events)."""
     args = container.get("args") or []
-    return args[0] if args and args[0] in PARTS else None
+    part = args[0] if args and args[0] in PARTS else None
+    labels = (pod_meta or {}).get("labels") or {}
+    if part == "runtime" and labels.get("app.kubernetes.io/component") == "events":
+        return "events"
+    return part
 
 
 def env_of(container: dict, objs: list[dict]) -> dict:
@@ -346,7 +360,7 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
     pvcs = set(by_kind[("", "PersistentVolumeClaim")])
     services = by_kind[("", "Service")]
     templates = [(o, m, s) for o, m, s in pod_specs(objs)]
-    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] not in kustomize_lite.CLUSTER_SCOPED_KINDS}
+    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] not in CLUSTER_SCOPED_KINDS}
     R.check(namespaces == {"platform"}, f"{name}: every namespaced object is in `platform`", str(namespaces))
 
     parts_seen: dict = {}
@@ -410,13 +424,20 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
                     if path:
                         R.check(any(path == w or path.startswith(w.rstrip("/") + "/") for w in writable),
                                 f"{name}: {cname} {key}={value} is on a writable volume")
-            part = part_of(c)
+            part = part_of(c, pmeta)
             if part:
                 parts_seen[part] = (obj, c, env)
                 images.add(image)
 
-    R.check(set(parts_seen) == PARTS, f"{name}: runtime, control and worker are all deployed", str(sorted(parts_seen)))
-    R.check(len(images) == 1, f"{name}: the three parts run the same image", str(sorted(images)))
+    R.check(PARTS <= set(parts_seen), f"{name}: runtime, control and worker are all deployed", str(sorted(parts_seen)))
+    R.check(len(images) == 1, f"{name}: every part runs the same image", str(sorted(images)))
+    # gVisor: once the overlay has the RuntimeClass, everything that runs guests uses it.
+    if "gvisor" in by_kind[("node.k8s.io", "RuntimeClass")]:
+        for part in ("runtime", "events"):
+            if part in parts_seen:
+                obj = parts_seen[part][0]
+                R.check(obj["spec"]["template"]["spec"].get("runtimeClassName") == "gvisor",
+                        f"{name}: {name_of(obj)} ({part}) runs under gVisor like the rest of the runtime")
 
     # Services select a workload and name ports it declares; Ingresses point at Services.
     for svc in services.values():
@@ -463,20 +484,127 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
             R.note(f"{name}: SealedSecret {ss['metadata']['name']} holds placeholders for {placeholders}: seal real values (README)")
 
     # The runtime's public URL is the Knative host ({service}.{namespace}.{domain}), which the
-    # runtime Ingress must carry for Kourier to route it.
+    # runtime Ingress must carry for Kourier to route it; tenants' wildcard Ingress gets it by
+    # the Host rewrite of its Traefik middleware.
     if "runtime" in parts_seen:
         ksvc, _, env = parts_seen["runtime"]
         public = urlparse(env.get("PLATFORM_PUBLIC_URL", "")).hostname or ""
         prefix = f"{ksvc['metadata']['name']}.{ksvc['metadata']['namespace']}."
         R.check(public.startswith(prefix), f"{name}: PLATFORM_PUBLIC_URL host {public} is the Knative host {prefix}<domain>")
-        to_gateway = [r["host"] for ing in by_kind[("networking.k8s.io", "Ingress")].values() for r in ing["spec"]["rules"]
-                      if any(services.get(p["backend"]["service"]["name"], {}).get("spec", {}).get("type") == "ExternalName"
-                             for p in r["http"]["paths"])]
-        R.check(to_gateway == [public], f"{name}: the Ingress to Kourier serves exactly the public host", str(to_gateway))
+        check_hosts(name, objs, by_kind, services, public, parts_seen)
 
     # What each part must be given (flags/env of the `platform` binary).
-    if set(parts_seen) == PARTS:
+    if PARTS <= set(parts_seen):
         check_parts(name, parts_seen, services, features)
+    if "events" in parts_seen and "runtime" in parts_seen:
+        check_events(name, parts_seen, services, objs)
+
+
+MIDDLEWARE_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
+
+
+def _under(host: str, domain: str) -> bool:
+    """host is domain or one of its subdomains."""
+    return host == domain or host.endswith("." + domain)
+
+
+def check_hosts(name: str, objs: list[dict], by_kind: dict, services: dict, public: str, parts: dict) -> None:
+    """Which host reaches what: the dashboard on a host of its own; the runtime's Knative host;
+    tenants' wildcard <app>--<tenant>.<PLATFORM_BASE_DOMAIN> through Traefik's Host rewrite."""
+    ingresses = by_kind[("networking.k8s.io", "Ingress")].values()
+    middlewares = by_kind[("traefik.io", "Middleware")]
+    rules = [(ing, r) for ing in ingresses for r in ing["spec"]["rules"]]
+
+    def backend_type(rule):
+        names = {p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
+        return {services.get(n, {}).get("spec", {}).get("type", "ClusterIP") for n in names}, names
+
+    to_gateway = [(ing, r) for ing, r in rules if "ExternalName" in backend_type(r)[0]]
+    dashboard = [r["host"] for ing, r in rules if "platform-control" in backend_type(r)[1]]
+    plain = [r["host"] for ing, r in to_gateway if MIDDLEWARE_ANNOTATION not in (ing["metadata"].get("annotations") or {})]
+    R.check(plain == [public], f"{name}: the Ingress to Kourier without a Host rewrite serves exactly the public host",
+            str(plain))
+    base_domain = parts["runtime"][2].get("PLATFORM_BASE_DOMAIN", "")
+    R.check(bool(re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", base_domain)) and "." in base_domain,
+            f"{name}: PLATFORM_BASE_DOMAIN is a domain name ({base_domain!r})")
+    wildcard = [(ing, r) for ing, r in to_gateway if r["host"].startswith("*.")]
+    R.check([r["host"] for _, r in wildcard] == [f"*.{base_domain}"],
+            f"{name}: one wildcard Ingress serves *.{base_domain} (tenants' default addresses)", str([r["host"] for _, r in wildcard]))
+    for ing, r in wildcard:
+        refs = [x.strip() for x in (ing["metadata"].get("annotations") or {}).get(MIDDLEWARE_ANNOTATION, "").split(",") if x.strip()]
+        ns = ing["metadata"]["namespace"]
+        found = [middlewares.get(ref[len(ns) + 1:-len("@kubernetescrd")]) for ref in refs
+                 if ref.startswith(ns + "-") and ref.endswith("@kubernetescrd")]
+        ok = R.check(len(refs) == 1 and len(found) == 1 and found[0] is not None,
+                     f"{name}: Ingress {ing['metadata']['name']} uses a Middleware of its namespace ({refs})")
+        if ok:
+            headers = ((found[0].get("spec") or {}).get("headers") or {}).get("customRequestHeaders") or {}
+            R.check(headers == {"Host": public},
+                    f"{name}: Middleware {found[0]['metadata']['name']} rewrites Host to the runtime's Knative host {public}",
+                    str(headers))
+    # The dashboard's session cookie is host-only: its host must not be, or be a parent of, a
+    # host tenants' apps are served on, nor lie under one.
+    tenant_domains = [public, base_domain]
+    R.check(bool(dashboard), f"{name}: the dashboard (platform-control) has an Ingress host")
+    for d in dashboard:
+        clash = [t for t in tenant_domains if _under(t, d) or _under(d, t)]
+        R.check(not clash, f"{name}: dashboard host {d} is neither a tenant host nor a parent or subdomain of one",
+                f"clashes with {clash}")
+    for part in ("runtime", "events"):
+        if part in parts:
+            R.check(parts[part][2].get("PLATFORM_TRUST_FORWARDED_HOST") == "true",
+                    f"{name}: {part} honours X-Forwarded-Host (PLATFORM_TRUST_FORWARDED_HOST=true, set by Traefik)")
+    if "control" in parts:
+        R.check("PLATFORM_TRUST_FORWARDED_HOST" not in parts["control"][2],
+                f"{name}: control does not take X-Forwarded-Host (only the runtime needs it)")
+    for mw in middlewares.values():
+        spec = mw.get("spec") or {}
+        headers = spec.get("headers") or {}
+        # No Traefik CRD schema offline: the one shape used here, checked strictly.
+        R.check(mw["apiVersion"] == "traefik.io/v1alpha1" and set(spec) == {"headers"} and set(headers) == {"customRequestHeaders"}
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in headers["customRequestHeaders"].items()),
+                f"{name}: Middleware {mw['metadata']['name']} is traefik.io/v1alpha1 with only headers.customRequestHeaders "
+                "(structure checked here: no Traefik CRD schema offline)", str(spec))
+
+
+def check_events(name: str, parts: dict, services: dict, objs: list[dict]) -> None:
+    """The events listener: the runtime's program and settings, serving only
+    POST /.platform/events on 8082, its traffic listener on loopback, and the Trigger
+    delivering there."""
+    obj, c, env = parts["events"]
+    _, rc, renv = parts["runtime"]
+    label = f"{name}: events listener {name_of(obj)}"
+    R.check(obj["kind"] == "Deployment", f"{label} is a plain Deployment (a Knative Service allows one port)")
+    R.check(env.get("PLATFORM_EVENTS_LISTEN") == "0.0.0.0:8082", f"{label} PLATFORM_EVENTS_LISTEN=0.0.0.0:8082")
+    R.check(str(env.get("PLATFORM_LISTEN", "")).startswith("127.0.0.1:"),
+            f"{label} binds its traffic listener to loopback (PLATFORM_LISTEN=127.0.0.1:...)", str(env.get("PLATFORM_LISTEN")))
+    R.check(env.get("PLATFORM_EXCLUDE_DEDICATED") == "true", f"{label} PLATFORM_EXCLUDE_DEDICATED=true")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+    R.check(8082 in ports.values() and 8080 not in ports.values(),
+            f"{label} declares the events port 8082 and not the loopback traffic port", str(ports))
+    # Same program, same settings as the runtime's Knative Service, apart from the listeners.
+    listeners = {"PLATFORM_EVENTS_LISTEN", "PLATFORM_LISTEN", "PORT"}
+    theirs = {k: v for k, v in renv.items() if k not in listeners}
+    ours = {k: v for k, v in env.items() if k not in listeners}
+    R.check(theirs == ours, f"{label} gets the runtime's environment and secrets",
+            f"differs: {sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))}")
+    R.check(c.get("securityContext") == rc.get("securityContext"), f"{label} has the runtime's container security context")
+    R.check(sorted((m["mountPath"], m["name"]) for m in c.get("volumeMounts") or []) ==
+            sorted((m["mountPath"], m["name"]) for m in rc.get("volumeMounts") or []), f"{label} mounts the runtime's volumes")
+    R.check(c.get("image") == rc.get("image") and c.get("args") == rc.get("args"), f"{label} runs the runtime's image and command")
+    svc = services.get("platform-events")
+    sel = (svc or {}).get("spec", {}).get("selector") or {}
+    R.check(svc is not None and labels_match(sel, obj["spec"]["template"]["metadata"].get("labels") or {})
+            and any(p["port"] == 8082 and p.get("targetPort") in ("events", 8082) for p in svc["spec"]["ports"])
+            and svc["spec"].get("type", "ClusterIP") == "ClusterIP",
+            f"{name}: ClusterIP Service platform-events:8082 selects the events listener")
+    want = "http://platform-events.platform.svc.cluster.local:8082/.platform/events"
+    triggers = [o for o in objs if o["kind"] == "Trigger" and group_of(o) == "eventing.knative.dev"]
+    R.check(bool(triggers) and all((t["spec"].get("subscriber") or {}) == {"uri": want} for t in triggers),
+            f"{name}: every Trigger delivers to {want}", str([t["spec"].get("subscriber") for t in triggers]))
+    ingress_backends = {p["backend"]["service"]["name"] for o in objs if o["kind"] == "Ingress"
+                        for r in o["spec"]["rules"] for p in r["http"]["paths"]}
+    R.check("platform-events" not in ingress_backends, f"{name}: no Ingress exposes the events listener")
 
 
 def _service_for_url(url: str, services: dict, scheme: str) -> tuple[bool, str]:
@@ -679,10 +807,8 @@ def check_generated(crds: dict, features: dict, rendered: dict) -> None:
             R.check(not extra, f"{directory.name}: Trigger {t['metadata']['name']} has only Trigger spec fields", str(extra))
             R.check(spec.get("broker") in brokers, f"{directory.name}: Trigger {t['metadata']['name']} names a Broker of the overlay")
             sub = spec.get("subscriber") or {}
-            ref = sub.get("ref") or {}
-            R.check(ref.get("kind") == "Service" and ref.get("apiVersion") == "serving.knative.dev/v1"
-                    and ref.get("name") == "platform-runtime" and sub.get("uri") == "/.platform/events",
-                    f"{directory.name}: Trigger {t['metadata']['name']} delivers to the runtime's /.platform/events", str(sub))
+            R.check(set(sub) <= {"ref", "uri", "CACerts", "audience"},
+                    f"{directory.name}: Trigger {t['metadata']['name']} subscriber has only Destination fields", str(sub))
         roles = [o for o in objs if o["kind"] == "Role"]
         R.check(any(any("serving.knative.dev" in r.get("apiGroups", []) and "patch" in r.get("verbs", [])
                         for r in role.get("rules", [])) for role in roles),
@@ -773,6 +899,545 @@ def check_policies(name: str, objs: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# NetworkPolicies
+
+
+def _selector_matches(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes LabelSelector; {} selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+class Peer:
+    """A pod (namespace, labels, IP, named ports) or an address outside the cluster."""
+
+    def __init__(self, what: str, ip: str, namespace: str | None = None, labels: dict | None = None,
+                 ports: dict | None = None):
+        self.what, self.ip, self.namespace, self.labels, self.ports = what, ip, namespace, labels or {}, ports or {}
+
+    @property
+    def is_pod(self) -> bool:
+        return self.namespace is not None
+
+
+def _peer_matches(rule_peer: dict, peer: Peer, policy_ns: str) -> bool:
+    if "ipBlock" in rule_peer:
+        block = rule_peer["ipBlock"]
+        addr = ipaddress.ip_address(peer.ip)
+        net = ipaddress.ip_network(block["cidr"])
+        return (addr.version == net.version and addr in net and
+                not any(addr in ipaddress.ip_network(x) for x in block.get("except") or []
+                        if ipaddress.ip_network(x).version == addr.version))
+    if not peer.is_pod:
+        return False
+    if "namespaceSelector" in rule_peer:
+        ns_labels = {"kubernetes.io/metadata.name": peer.namespace}
+        if not _selector_matches(rule_peer["namespaceSelector"], ns_labels):
+            return False
+    elif peer.namespace != policy_ns:
+        return False
+    return _selector_matches(rule_peer.get("podSelector"), peer.labels)
+
+
+def _port_matches(rule_ports: list | None, port: int, proto: str, target: Peer) -> bool:
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != proto:
+            continue
+        want = p.get("port")
+        if want is None:
+            return True
+        if isinstance(want, str):
+            want = target.ports.get(want)
+        if want is not None and want <= port <= p.get("endPort", want):
+            return True
+    return False
+
+
+def _policy_types(policy: dict) -> list:
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+
+def netpol_allows(policies: list[dict], src: Peer, dst: Peer, port: int, proto: str = "TCP") -> bool:
+    """Whether a connection is allowed by NetworkPolicy semantics: the source's egress
+    policies (if any selects it) and the destination's ingress policies (if any selects it)
+    must each have a rule allowing it."""
+    def side(direction: str, subject: Peer, other: Peer, target: Peer) -> bool:
+        if not subject.is_pod:
+            return True
+        selecting = [p for p in policies if p["metadata"].get("namespace") == subject.namespace
+                     and direction.capitalize() in _policy_types(p)
+                     and _selector_matches(p["spec"].get("podSelector"), subject.labels)]
+        if not selecting:
+            return True
+        key = "to" if direction == "egress" else "from"
+        for p in selecting:
+            for rule in p["spec"].get(direction) or []:
+                peers = rule.get(key)
+                if (not peers or any(_peer_matches(x, other, p["metadata"]["namespace"]) for x in peers)) \
+                        and _port_matches(rule.get("ports"), port, proto, target):
+                    return True
+        return False
+    return side("egress", src, dst, dst) and side("ingress", dst, src, dst)
+
+
+def check_network_policies(name: str, objs: list[dict]) -> None:
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    if not R.check(bool(policies), f"{name}: NetworkPolicies are rendered"):
+        return
+    # Every policy selects pods of the overlay (or, for dedicated runtimes, the generated ones).
+    templates = [(o, m) for o, m, _ in pod_specs(objs)]
+    generated = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((DEPLOY / "tests" / "generated").glob("*.json"))]
+    cnpg_pod = {"cnpg.io/cluster": "platform-db", "cnpg.io/podRole": "instance"}
+    for p in policies:
+        sel = p["spec"].get("podSelector") or {}
+        hits = [name_of(o) for o, m in templates if _selector_matches(sel, m.get("labels") or {})]
+        hits += ["CloudNativePG instance"] * _selector_matches(sel, cnpg_pod)
+        R.check(bool(sel) and bool(hits), f"{name}: NetworkPolicy {p['metadata']['name']} selects {', '.join(hits) or 'nothing'}")
+    # Pods as the manifests label them, and what surrounds them in a cluster.
+    ip = iter(f"10.42.{i // 250}.{i % 250 + 2}" for i in range(10000))
+
+    def pod(what, namespace, labels, ports=None):
+        return Peer(what, next(ip), namespace, labels, ports)
+
+    def of(kind, obj_name):
+        for o, m, spec in pod_specs(objs):
+            if o["kind"] == kind and o["metadata"]["name"] == obj_name:
+                ports = {p.get("name"): p["containerPort"] for c in spec["containers"] for p in c.get("ports") or []}
+                return pod(f"{kind} {obj_name}", "platform", m.get("labels") or {}, ports)
+        return None
+
+    control, worker = of("Deployment", "platform-control"), of("Deployment", "platform-worker")
+    runtime, nats = of("Service", "platform-runtime"), of("StatefulSet", "nats")
+    events = of("Deployment", "platform-events")
+    db = pod("PostgreSQL instance", "platform", cnpg_pod)
+    dedicated = [pod(f"dedicated {g['metadata']['name']}", "platform", g["spec"]["template"]["metadata"]["labels"])
+                 for g in generated]
+    operator = pod("CloudNativePG operator", "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"})
+    coredns = pod("CoreDNS", "kube-system", {"k8s-app": "kube-dns"})
+    traefik = pod("Traefik", "kube-system", {"app.kubernetes.io/name": "traefik"})
+    dispatcher = pod("Knative broker dispatcher", "knative-eventing", {"eventing.knative.dev/brokerRole": "filter"})
+    vmagent = pod("vmagent", "observability", {"app.kubernetes.io/name": "vmagent"})
+    stranger = pod("a pod in namespace default", "default", {"app": "other"})
+    neighbour = pod("an unlabelled pod in namespace platform", "platform", {"app": "debug"})
+    net = lambda what, addr: Peer(what, addr)  # noqa: E731
+    guests = [p for p in [runtime, events, *dedicated] if p]
+    cases = []
+    for g in guests:
+        cases += [
+            (g, nats, 4222, "TCP", True), (g, coredns, 53, "UDP", True), (g, coredns, 53, "TCP", True),
+            (g, control, 8081, "TCP", True), (g, db, 5432, "TCP", False), (g, worker, 8081, "TCP", False),
+            (g, nats, 6222, "TCP", False), (g, traefik, 8000, "TCP", False), (g, dispatcher, 8080, "TCP", False),
+            (g, net("the internet", "1.1.1.1"), 443, "TCP", True), (g, net("the internet", "8.8.8.8"), 80, "TCP", True),
+            (g, net("cloud metadata", "169.254.169.254"), 80, "TCP", False),
+            (g, net("link-local", "169.254.10.1"), 80, "TCP", False),
+            (g, net("a pod IP", "10.42.3.7"), 8080, "TCP", False),
+            (g, net("the API server's service IP", "10.43.0.1"), 443, "TCP", False),
+            (g, net("a node's private address", "10.0.1.10"), 10250, "TCP", False),
+            (g, net("RFC 1918 172.16/12", "172.16.0.1"), 80, "TCP", False),
+            (g, net("RFC 1918 192.168/16", "192.168.1.1"), 80, "TCP", False),
+            (g, net("shared address space", "100.64.0.1"), 80, "TCP", False),
+            (g, net("an IPv6 address", "2606:4700::1111"), 443, "TCP", False),
+        ]
+    if events:
+        cases += [(dispatcher, events, 8082, "TCP", True), (stranger, events, 8082, "TCP", False),
+                  (neighbour, events, 8082, "TCP", False), (vmagent, events, 8081, "TCP", True),
+                  (traefik, events, 8082, "TCP", False)]
+    for client in (control, worker):
+        cases += [(client, nats, 4222, "TCP", True), (client, db, 5432, "TCP", True),
+                  (client, net("the internet", "1.1.1.1"), 443, "TCP", True)]
+    cases += [
+        (stranger, nats, 4222, "TCP", False), (neighbour, nats, 4222, "TCP", False), (traefik, nats, 4222, "TCP", False),
+        (nats, nats, 6222, "TCP", True), (vmagent, nats, 8222, "TCP", True), (stranger, nats, 8222, "TCP", False),
+        (stranger, db, 5432, "TCP", False), (neighbour, db, 5432, "TCP", False),
+        (operator, db, 8000, "TCP", True), (operator, db, 5432, "TCP", True), (db, db, 5432, "TCP", True),
+        (db, db, 8000, "TCP", True), (vmagent, db, 9187, "TCP", True), (stranger, db, 8000, "TCP", False),
+        (pod("a pod labelled like the operator elsewhere", "default", {"app.kubernetes.io/name": "cloudnative-pg"}),
+         db, 8000, "TCP", False),
+    ]
+    wrong = []
+    for src, dst, port, proto, want in cases:
+        if src is None or dst is None:
+            continue
+        if netpol_allows(policies, src, dst, port, proto) != want:
+            wrong.append(f"{src.what} -> {dst.what}:{port}/{proto} should be {'allowed' if want else 'denied'}")
+    R.check(not wrong, f"{name}: NetworkPolicies allow and deny {len(cases)} connections as intended "
+            f"(runtime, events and {len(dedicated)} dedicated runtimes)", "; ".join(wrong[:6]))
+    # The cluster's own ranges are excluded from the runtime's internet egress.
+    internet = next((p for p in policies if p["metadata"]["name"] == "platform-runtime-egress-internet"), None)
+    if R.check(internet is not None, f"{name}: platform-runtime-egress-internet exists"):
+        declared = [c.strip() for c in internet["metadata"].get("annotations", {}).get("platform.dev/cluster-cidrs", "").split(",")
+                    if c.strip()]
+        blocks = [x["ipBlock"] for r in internet["spec"]["egress"] for x in r.get("to") or [] if "ipBlock" in x]
+        excepted = [e for b in blocks for e in b.get("except") or []]
+        R.check(len(declared) >= 2 and excepted[:len(declared)] == declared,
+                f"{name}: the cluster's pod and service CIDRs {declared} head the internet egress exceptions", str(excepted[:3]))
+        for must in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"):
+            R.check(must in excepted, f"{name}: runtime internet egress excludes {must}")
+        R.check(all(ipaddress.ip_network(b["cidr"]).version == 4 for b in blocks), f"{name}: no IPv6 egress for the runtime")
+
+
+# ---------------------------------------------------------------------------------------------
+# KubeArmor
+
+# The KubeArmorPolicy structure (security.kubearmor.com/v1), from KubeArmor's CRD
+# (deployments/CRD/KubeArmorPolicy.yaml): no CRD schema for it is kept offline, so this file
+# checks the keys and formats the policies here use, strictly.
+KA_ACTIONS = {"Allow", "Audit", "Block"}
+KA_PATH = re.compile(r"^/+.*[^/]$")
+KA_DIR = re.compile(r"^/$|^/.*/$")
+KA_PROTOCOL = re.compile(r"(tcp|TCP|udp|UDP|raw|RAW|icmp|ICMP|icmpv6|ICMPV6|sctp|SCTP|stream|STREAM|dgram|DGRAM|rdm|RDM|"
+                         r"seqpacket|SEQPACKET|dccp|DCCP|packet|PACKET|all|ALL)$")
+KA_COMMON = {"severity", "tags", "message", "action"}
+KA_MATCH = {
+    "process": {"matchPaths": ({"path", "execname", "ownerOnly", "fromSource", "allowedArgs", "pts"} | KA_COMMON, "path"),
+                "matchDirectories": ({"dir", "recursive", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "dir"),
+                "matchPatterns": ({"pattern", "ownerOnly"} | KA_COMMON, "pattern")},
+    "file": {"matchPaths": ({"path", "readOnly", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "path"),
+             "matchDirectories": ({"dir", "recursive", "readOnly", "ownerOnly", "fromSource", "pts"} | KA_COMMON, "dir"),
+             "matchPatterns": ({"pattern", "readOnly", "ownerOnly"} | KA_COMMON, "pattern")},
+    "network": {"matchProtocols": ({"protocol", "fromSource", "pts"} | KA_COMMON, "protocol")},
+}
+
+
+def _kubearmor_structure(policy: dict) -> list[str]:
+    errors = []
+    spec = policy.get("spec") or {}
+    extra = set(spec) - {"severity", "tags", "message", "selector", "process", "file", "network", "capabilities",
+                         "syscalls", "action", "presets", "apparmor"}
+    errors += [f"unknown spec.{k}" for k in sorted(extra)]
+    if policy.get("apiVersion") != "security.kubearmor.com/v1":
+        errors.append(f"apiVersion {policy.get('apiVersion')}")
+    if spec.get("action") not in KA_ACTIONS:
+        errors.append(f"action {spec.get('action')!r} not in {sorted(KA_ACTIONS)}")
+    if not isinstance(spec.get("severity", 1), int) or not 1 <= spec.get("severity", 1) <= 10:
+        errors.append("severity must be 1..10")
+    selector = spec.get("selector") or {}
+    errors += [f"unknown selector.{k}" for k in set(selector) - {"matchLabels", "matchExpressions"}]
+    if not selector.get("matchLabels") or not all(isinstance(v, str) for v in selector["matchLabels"].values()):
+        errors.append("selector.matchLabels must be a non-empty map of strings")
+    for section, matches in KA_MATCH.items():
+        body = spec.get(section)
+        if body is None:
+            continue
+        errors += [f"unknown {section}.{k}" for k in set(body) - set(matches) - KA_COMMON]
+        for match, (allowed, required) in matches.items():
+            for i, item in enumerate(body.get(match) or []):
+                where = f"{section}.{match}[{i}]"
+                errors += [f"unknown {where}.{k}" for k in set(item) - allowed]
+                if required not in item:
+                    errors.append(f"{where} lacks {required}")
+                value = str(item.get(required, ""))
+                fmt = {"path": KA_PATH, "dir": KA_DIR, "protocol": KA_PROTOCOL}.get(required)
+                if fmt and not fmt.fullmatch(value) and not fmt.match(value):
+                    errors.append(f"{where}.{required} {value!r} has the wrong form")
+                if required == "path" and len(value) > 200:
+                    errors.append(f"{where}.path longer than 200")
+                for flag in ("recursive", "readOnly", "ownerOnly"):
+                    if flag in item and not isinstance(item[flag], bool):
+                        errors.append(f"{where}.{flag} must be a boolean")
+                if "action" in item and item["action"] not in KA_ACTIONS:
+                    errors.append(f"{where}.action {item['action']!r}")
+    return errors
+
+
+def _kubearmor_selects(policy: dict, pod_labels: dict, container: str) -> bool:
+    labels = dict((policy["spec"].get("selector") or {}).get("matchLabels") or {})
+    containers = labels.pop("kubearmor.io/container.name", None)
+    if containers is not None and container not in [c.strip() for c in containers.strip("[]").split(",")]:
+        return False
+    return all(pod_labels.get(k) == v for k, v in labels.items())
+
+
+def check_kubearmor(name: str, objs: list[dict]) -> None:
+    policies = [o for o in objs if o["kind"] == "KubeArmorPolicy"]
+    if not policies:
+        return
+    R.start(f"KubeArmor policies of deploy/overlays/{name}")
+    for p in policies:
+        errors = _kubearmor_structure(p)
+        R.check(not errors, f"{name}: KubeArmorPolicy {p['metadata']['name']} has KubeArmor's structure "
+                "(checked here: no KubeArmor CRD schema offline)", "; ".join(errors))
+    # Which containers the policies confine: exactly those running `platform runtime`.
+    generated = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((DEPLOY / "tests" / "generated").glob("*.json"))]
+    workloads = [(o, m, s) for o, m, s in pod_specs(objs)] + \
+        [(g, g["spec"]["template"]["metadata"], g["spec"]["template"]["spec"]) for g in generated]
+    for o, m, spec in workloads:
+        for c in spec["containers"]:
+            runs_guests = (c.get("args") or [None])[0] == "runtime"
+            for p in policies:
+                sel = _kubearmor_selects(p, m.get("labels") or {}, c["name"])
+                R.check(sel == runs_guests, f"{name}: {p['metadata']['name']} {'confines' if runs_guests else 'leaves alone'} "
+                        f"{name_of(o)}[{c['name']}]")
+    # Knative's queue-proxy shares the runtime's pods and must stay unconfined.
+    runtime = next((m for o, m, _ in pod_specs(objs) if group_of(o) == "serving.knative.dev"), {})
+    R.check(not any(_kubearmor_selects(p, runtime.get("labels") or {}, "queue-proxy") for p in policies),
+            f"{name}: Knative's queue-proxy container is not selected")
+    allow = [p for p in policies if p["spec"].get("action") == "Allow"]
+    block = [p for p in policies if p["spec"].get("action") == "Block"]
+    if R.check(len(allow) == 1 and len(block) == 1, f"{name}: one Allow (allowlist) and one Block policy"):
+        a, b = allow[0]["spec"], block[0]["spec"]
+        entry = re.search(r'ENTRYPOINT \["([^"]+)"\]', (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+        R.check([x["path"] for x in (a.get("process") or {}).get("matchPaths") or []] == [entry.group(1) if entry else None]
+                and not (a.get("process") or {}).get("matchDirectories") and not (a.get("process") or {}).get("matchPatterns"),
+                f"{name}: only the image's entrypoint {entry.group(1) if entry else '?'} may execute")
+        dirs = (a.get("file") or {}).get("matchDirectories") or []
+        R.check(any(d["dir"] == "/" and d.get("recursive") and d.get("readOnly") for d in dirs),
+                f"{name}: the allowlist lets the whole filesystem be read, not written")
+        writable = sorted(d["dir"] for d in dirs if not d.get("readOnly"))
+        R.check(all(d.get("recursive") for d in dirs if not d.get("readOnly")), f"{name}: writable directories are recursive")
+        R.check(writable == ["/tmp/", "/var/cache/platform/", "/var/lib/platform/"],
+                f"{name}: writes allowed only under /var/lib/platform, /var/cache/platform and /tmp", str(writable))
+        for o, m, spec in workloads:
+            c = next((c for c in spec["containers"] if (c.get("args") or [None])[0] == "runtime"), None)
+            if c is None:
+                continue
+            volumes = {v["name"]: v for v in spec.get("volumes") or []}
+            mounts = [x["mountPath"].rstrip("/") + "/" for x in c.get("volumeMounts") or [] if "emptyDir" in volumes.get(x["name"], {})]
+            R.check(all(any(mp.startswith(w) for w in writable) for mp in mounts) and
+                    all(any(mp.startswith(w) for mp in mounts) for w in writable),
+                    f"{name}: writable directories are exactly {name_of(o)}'s emptyDirs", str(mounts))
+        bdirs = {d["dir"] for d in (b.get("file") or {}).get("matchDirectories") or [] if not d.get("readOnly")}
+        R.check({"/var/run/secrets/kubernetes.io/serviceaccount/", "/run/secrets/kubernetes.io/serviceaccount/"} <= bdirs,
+                f"{name}: service-account token paths are blocked")
+        patterns = {x["pattern"] for x in (b.get("file") or {}).get("matchPatterns") or [] if not x.get("readOnly")}
+        R.check("/proc/*/environ" in patterns, f"{name}: reading /proc/*/environ is blocked")
+        protocols = {x["protocol"].lower() for x in (b.get("network") or {}).get("matchProtocols") or []}
+        R.check("raw" in protocols, f"{name}: raw sockets are blocked")
+    ns = next((o for o in objs if o["kind"] == "Namespace"), {})
+    R.check((ns.get("metadata", {}).get("annotations") or {}).get("kubearmor-file-posture") == "block",
+            f"{name}: namespace {ns.get('metadata', {}).get('name')} has kubearmor-file-posture: block (the allowlist enforces)")
+    gvisor = [name_of(o) for o, _, s in pod_specs(objs) if s.get("runtimeClassName") == "gvisor"]
+    R.check(not gvisor, f"{name}: KubeArmor is not paired with gVisor (it cannot see inside gVisor's sandbox)", str(gvisor))
+
+
+# ---------------------------------------------------------------------------------------------
+# NATS authentication and permissions
+
+
+# Which NATS role each part connects as (env PLATFORM_NATS_USER / PLATFORM_NATS_PASSWORD from
+# Secret platform-nats-<role>, keys user and password).
+NATS_ROLE_OF_PART = {"control": "control", "worker": "worker", "runtime": "runtime", "events": "runtime"}
+NATS_ROLES = ("control", "worker", "runtime", "publisher")
+# What each role may and may not do, as agreed with the Rust side (deploy/README.md, NATS
+# roles): (operation, subject, allowed). Run against a real nats-server on 127.0.0.1.
+NATS_EXPECTATIONS = {
+    "control": [
+        ("pub", "platform.feed.v1", True), ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc.1", True),
+        ("pub", "platform.obs.v1.app.log", False), ("pub", "orders.created", False), ("pub", "$JS.API.INFO", False),
+        ("pub", "$KV.bucket.key", False), ("pub", "platform.feed.v2", False),
+        ("sub", "platform.modules.v1", True), ("sub", "platform.obs.v1.>", True), ("sub", "platform.obs.v1.app.log", True),
+        ("sub", "platform.feed.v1", True), ("sub", "_INBOX.>", True),
+        ("sub", ">", False), ("sub", "orders.created", False), ("sub", "$JS.API.>", False), ("sub", "platform.>", False),
+    ],
+    "worker": [
+        ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.obs.v1.x", False), ("pub", "orders.created", False),
+        ("sub", "platform.modules.v1", True), ("sub", "_INBOX.>", True),
+        ("sub", "platform.feed.v1", False), ("sub", "platform.obs.v1.>", False), ("sub", ">", False),
+    ],
+    "runtime": [
+        ("pub", "platform.obs.v1.app.log", True), ("pub", "_INBOX.reply.1", True), ("pub", "$JS.API.STREAM.INFO.x", True),
+        ("pub", "$KV.bucket.key", True), ("pub", "$JS.ACK.stream.consumer.1.2.3", True), ("pub", "$JS.FC.x.y", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.modules.v1", False), ("pub", "orders.created", False),
+        ("pub", "platform.obs.v2", False), ("pub", "$SYS.REQ.SERVER.PING", False),
+        ("sub", ">", True), ("sub", "orders.created", True), ("sub", "platform.feed.v1", True),
+        ("sub", "platform.modules.v1", True), ("sub", "_INBOX.>", True),
+    ],
+    "publisher": [
+        ("pub", "orders.created", True), ("pub", "tenant.a.b.c", True),
+        ("pub", "platform.feed.v1", False), ("pub", "platform.obs.v1.x", False), ("pub", "platform.anything", False),
+        ("pub", "$JS.API.INFO", False), ("pub", "$KV.bucket.key", False), ("pub", "$SYS.REQ.SERVER.PING", False),
+        ("pub", "_INBOX.steal.1", False),
+        ("sub", "_INBOX.>", True), ("sub", "_INBOX.abc", True),
+        ("sub", "orders.created", False), ("sub", ">", False), ("sub", "platform.feed.v1", False),
+    ],
+}
+NATS_TESTED: dict = {}
+
+
+def _nats_conf_variables(text: str) -> set[str]:
+    """Unquoted $NAME references (variables) in a NATS config; quoted strings are literals."""
+    names = set()
+    for line in text.splitlines():
+        line = re.sub(r'"[^"]*"|\'[^\']*\'', "", line.split("#", 1)[0])
+        names |= set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", line))
+    return names
+
+
+def check_nats(name: str, objs: list[dict]) -> None:
+    cm = next((o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"), None)
+    sts = next((o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats"), None)
+    if not R.check(cm is not None and sts is not None, f"{name}: NATS ConfigMap and StatefulSet are rendered"):
+        return
+    files = cm.get("data") or {}
+    R.check("nats.conf" in files and "auth.conf" in files, f"{name}: nats-config holds nats.conf and auth.conf")
+    nats_conf, auth_conf = files.get("nats.conf", ""), files.get("auth.conf", "")
+    R.check(re.search(r"^include\s+\"?auth\.conf\"?\s*$", nats_conf, re.M) is not None,
+            f"{name}: nats.conf includes auth.conf (every client authenticates)")
+    R.check(re.search(r"^\s*no_auth_user\s*[:=]", nats_conf + "\n" + auth_conf, re.M) is None,
+            f"{name}: no anonymous NATS user (no_auth_user)")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container.get("env") or []}
+    wanted = _nats_conf_variables(nats_conf) | _nats_conf_variables(auth_conf)
+    R.check(wanted <= set(env), f"{name}: the NATS StatefulSet sets every variable its config reads",
+            str(sorted(wanted - set(env))))
+    for role in NATS_ROLES:
+        for key in ("user", "password"):
+            var = f"NATS_{role.upper()}_{key.upper()}"
+            ref = ((env.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+            R.check(ref.get("name") == f"platform-nats-{role}" and ref.get("key") == key and var in wanted,
+                    f"{name}: NATS reads ${var} from Secret platform-nats-{role}[{key}]", str(ref))
+    # Each part connects as its role, from the same Secret the server reads.
+    seen = set()
+    for obj, pmeta, spec in pod_specs(objs):
+        for c in spec["containers"]:
+            part = part_of(c, pmeta)
+            if part not in NATS_ROLE_OF_PART:
+                continue
+            role = NATS_ROLE_OF_PART[part]
+            seen.add(part)
+            cenv = {e["name"]: e for e in c.get("env") or []}
+            for var, key in (("PLATFORM_NATS_USER", "user"), ("PLATFORM_NATS_PASSWORD", "password")):
+                ref = ((cenv.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+                R.check(ref.get("name") == f"platform-nats-{role}" and ref.get("key") == key,
+                        f"{name}: {name_of(obj)} ({part}) gets {var} from Secret platform-nats-{role}[{key}]", str(ref))
+    R.check({"control", "worker", "runtime"} <= seen, f"{name}: control, worker and runtime all authenticate to NATS",
+            str(sorted(seen)))
+    check_nats_server(name, nats_conf, auth_conf)
+
+
+def check_nats_server(name: str, nats_conf: str, auth_conf: str) -> None:
+    """The rendered config with a real nats-server: `-t` on the whole file, then the
+    permission table against a server on 127.0.0.1 running auth.conf."""
+    server = shutil.which("nats-server") or ("/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+    if server is None:
+        R.skip(f"{name}: nats-server not installed: NATS config and permissions not run (apt-get install nats-server)")
+        return
+    env = {**os.environ, "POD_NAME": "nats-0"}
+    for role in NATS_ROLES:
+        # A letter first: NATS parses a variable's value, and one starting with a digit as a number.
+        env[f"NATS_{role.upper()}_USER"] = role
+        env[f"NATS_{role.upper()}_PASSWORD"] = "p" + os.urandom(16).hex()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "nats.conf").write_text(nats_conf, encoding="utf-8")
+        (Path(tmp) / "auth.conf").write_text(auth_conf, encoding="utf-8")
+        proc = subprocess.run([server, "-c", str(Path(tmp) / "nats.conf"), "-t"], capture_output=True, text=True,
+                              env=env, timeout=30)
+        R.check(proc.returncode == 0, f"{name}: nats-server -t accepts the rendered nats.conf + auth.conf",
+                (proc.stdout + proc.stderr)[-600:])
+        key = auth_conf
+        if key in NATS_TESTED:
+            R.check(NATS_TESTED[key], f"{name}: NATS permissions (same auth.conf as tested above)")
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        (Path(tmp) / "test.conf").write_text(f"listen: 127.0.0.1:{port}\ninclude auth.conf\n", encoding="utf-8")
+        srv = subprocess.Popen([server, "-c", str(Path(tmp) / "test.conf")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            ok = _nats_permission_table(name, port, env)
+        finally:
+            srv.terminate()
+            try:
+                srv.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+        NATS_TESTED[key] = ok
+
+
+class _NatsClient:
+    """Just enough of the NATS client protocol to see what the server allows: CONNECT, then
+    SUB/PUB each followed by PING, collecting any -ERR before the PONG."""
+
+    def __init__(self, port: int, user: str | None, password: str | None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.line()  # INFO
+        opts = {"verbose": False, "pedantic": False, "protocol": 1, "name": "validate"}
+        if user is not None:
+            opts.update({"user": user, "pass": password})
+        self.sid = 0
+        self.errors_for(f"CONNECT {json.dumps(opts)}\r\n")
+
+    def line(self) -> str:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by server")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode()
+
+    def errors_for(self, command: str) -> list[str]:
+        self.sock.sendall((command + "PING\r\n").encode())
+        errors = []
+        while True:
+            line = self.line()
+            if line == "PONG":
+                return errors
+            if line.startswith("-ERR"):
+                errors.append(line)
+
+    def allowed(self, op: str, subject: str) -> bool:
+        if op == "pub":
+            return not self.errors_for(f"PUB {subject} 2\r\nhi\r\n")
+        self.sid += 1
+        return not self.errors_for(f"SUB {subject} {self.sid}\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _nats_permission_table(name: str, port: int, env: dict) -> bool:
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                return R.check(False, f"{name}: test nats-server starts on 127.0.0.1:{port}")
+            time.sleep(0.05)
+    all_ok = True
+    for user, password, what in ((None, None, "without credentials"), ("control", "wrong", "with a wrong password")):
+        try:
+            c = _NatsClient(port, user, password)
+            refused = bool(c.errors_for(""))
+            c.close()
+        except (ConnectionError, OSError):
+            refused = True
+        all_ok &= R.check(refused, f"{name}: NATS refuses a client {what}")
+    for role, cases in NATS_EXPECTATIONS.items():
+        try:
+            c = _NatsClient(port, env[f"NATS_{role.upper()}_USER"], env[f"NATS_{role.upper()}_PASSWORD"])
+        except (ConnectionError, OSError) as e:
+            all_ok &= R.check(False, f"{name}: NATS accepts user {role}", str(e))
+            continue
+        wrong = [f"{op} {subj}: {'denied' if want else 'allowed'}, expected {'allowed' if want else 'denied'}"
+                 for op, subj, want in cases if c.allowed(op, subj) != want]
+        c.close()
+        all_ok &= R.check(not wrong, f"{name}: NATS user {role}: {len(cases)} publish/subscribe permissions as specified",
+                          "; ".join(wrong))
+    return all_ok
+
+
+# ---------------------------------------------------------------------------------------------
 # Argo CD
 
 
@@ -792,6 +1457,15 @@ def check_cluster_settings(plain: list[tuple[Path, dict]]) -> None:
         R.check(set(traefik["spec"]) == {"valuesContent"} and
                 values["providers"]["kubernetesIngress"]["allowExternalNameServices"] is True,
                 "Traefik may use ExternalName Services (the runtime Ingress -> Kourier)")
+        # Traefik replaces client-sent X-Forwarded-* unless an entry point trusts them; the
+        # runtime takes X-Forwarded-Host as the tenant's host, so nothing may be trusted.
+        entry_points = values.get("ports") or {}
+        trusting = [n for n, ep in entry_points.items() if isinstance(ep, dict) and
+                    ((ep.get("forwardedHeaders") or {}).get("insecure") or (ep.get("forwardedHeaders") or {}).get("trustedIPs"))]
+        args = " ".join(map(str, values.get("additionalArguments") or []))
+        R.check(not trusting and "forwardedHeaders" not in args,
+                "Traefik trusts no client's X-Forwarded-* headers (no forwardedHeaders.insecure or trustedIPs)",
+                str(trusting) + args)
 
 
 def check_argocd(plain: list[tuple[Path, dict]], rendered: dict) -> None:
@@ -805,7 +1479,7 @@ def check_argocd(plain: list[tuple[Path, dict]], rendered: dict) -> None:
         src = spec["source"]
         path = ROOT / src["path"]
         R.check(app["metadata"].get("namespace") == "argocd", f"{label} lives in namespace argocd")
-        R.check(path.is_dir() and any((path / n).is_file() for n in kustomize_lite.KUSTOMIZATION_FILES),
+        R.check(path.is_dir() and any((path / n).is_file() for n in KUSTOMIZATION_FILES),
                 f"{label} source.path {src['path']} is a kustomization in this repository")
         R.check(spec["project"] in projects, f"{label} project {spec['project']} is defined")
         objs = rendered.get(path.resolve())
@@ -978,9 +1652,65 @@ def _strip(s):
     return s.strip('"') if isinstance(s, str) else s
 
 
+# What each Terraform module must declare, and its providers (name -> registry source).
+TERRAFORM_MODULES = {
+    "hetzner": {
+        "providers": {"hcloud": "hetznercloud/hcloud", "tailscale": "tailscale/tailscale", "random": "hashicorp/random"},
+        "resources": ["hcloud_network", "hcloud_network_subnet", "hcloud_firewall", "hcloud_server", "hcloud_ssh_key",
+                      "hcloud_placement_group", "tailscale_tailnet_key", "random_password"],
+    },
+    "digitalocean": {
+        "providers": {"digitalocean": "digitalocean/digitalocean", "tailscale": "tailscale/tailscale",
+                      "random": "hashicorp/random"},
+        "resources": ["digitalocean_vpc", "digitalocean_tag", "digitalocean_firewall", "digitalocean_droplet",
+                      "digitalocean_ssh_key", "digitalocean_spaces_bucket", "digitalocean_spaces_key",
+                      "tailscale_tailnet_key", "random_password"],
+    },
+}
+# Ports never open to the internet: SSH, the Kubernetes API, kubelet, etcd.
+PRIVATE_PORTS = (22, 6443, 10250, 2379, 2380)
+PUBLIC_SOURCES = ("0.0.0.0/0", "::/0")
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    text = str(_strip(text or "")).strip()
+    if not text:
+        return None
+    lo, _, hi = text.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def _check_public_rule(module: str, protocol: str, ports: str, sources, what: str) -> None:
+    public = any(src in str(sources) for src in PUBLIC_SOURCES)
+    ports = str(_strip(ports or ""))
+    rng = _port_range(ports)
+    if not public:
+        return
+    exposed = [p for p in PRIVATE_PORTS if rng and rng[0] <= p <= rng[1] and protocol == "tcp"]
+    R.check(not exposed, f"{module}: firewall rule {protocol}/{ports or '-'} ({what}) is public but opens none of "
+            f"{PRIVATE_PORTS}", f"opens {exposed}")
+    allowed = {("tcp", (80, 80)), ("tcp", (443, 443)), ("udp", (41641, 41641)), ("icmp", None)}
+    R.check((protocol, rng) in allowed, f"{module}: public firewall rule {protocol}/{ports or '-'} is HTTP(S), Tailscale or ICMP")
+
+
 def check_terraform() -> None:
-    R.start("Terraform (deploy/terraform/hetzner)")
-    tf_dir = DEPLOY / "terraform" / "hetzner"
+    for module, spec in TERRAFORM_MODULES.items():
+        check_terraform_module(module, spec)
+    tf = shutil.which("terraform")
+    R.start("Terraform (terraform fmt)")
+    if tf:
+        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+        proc = subprocess.run([tf, "fmt", "-check", "-recursive", "-diff", str(DEPLOY / "terraform")],
+                              capture_output=True, text=True, env=env)
+        R.check(proc.returncode == 0, "terraform fmt -check (offline)", proc.stdout[-1500:] + proc.stderr[-500:])
+        R.skip("terraform validate: needs `terraform init` to download providers (no registry access here)")
+    else:
+        R.skip("terraform binary not installed: terraform fmt not run")
+
+
+def check_terraform_module(module: str, spec: dict) -> None:
+    R.start(f"Terraform (deploy/terraform/{module})")
+    tf_dir = DEPLOY / "terraform" / module
     resources: dict = defaultdict(dict)
     variables, providers, texts = set(), {}, ""
     for f in sorted(tf_dir.glob("*.tf")):
@@ -1000,36 +1730,74 @@ def check_terraform() -> None:
         for block in doc.get("terraform", []):
             for rp in block.get("required_providers", []):
                 providers.update({_strip(k): v for k, v in rp.items()})
-    for p, source in (("hcloud", "hetznercloud/hcloud"), ("tailscale", "tailscale/tailscale")):
-        R.check(_strip((providers.get(p) or {}).get("source")) == source, f"provider {p} is {source}, version-pinned",
-                str(providers.get(p)))
-    for rtype in ("hcloud_network", "hcloud_network_subnet", "hcloud_firewall", "hcloud_server", "hcloud_ssh_key",
-                  "hcloud_placement_group", "tailscale_tailnet_key", "random_password"):
-        R.check(rtype in resources, f"declares {rtype}")
+    for p, source in spec["providers"].items():
+        version = _strip((providers.get(p) or {}).get("version", ""))
+        R.check(_strip((providers.get(p) or {}).get("source")) == source and str(version).startswith("~>"),
+                f"{module}: provider {p} is {source}, version-pinned ({version})", str(providers.get(p)))
+    for rtype in spec["resources"]:
+        R.check(rtype in resources, f"{module}: declares {rtype}")
     used = set(re.findall(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)", texts))
-    R.check(used <= variables, "every var.* used is declared", str(sorted(used - variables)))
-    for fw in resources.get("hcloud_firewall", {}).values():
-        for rule in fw.get("rule", []):
-            port = str(_strip(rule.get("port", "")))
-            public = any("0.0.0.0/0" in str(s) for s in rule.get("source_ips", []))
-            R.check(not (public and port in ("22", "6443", "10250", "2379-2380")),
-                    f"firewall does not open port {port or rule.get('protocol')} to the internet" if port in ("22", "6443", "10250", "2379-2380")
-                    else f"firewall rule {rule.get('protocol')}/{port or '-'} ({_strip(rule.get('description', ''))})")
-    for sname, srv in resources.get("hcloud_server", {}).items():
-        text = json.dumps(srv)
-        R.check("hcloud_firewall" in text, f"server {sname} is behind the firewall")
-        R.check("hcloud_network" in text, f"server {sname} joins the private network")
-        R.check("templatefile" in text and "tailscale" in text, f"server {sname} joins the tailnet from cloud-init")
+    R.check(used <= variables, f"{module}: every var.* used is declared", str(sorted(used - variables)))
+    example = tf_dir / "terraform.tfvars.example"
+    if R.check(example.is_file(), f"{module}: has terraform.tfvars.example"):
+        try:
+            with example.open(encoding="utf-8") as f:
+                keys = {k for k in hcl2.load(f) if not k.startswith("__")}
+            R.check(keys <= variables, f"{module}: terraform.tfvars.example sets only declared variables",
+                    str(sorted(keys - variables)))
+        except Exception as e:
+            R.check(False, f"{module}: terraform.tfvars.example parses", str(e)[:300])
+    ignored = (tf_dir / ".gitignore").read_text(encoding="utf-8").split() if (tf_dir / ".gitignore").is_file() else []
+    R.check({"terraform.tfvars", "*.tfstate", ".terraform/"} <= set(ignored),
+            f"{module}: .gitignore keeps state, tfvars and .terraform/ out of git")
+    if module == "hetzner":
+        for fw in resources.get("hcloud_firewall", {}).values():
+            for rule in fw.get("rule", []):
+                _check_public_rule(module, _strip(rule.get("protocol")), rule.get("port", ""), rule.get("source_ips", []),
+                                   _strip(rule.get("description", "")))
+        for sname, srv in resources.get("hcloud_server", {}).items():
+            text = json.dumps(srv)
+            R.check("hcloud_firewall" in text, f"{module}: server {sname} is behind the firewall")
+            R.check("hcloud_network" in text, f"{module}: server {sname} joins the private network")
+            R.check("templatefile" in text and "tailscale" in text, f"{module}: server {sname} joins the tailnet from cloud-init")
+    if module == "digitalocean":
+        fws = resources.get("digitalocean_firewall", {})
+        for fw in fws.values():
+            inbound, outbound = fw.get("inbound_rule", []), fw.get("outbound_rule", [])
+            for rule in inbound:
+                _check_public_rule(module, _strip(rule.get("protocol")), rule.get("port_range", ""),
+                                   rule.get("source_addresses", []), "inbound")
+            internal = [r for r in inbound if "var.vpc_cidr" in json.dumps(r.get("source_addresses"))]
+            R.check({_strip(r.get("protocol")) for r in internal} == {"tcp", "udp", "icmp"},
+                    f"{module}: nodes reach each other inside the VPC (tcp, udp, icmp from var.vpc_cidr)")
+            R.check({_strip(r.get("protocol")) for r in outbound} == {"tcp", "udp", "icmp"}
+                    and all(any(src in str(r.get("destination_addresses")) for src in PUBLIC_SOURCES) for r in outbound),
+                    f"{module}: outbound rules allow tcp, udp and icmp (a DigitalOcean firewall denies what no rule allows)")
+            R.check("digitalocean_tag.k3s" in json.dumps(fw.get("tags")), f"{module}: the firewall applies to the cluster's tag")
+        for sname, drop in resources.get("digitalocean_droplet", {}).items():
+            text = json.dumps(drop)
+            R.check("digitalocean_tag.k3s" in json.dumps(drop.get("tags")), f"{module}: droplet {sname} carries the firewall's tag")
+            R.check("digitalocean_vpc.k3s" in json.dumps(drop.get("vpc_uuid")), f"{module}: droplet {sname} is in the VPC")
+            R.check("templatefile" in text and "tailscale" in text, f"{module}: droplet {sname} joins the tailnet from cloud-init")
+            R.check("ignore_changes" in text, f"{module}: droplet {sname} is not replaced when cloud-init or the image changes")
+        for bname, bucket in resources.get("digitalocean_spaces_bucket", {}).items():
+            R.check(_strip(bucket.get("acl", "private")) == "private", f"{module}: Spaces bucket {bname} is private")
+        for kname, key in resources.get("digitalocean_spaces_key", {}).items():
+            grants = key.get("grant", [])
+            R.check(bool(grants) and all(_strip(g.get("permission")) == "readwrite" and "digitalocean_spaces_bucket" in json.dumps(g)
+                                         for g in grants),
+                    f"{module}: Spaces key {kname} can read and write the bucket only (no fullaccess)")
     # Cloud-init templates: every ${...} is passed in, and the rendered result is YAML.
     for call in re.finditer(r'templatefile\(\s*"\$\{path\.module\}/([^"]+)"\s*,\s*\{(.*?)\}\s*\)', texts, re.S):
         template = tf_dir / call.group(1)
+        where = f"{module}: {call.group(1)}"
         passed = set(re.findall(r"^\s*(\w+)\s*=", call.group(2), re.M))
-        if not R.check(template.is_file(), f"template {call.group(1)} exists"):
+        if not R.check(template.is_file(), f"{where} exists"):
             continue
         body = template.read_text(encoding="utf-8")
-        R.check("%{" not in body, f"{call.group(1)} uses only ${{...}} interpolation")
+        R.check("%{" not in body, f"{where} uses only ${{...}} interpolation")
         wanted = set(re.findall(r"(?<!\$)\$\{(\w+)\}", body))
-        R.check(wanted <= passed, f"{call.group(1)}: every interpolated name is passed by templatefile()",
+        R.check(wanted <= passed, f"{where}: every interpolated name is passed by templatefile()",
                 str(sorted(wanted - passed)))
         # Values: files embedded with indent(N, file(...)) as Terraform would; others a token.
         values = {}
@@ -1043,14 +1811,14 @@ def check_terraform() -> None:
         try:
             doc = yaml.safe_load(rendered)
             ok = body.startswith("#cloud-config") and isinstance(doc, dict) and "runcmd" in doc
-            R.check(ok, f"{call.group(1)} renders to #cloud-config YAML with runcmd")
+            R.check(ok, f"{where} renders to #cloud-config YAML with runcmd")
         except yaml.YAMLError as e:
-            R.check(False, f"{call.group(1)} renders to YAML", str(e)[:300])
+            R.check(False, f"{where} renders to YAML", str(e)[:300])
             continue
         for name, (content, _) in values.items():
             files = [f for f in doc.get("write_files", []) if f"${{{name}}}" in body and
                      str(f.get("content", "")).strip() == content.strip()]
-            R.check(bool(files), f"{call.group(1)}: the embedded {name} comes out of cloud-init unchanged")
+            R.check(bool(files), f"{where}: the embedded {name} comes out of cloud-init unchanged")
         for f in doc.get("write_files", []):
             if str(f.get("content", "")).startswith("#!/bin/bash"):
                 with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
@@ -1058,17 +1826,27 @@ def check_terraform() -> None:
                 sc = shutil.which("shellcheck")
                 if sc:
                     proc = subprocess.run([sc, "-S", "warning", script.name], capture_output=True, text=True)
-                    R.check(proc.returncode == 0, f"{call.group(1)}: {f['path']} passes shellcheck", proc.stdout[-800:])
+                    R.check(proc.returncode == 0, f"{where}: {f['path']} passes shellcheck", proc.stdout[-800:])
                 os.unlink(script.name)
-    tf = shutil.which("terraform")
-    if tf:
-        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
-        proc = subprocess.run([tf, "fmt", "-check", "-recursive", "-diff", str(DEPLOY / "terraform")],
-                              capture_output=True, text=True, env=env)
-        R.check(proc.returncode == 0, "terraform fmt -check (offline)", proc.stdout[-1500:] + proc.stderr[-500:])
-        R.skip("terraform validate: needs `terraform init` to download providers (no registry access here)")
-    else:
-        R.skip("terraform binary not installed: terraform fmt not run")
+
+
+def check_spaces_overlay(rendered: dict) -> None:
+    """The digitalocean overlay's blob settings match what its Terraform module creates."""
+    objs = rendered.get((DEPLOY / "overlays" / "digitalocean").resolve())
+    if objs is None:
+        return
+    R.start("DigitalOcean overlay against deploy/terraform/digitalocean")
+    defaults = {}
+    with (DEPLOY / "terraform" / "digitalocean" / "variables.tf").open(encoding="utf-8") as f:
+        for block in hcl2.load(f).get("variable", []):
+            for k, v in block.items():
+                defaults[_strip(k)] = _strip(v.get("default"))
+    cfg = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "platform-config")["data"]
+    bucket = urlparse(cfg.get("PLATFORM_BLOB_URL", "")).hostname
+    R.check(bucket == defaults.get("spaces_bucket"), f"PLATFORM_BLOB_URL names the bucket Terraform creates ({bucket})")
+    R.check(cfg.get("AWS_REGION") == defaults.get("region"), f"AWS_REGION is the module's region ({cfg.get('AWS_REGION')})")
+    R.check(cfg.get("AWS_ENDPOINT") == f"https://{defaults.get('region')}.digitaloceanspaces.com",
+            f"AWS_ENDPOINT is the Spaces endpoint of that region ({cfg.get('AWS_ENDPOINT')})")
 
 
 def check_packer() -> None:
@@ -1113,13 +1891,15 @@ def check_packer() -> None:
 
 def check_shell() -> None:
     R.start("Shell scripts (shellcheck)")
-    scripts = sorted((DEPLOY / "packer" / "scripts").glob("*.sh")) + [DEPLOY / "tests" / "validate"]
+    scripts = sorted((DEPLOY / "packer" / "scripts").glob("*.sh")) + [DEPLOY / "tests" / "validate"] + \
+        sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file() and p.read_text(encoding="utf-8").startswith("#!"))
     sc = shutil.which("shellcheck")
     if not sc:
         R.skip("shellcheck not installed")
         return
     for s in scripts:
-        proc = subprocess.run([sc, "-S", "style", str(s)], capture_output=True, text=True)
+        # -x from the repository root: scripts/test and scripts/bench source scripts/bootstrap.
+        proc = subprocess.run([sc, "-x", "-S", "style", str(s)], capture_output=True, text=True, cwd=ROOT)
         R.check(proc.returncode == 0, f"shellcheck {rel(s)}", proc.stdout[-1500:])
 
 
@@ -1184,13 +1964,13 @@ def main() -> int:
     features = features_doc.get("data") or {}
 
     rendered: dict = {}
-    for directory in OVERLAYS + EXTRA_KUSTOMIZATIONS:
+    kubectl = check_kubectl()
+    for directory in (OVERLAYS + EXTRA_KUSTOMIZATIONS) if kubectl else []:
         R.start(f"Render {rel(directory)}")
-        objs = render(directory)
+        objs = render(kubectl, directory)
         if objs is None:
             continue
         rendered[directory.resolve()] = objs
-        cross_check_with_kubectl(directory, objs)
         R.start(f"Schemas of {rel(directory)}")
         for o in objs:
             validate_object(o, crds, rel(directory))
@@ -1199,13 +1979,18 @@ def main() -> int:
             check_overlay(directory.name, objs, features)
             R.start(f"Kyverno policy against {rel(directory)}")
             check_policies(directory.name, objs)
+            R.start(f"NetworkPolicies of {rel(directory)}")
+            check_network_policies(directory.name, objs)
+            R.start(f"NATS users and permissions of {rel(directory)}")
+            check_nats(directory.name, objs)
+            check_kubearmor(directory.name, objs)
 
     check_generated(crds, features, rendered)
 
     R.start("Plain manifests (argocd/, cluster/)")
     plain = []
     for f in PLAIN_MANIFESTS:
-        for o in kustomize_lite.load_yaml_documents(f):
+        for o in load_yaml_documents(f):
             plain.append((f, o))
             validate_object(o, crds, rel(f))
     check_cluster_settings(plain)
@@ -1214,6 +1999,7 @@ def main() -> int:
     check_fluent_bit()
     check_scrape_config()
     check_terraform()
+    check_spaces_overlay(rendered)
     check_packer()
     check_shell()
     check_dockerfile()

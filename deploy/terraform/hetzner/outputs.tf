@@ -1,5 +1,5 @@
 output "server_public_ipv4" {
-  description = "Public IPv4 of the K3s servers: point DNS (platform.<domain>, *.platform.<domain>) here."
+  description = "Public IPv4 of the K3s servers: point DNS (console.<domain>, platform-runtime.platform.<domain>, *.apps.<domain>) here."
   value       = hcloud_server.control_plane[*].ipv4_address
 }
 
