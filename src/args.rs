@@ -45,6 +45,37 @@ pub struct RuntimeArgs {
     /// Most guest executions at once; more requests wait.
     #[arg(long, env = "PLATFORM_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
+    /// Most executions at once of one app, so one app cannot take the host [default: half
+    /// of --max-concurrency]. An app at its cap answers 503 with Retry-After.
+    #[arg(long, env = "PLATFORM_MAX_APP_CONCURRENCY")]
+    pub max_app_concurrency: Option<usize>,
+    /// Most executions at once of all of one tenant's apps [default: three quarters of
+    /// --max-concurrency].
+    #[arg(long, env = "PLATFORM_MAX_TENANT_CONCURRENCY")]
+    pub max_tenant_concurrency: Option<usize>,
+    /// How long a request may wait for its app's, its tenant's and the host's capacity before
+    /// a 503 with Retry-After (at most the release's time limit).
+    #[arg(long, env = "PLATFORM_QUEUE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// How long a WAGI request's whole body may take to arrive (read before the guest runs).
+    #[arg(long, env = "PLATFORM_BODY_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// How long a request body may stall without a byte before the request fails (408).
+    #[arg(long, env = "PLATFORM_BODY_IDLE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub body_idle_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, env = "PLATFORM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Route by X-Forwarded-Host instead of Host. Only behind a proxy that overwrites that
+    /// header and is the runtime's sole entry (deploy/README.md); a client could otherwise
+    /// pick any tenant's host.
+    #[arg(long, env = "PLATFORM_TRUST_FORWARDED_HOST")]
+    pub trust_forwarded_host: bool,
+    /// Internal listener for CloudEvents (POST /.platform/events) from the event broker,
+    /// e.g. 127.0.0.1:8082. The traffic listener never takes events [default: none, events
+    /// over HTTP off].
+    #[arg(long, env = "PLATFORM_EVENTS_LISTEN")]
+    pub events_listen: Option<SocketAddr>,
     /// Cluster mode: serve only this app (by id), as the runtime of a dedicated app's own
     /// Knative Service. `platform up` serves everything and ignores it.
     #[arg(long, env = "PLATFORM_ONLY_APP")]
@@ -77,6 +108,41 @@ impl RuntimeArgs {
             return SocketAddr::from(([0, 0, 0, 0], port));
         }
         SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+}
+
+/// Apps' own addresses (`platform up` and `platform control`).
+#[derive(Debug, Clone, Args)]
+pub struct AddressArgs {
+    /// Every app answers at `<app>--<tenant>.<base domain>` with no route or claim, e.g.
+    /// apps.example.com (a wildcard DNS name pointing at the runtimes) [`platform up`:
+    /// localhost, which browsers and curl resolve to this machine; give "" for none].
+    #[arg(long, env = "PLATFORM_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+    /// Instead of --base-domain, a template with {app} and {tenant}, e.g.
+    /// '{app}.{tenant}.fn.example.com'.
+    #[arg(
+        long,
+        env = "PLATFORM_APP_ADDRESS_TEMPLATE",
+        conflicts_with = "base_domain"
+    )]
+    pub app_address_template: Option<String>,
+}
+
+impl AddressArgs {
+    /// The template, if any; `default_base` applies when neither flag is given.
+    pub fn template(
+        &self,
+        default_base: Option<&str>,
+    ) -> anyhow::Result<Option<platform_control::app_address::AppAddressTemplate>> {
+        use platform_control::app_address::AppAddressTemplate;
+        if let Some(t) = &self.app_address_template {
+            return Ok(Some(AppAddressTemplate::parse(t)?));
+        }
+        match self.base_domain.as_deref().or(default_base).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(d) => Ok(Some(AppAddressTemplate::from_base_domain(d)?)),
+        }
     }
 }
 
@@ -207,6 +273,48 @@ impl OidcArgs {
                 .filter(|d| !d.is_empty())
                 .collect(),
         }))
+    }
+}
+
+/// The dashboard (served by `platform up` and `platform control`).
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Where people reach the dashboard, e.g. https://console.example.com [default: the
+    /// API listener's address]. Over https the session cookie is `__Host-` and `Secure`.
+    /// Keep the dashboard on a host of its own, never one that tenants' apps are served on
+    /// or below (deploy/README.md).
+    #[arg(long, env = "PLATFORM_DASHBOARD_URL")]
+    pub dashboard_url: Option<String>,
+    /// Header the proxy in front of the dashboard puts the client's address in (its last
+    /// entry is used for sign-in rate limits), e.g. x-forwarded-for. Only behind a proxy
+    /// that sets it and is the dashboard's only entry [default: the peer address].
+    #[arg(long, env = "PLATFORM_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+impl DashboardArgs {
+    /// The dashboard's settings, for a dashboard listening at `listen_base` (used when no
+    /// --dashboard-url is given).
+    pub fn web_config(&self, listen_base: &str) -> anyhow::Result<platform_web::WebConfig> {
+        let base = self
+            .dashboard_url
+            .as_deref()
+            .map(|u| u.trim().trim_end_matches('/'))
+            .filter(|u| !u.is_empty())
+            .unwrap_or(listen_base);
+        url::Url::parse(base).map_err(|e| anyhow::anyhow!("--dashboard-url {base:?}: {e}"))?;
+        Ok(platform_web::WebConfig {
+            secure_cookies: base.starts_with("https://"),
+            oidc: self.oidc.config(base)?,
+            client_ip_header: self
+                .client_ip_header
+                .as_deref()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty()),
+            ..Default::default()
+        })
     }
 }
 

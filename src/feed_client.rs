@@ -108,7 +108,7 @@ pub struct InProcessSource(pub Arc<platform_control::Control>);
 #[async_trait]
 impl SnapshotSource for InProcessSource {
     async fn snapshot(&self) -> anyhow::Result<FeedSnapshot> {
-        Ok(platform_control::feed::snapshot(&self.0.store).await?)
+        Ok(platform_control::feed::snapshot(&self.0).await?)
     }
 }
 

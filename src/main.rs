@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::args::{CommonArgs, OidcArgs, RuntimeArgs, StoreArgs};
+use crate::args::{AddressArgs, CommonArgs, DashboardArgs, RuntimeArgs, StoreArgs};
 
 /// Platform: serve Go HTTP handlers compiled to WebAssembly.
 #[derive(Debug, Parser)]
@@ -28,6 +28,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing the flattened flag groups buys nothing"
+)]
 enum Command {
     /// Run everything in one process on local storage: runtime, control API, compile worker
     /// and dashboard. Serves --manifest apps, or a demo app on an empty installation.
@@ -45,7 +49,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        oidc: OidcArgs,
+        addresses: AddressArgs,
+        #[command(flatten)]
+        dashboard: DashboardArgs,
     },
     /// Run the data plane: serve traffic for what the control plane (or a manifest) says.
     Runtime {
@@ -83,7 +89,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        oidc: OidcArgs,
+        addresses: AddressArgs,
+        #[command(flatten)]
+        dashboard: DashboardArgs,
     },
     /// Run a compile worker: compiles uploaded modules ahead of time.
     Worker {
@@ -129,8 +137,15 @@ fn main() -> std::process::ExitCode {
                 common,
                 runtime,
                 store,
-                oidc,
-            } => process::up::run(manifest, public_url, common, runtime, store, oidc).await,
+                addresses,
+                dashboard,
+            } => {
+                let addresses = addresses.template(Some("localhost"))?;
+                process::up::run(
+                    manifest, public_url, common, runtime, store, addresses, dashboard,
+                )
+                .await
+            }
             Command::Runtime {
                 manifest,
                 control_url,
@@ -146,8 +161,12 @@ fn main() -> std::process::ExitCode {
                 public_url,
                 common,
                 store,
-                oidc,
-            } => process::control::run(listen, public_url, common, store, oidc).await,
+                addresses,
+                dashboard,
+            } => {
+                let addresses = addresses.template(None)?;
+                process::control::run(listen, public_url, common, store, addresses, dashboard).await
+            }
             Command::Worker {
                 admin_listen,
                 common,

@@ -162,6 +162,26 @@ fn main() -> anyhow::Result<()> {
     let sdk_pooled_c1 = load(platform_addr, "/sdk", 1)?;
     let sdk_pr_c1 = load(platform_addr, "/sdk-pr", 1)?;
 
+    // A neighbour's latency while one app is flooded: the Go SDK hello at 4 connections,
+    // alone and then while 64 connections hammer the (much slower) Go mux app. With
+    // per-app caps the flood queues behind its own app's cap, not the host's.
+    eprintln!("flooded neighbour: Go SDK hello while the Go mux app is flooded ...");
+    let alone = load(platform_addr, "/sdk", 4)?;
+    let (beside_flood, flood) = client_rt.block_on(async {
+        let flood = tokio::spawn(loadgen::run(
+            platform_addr,
+            "/mux/items/1",
+            "bench.local",
+            64,
+            warmup,
+            secs,
+        ));
+        let measured = loadgen::run(platform_addr, "/sdk", "bench.local", 4, warmup, secs).await;
+        (measured, flood.await)
+    });
+    let beside_flood = beside_flood?;
+    let flood = flood??;
+
     // Native hyper, after (brackets machine noise).
     eprintln!("native hyper hello (again) ...");
     let native_after = load(native_addr, "/", args.concurrency)?;
@@ -217,6 +237,27 @@ fn main() -> anyhow::Result<()> {
         &rust_wagi_c1,
         native_c1.rps,
     );
+
+    report.rows.push(Row::latency(
+        "Go SDK hello, 4 connections, alone",
+        alone.p50_us,
+        alone.p99_us,
+    ));
+    report.rows.push(Row::latency(
+        "Go SDK hello, 4 connections, while 64 connections flood another app",
+        beside_flood.p50_us,
+        beside_flood.p99_us,
+    ));
+    report.note(format!(
+        "Flooded neighbour: the Go SDK hello's p99 is {:.2}x its p99 alone ({:.0} µs vs {:.0} µs; {} errors); the flooded Go mux app meanwhile served {:.0} req/s with {} refused or failed ({}).",
+        beside_flood.p99_us / alone.p99_us.max(1.0),
+        beside_flood.p99_us,
+        alone.p99_us,
+        beside_flood.errors,
+        flood.rps,
+        flood.errors,
+        "503 with Retry-After once it is at its own cap"
+    ));
 
     // In-process: the same guest bytes through bare wasmtime and through the WAGI executor.
     eprintln!("in-process runs ...");

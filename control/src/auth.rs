@@ -144,7 +144,9 @@ pub async fn caller_for_secret(store: &Store, secret: &str) -> Result<Caller, Ap
     Ok(caller)
 }
 
-/// Validates a tenant or app name: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
+/// Validates a tenant or app name: 1-63 of `a-z 0-9 -`, not starting or ending with `-`,
+/// and without `--` (which separates app and tenant in apps' default addresses, so
+/// `<app>--<tenant>` names exactly one app).
 pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
@@ -153,11 +155,15 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "invalid {kind} name {name:?}: use 1-63 lower-case letters, digits and '-'"
-        ))
+        ));
     }
+    if name.contains("--") {
+        return Err(format!(
+            "invalid {kind} name {name:?}: '--' is reserved (it separates app and tenant in default addresses)"
+        ));
+    }
+    Ok(())
 }

@@ -104,6 +104,11 @@ impl ApiError {
         Self::new(Code::AlreadyExists, message)
     }
 
+    /// The system's state does not allow it (yet).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, message)
+    }
+
     /// Permission denied.
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(Code::PermissionDenied, message)

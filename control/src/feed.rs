@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::Control;
+use crate::app_address::AppAddressTemplate;
 use crate::error::ApiError;
 use crate::store::{Store, Tx, timestamp};
 
@@ -93,11 +94,14 @@ pub fn release_from_row(
     })
 }
 
-/// The serving state of one app, or `None` when it serves nothing (no routes or triggers,
-/// or no live release). Runs on whatever connection or transaction is given.
+/// The serving state of one app, or `None` when it serves nothing (no live release, or no
+/// routes, triggers or default address). Runs on whatever connection or transaction is
+/// given. With `addresses`, the app's own address is served as one more route, `/` on
+/// `<app>--<tenant>.<base domain>`.
 pub async fn serving_app(
     conn: &mut sqlx::AnyConnection,
     app_id: &str,
+    addresses: Option<&AppAddressTemplate>,
 ) -> Result<Option<ServingApp>, sqlx::Error> {
     let Some(app) = sqlx::query(
         "SELECT id, tenant, name, live_release_id, split_release_id, split_weight, dedicated FROM apps WHERE id = $1",
@@ -123,6 +127,15 @@ pub async fn serving_app(
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
+    let mut routes = routes;
+    let tenant: String = app.try_get("tenant")?;
+    let name: String = app.try_get("name")?;
+    if let Some(t) = addresses {
+        routes.push(ServingRoute {
+            host: t.host(&name, &tenant),
+            path_prefix: "/".into(),
+        });
+    }
     let (event_triggers, subject_triggers) =
         crate::api::triggers::app_triggers(&mut *conn, app_id).await?;
     if routes.is_empty() && event_triggers.is_empty() && subject_triggers.is_empty() {
@@ -162,8 +175,8 @@ pub async fn serving_app(
     }
     Ok(Some(ServingApp {
         app_id: app_id.to_string(),
-        tenant: app.try_get("tenant")?,
-        name: app.try_get("name")?,
+        tenant,
+        name,
         routes,
         releases,
         event_triggers,
@@ -175,19 +188,26 @@ pub async fn serving_app(
 /// The whole serving state. The revision is read first: apps read after it are at least
 /// that new, and events up to it are then ignored by the runtime, which loses nothing since
 /// every event carries an app's full state.
-pub async fn snapshot(store: &Store) -> Result<FeedSnapshot, sqlx::Error> {
+pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
+    let store = &ctl.store;
+    let addresses = ctl.config.app_addresses.as_ref();
     let revision = store.revision().await?;
-    let ids: Vec<String> =
-        sqlx::query("SELECT app_id FROM routes UNION SELECT app_id FROM triggers")
-            .fetch_all(store.pool())
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+    // With default addresses every live app serves; without, those with routes or triggers.
+    let sql = if addresses.is_some() {
+        "SELECT id FROM apps WHERE live_release_id IS NOT NULL"
+    } else {
+        "SELECT app_id FROM routes UNION SELECT app_id FROM triggers"
+    };
+    let ids: Vec<String> = sqlx::query(sql)
+        .fetch_all(store.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
     let mut apps = Vec::with_capacity(ids.len());
     let mut conn = store.pool().acquire().await?;
     for id in ids {
-        if let Some(a) = serving_app(&mut conn, &id).await? {
+        if let Some(a) = serving_app(&mut conn, &id, addresses).await? {
             apps.push(a);
         }
     }
@@ -197,7 +217,7 @@ pub async fn snapshot(store: &Store) -> Result<FeedSnapshot, sqlx::Error> {
 /// Bumps the revision, captures `app_id`'s serving state, commits, and publishes the event.
 pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Result<u64, ApiError> {
     let revision = Store::bump_revision(&mut tx).await?;
-    let change = match serving_app(&mut tx, app_id).await? {
+    let change = match serving_app(&mut tx, app_id, ctl.config.app_addresses.as_ref()).await? {
         Some(app) => feed_event::Change::AppChanged(app),
         None => feed_event::Change::AppRemoved(app_id.to_string()),
     };

@@ -10,6 +10,7 @@
 //! Not here: serving traffic (that is `platform-runtime`, which only ever sees the feed).
 
 pub mod api;
+pub mod app_address;
 pub mod auth;
 pub mod blobs;
 pub mod connect;
@@ -17,6 +18,7 @@ pub mod dedicated;
 pub mod error;
 pub mod events;
 pub mod feed;
+pub mod host_ownership;
 pub mod store;
 pub mod worker;
 
@@ -45,6 +47,9 @@ pub struct ControlConfig {
     pub staging_dir: PathBuf,
     /// Fingerprint of the runtimes' engine (artifacts are compiled for it).
     pub engine: EngineFingerprint,
+    /// Every app's own address (`<app>--<tenant>.<base domain>`), when the operator set a
+    /// base domain or template.
+    pub app_addresses: Option<app_address::AppAddressTemplate>,
 }
 
 /// The control plane: store, blobs, events and configuration, shared by every handler.

@@ -129,6 +129,15 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
+    /// Serializes serving changes that check before they write (route ownership, domain
+    /// assignments) until `tx` ends: a row lock on PostgreSQL, the write lock on SQLite.
+    pub async fn lock_serving(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE feed_state SET revision = revision WHERE id = 1")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// The current feed revision.
     pub async fn revision(&self) -> Result<u64, sqlx::Error> {
         let row = sqlx::query("SELECT revision FROM feed_state WHERE id = 1")

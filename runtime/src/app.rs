@@ -3,9 +3,10 @@
 //! These are the runtime's own types. A feed (a local `platform.toml`, or the control
 //! plane) builds them; the runtime never looks further than this.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::admission::{Admission, AppGate};
 use crate::module_cache::Digest;
 
 /// Hard limits applied to every request of a release.
@@ -104,21 +105,41 @@ impl AppSpec {
 }
 
 /// What a route points to: an app with one live release, or a weighted split of two.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AppTarget {
     /// App name.
     pub app: String,
     /// Releases with their weights (weights need not sum to 100).
     pub releases: Vec<(u32, Arc<AppSpec>)>,
+    /// The app's admission gate, bound on the first request after the route table is
+    /// installed (so requests do not look it up by name). A target serves one runtime.
+    gate: OnceLock<Arc<AppGate>>,
 }
 
 impl AppTarget {
+    /// A target splitting traffic between `releases` by weight.
+    pub fn new(app: impl Into<String>, releases: Vec<(u32, Arc<AppSpec>)>) -> Self {
+        AppTarget {
+            app: app.into(),
+            releases,
+            gate: OnceLock::new(),
+        }
+    }
+
     /// A target with all traffic on one release.
     pub fn single(spec: Arc<AppSpec>) -> Self {
-        AppTarget {
-            app: spec.app.clone(),
-            releases: vec![(100, spec)],
-        }
+        Self::new(spec.app.clone(), vec![(100, spec)])
+    }
+
+    /// The tenant owning the app.
+    pub fn tenant(&self) -> &str {
+        self.releases.first().map_or("", |(_, s)| s.tenant.as_str())
+    }
+
+    /// The app's admission gate in `admission`.
+    pub fn gate(&self, admission: &Admission) -> &Arc<AppGate> {
+        self.gate
+            .get_or_init(|| admission.gate(self.tenant(), &self.app))
     }
 
     /// Picks the release for one request, by weight.
@@ -159,10 +180,7 @@ mod tests {
             release: "b".into(),
             ..AppSpec::for_tests("x")
         });
-        let t = AppTarget {
-            app: "x".into(),
-            releases: vec![(90, a), (10, b)],
-        };
+        let t = AppTarget::new("x", vec![(90, a), (10, b)]);
         let n = 10_000;
         let to_b = (0..n).filter(|_| t.pick().unwrap().release == "b").count();
         assert!((600..1400).contains(&to_b), "{to_b} of {n} went to b");

@@ -7,6 +7,8 @@ use http::StatusCode;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
+use crate::admission::Capacity;
+
 /// A request the guest did not answer properly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuestFailure {
@@ -34,9 +36,18 @@ pub enum GuestFailure {
     /// The host could not start the instance.
     #[error("the function could not start: {0}")]
     Instantiate(String),
-    /// No instance slot free within the wait budget.
-    #[error("the host is at capacity, try again")]
-    Overloaded,
+    /// A concurrency cap stayed full for the whole wait budget.
+    #[error("{}", overloaded_message(*.0))]
+    Overloaded(Capacity),
+}
+
+fn overloaded_message(cap: Capacity) -> &'static str {
+    match cap {
+        Capacity::App => "the app is at its concurrency limit, try again shortly",
+        Capacity::Tenant => "the tenant's apps are at their concurrency limit, try again shortly",
+        Capacity::Instances => "all of the app's instances are busy, try again shortly",
+        Capacity::Host => "the host is at capacity, try again shortly",
+    }
 }
 
 impl GuestFailure {
@@ -47,7 +58,7 @@ impl GuestFailure {
             GuestFailure::BadOutput(_) | GuestFailure::ResponseTooLarge(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            GuestFailure::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GuestFailure::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +74,7 @@ impl GuestFailure {
             GuestFailure::BadOutput(_) => "bad_output",
             GuestFailure::ResponseTooLarge(_) => "response_too_large",
             GuestFailure::Instantiate(_) => "instantiate",
-            GuestFailure::Overloaded => "overloaded",
+            GuestFailure::Overloaded(_) => "overloaded",
         }
     }
 

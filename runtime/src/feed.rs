@@ -133,10 +133,7 @@ impl FeedState {
             if releases.is_empty() {
                 continue;
             }
-            let target = Arc::new(AppTarget {
-                app: app.name.clone(),
-                releases,
-            });
+            let target = Arc::new(AppTarget::new(app.name.clone(), releases));
             for r in &app.routes {
                 let text = format!("{}{}", r.host, r.path_prefix);
                 match RouteSpec::parse(&text) {

@@ -21,13 +21,18 @@ use tracing::Instrument;
 use wasmtime::{Engine, Linker};
 
 use crate::abi::AbiKind;
+use crate::admission::{Admission, AdmissionLimits, AppGate, Capacity, ExecPermits};
 use crate::app::AppSpec;
+use crate::body_timeout::{BodyIdle, IdleTimeoutBody};
 use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::failure::GuestFailure;
 use crate::guest::{GuestState, build_linker};
 use crate::logs::{LogBus, LogEvent, LogStream};
-use crate::metrics::{AppLabels, ColdLabels, RequestLabels, RuntimeMetrics, TrapLabels};
+use crate::metrics::{
+    AppLabels, ColdLabels, RejectLabels, RequestLabels, RuntimeMetrics, TrapLabels,
+};
 use crate::module_cache::{LoadKind, ModuleCache, ModuleSource};
+use crate::request_target::RoutingTarget;
 use crate::route_table::{RouteMatch, RouteTableHandle};
 use crate::sdk::SdkPools;
 use crate::wagi::{self, CgiRequest};
@@ -51,13 +56,38 @@ pub struct RuntimeConfig {
     pub engine: EngineSettings,
     /// Most guest executions at once; more wait (up to `queue_timeout`).
     pub max_concurrency: usize,
+    /// Most executions at once of one app [default: half of `max_concurrency`].
+    pub max_app_concurrency: Option<usize>,
+    /// Most executions at once of one tenant's apps [default: three quarters of
+    /// `max_concurrency`].
+    pub max_tenant_concurrency: Option<usize>,
     /// How long a request may wait for an execution slot before a 503.
     pub queue_timeout: Duration,
+    /// How long a WAGI request's whole body may take to arrive (it is read before the
+    /// guest gets a slot).
+    pub body_read_timeout: Duration,
+    /// How long a request body may stall (no bytes) before the request fails.
+    pub body_idle_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Route by `X-Forwarded-Host` instead of `Host`: only for a runtime whose sole entry
+    /// is a proxy that overwrites that header (see deploy/README.md).
+    pub trust_forwarded_host: bool,
     /// Where the embedded key-value store of SDK guests keeps its files.
     pub kv_dir: PathBuf,
 }
 
 impl RuntimeConfig {
+    /// The concurrency caps this configuration asks for.
+    pub fn admission_limits(&self) -> AdmissionLimits {
+        let derived = AdmissionLimits::from_host(self.max_concurrency);
+        AdmissionLimits {
+            host: derived.host,
+            per_app: self.max_app_concurrency.unwrap_or(derived.per_app),
+            per_tenant: self.max_tenant_concurrency.unwrap_or(derived.per_tenant),
+        }
+    }
+
     /// Defaults with artifacts under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
@@ -66,7 +96,13 @@ impl RuntimeConfig {
             idle_timeout: Duration::from_secs(300),
             engine: EngineSettings::default(),
             max_concurrency: 256,
+            max_app_concurrency: None,
+            max_tenant_concurrency: None,
             queue_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(15),
+            header_read_timeout: Duration::from_secs(10),
+            trust_forwarded_host: false,
             kv_dir: data_dir.join("kv"),
         }
     }
@@ -93,6 +129,19 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// Listener address.
     pub local: SocketAddr,
+    /// Which listener accepted it.
+    pub role: ListenerRole,
+}
+
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerRole {
+    /// Tenants' traffic, routed by host and path. Never takes CloudEvents.
+    #[default]
+    Traffic,
+    /// CloudEvents (`POST /.platform/events`) only: an internal listener for the event
+    /// broker, so the internet cannot inject events.
+    Events,
 }
 
 /// The data plane.
@@ -112,9 +161,14 @@ pub struct Runtime {
     pub sdk_pools: Arc<SdkPools>,
     /// The last hour of traffic per app (dashboard charts).
     pub traffic: Arc<crate::traffic::TrafficStats>,
-    slots: Arc<Semaphore>,
+    /// Concurrency caps (per app, per tenant, per host).
+    pub admission: Admission,
     queue_timeout: Duration,
     idle_timeout: Duration,
+    body_read_timeout: Duration,
+    body_idle_timeout: Duration,
+    header_read_timeout: Duration,
+    trust_forwarded_host: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -158,9 +212,13 @@ impl Runtime {
             logs: Arc::new(LogBus::default()),
             sdk_pools,
             traffic: Arc::default(),
-            slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            admission: Admission::new(config.admission_limits()),
             queue_timeout: config.queue_timeout,
             idle_timeout: config.idle_timeout,
+            body_read_timeout: config.body_read_timeout,
+            body_idle_timeout: config.body_idle_timeout,
+            header_read_timeout: config.header_read_timeout,
+            trust_forwarded_host: config.trust_forwarded_host,
         }))
     }
 
@@ -179,6 +237,11 @@ impl Runtime {
         self.idle_timeout
     }
 
+    /// How long a client may take to send a request's headers (the listener's setting).
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
     /// True once routes are loaded (readiness).
     pub fn is_ready(&self) -> bool {
         self.routes.is_loaded()
@@ -192,32 +255,74 @@ impl Runtime {
     {
         let started = Instant::now();
         let request_id = request_id_of(&req);
-        if req.uri().path() == crate::cloud_events::EVENTS_PATH {
-            return self
-                .handle_cloud_event(req, conn, request_id, started)
-                .await;
+        let events_path = req.uri().path() == crate::cloud_events::EVENTS_PATH;
+        match (conn.role, events_path) {
+            (ListenerRole::Events, true) => {
+                let req = req.map(|b| IdleTimeoutBody::new(b, self.body_idle_timeout));
+                return self
+                    .handle_cloud_event(req, conn, request_id, started)
+                    .await;
+            }
+            (ListenerRole::Events, false) => {
+                let resp = plain(
+                    StatusCode::NOT_FOUND,
+                    "this listener only takes CloudEvents at POST /.platform/events",
+                );
+                return with_request_id(resp, &request_id);
+            }
+            (ListenerRole::Traffic, _) => {}
         }
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
-        let table = self.routes.load();
-        let Some(matched) = table.lookup(host, req.uri().path()) else {
+        let mut req = req.map(|b| IdleTimeoutBody::new(b, self.body_idle_timeout));
+        let (matched, resolved_path) = {
+            let target =
+                match RoutingTarget::of(req.uri(), req.headers(), self.trust_forwarded_host) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.count_unrouted(400);
+                        let mut resp = plain(StatusCode::BAD_REQUEST, &e.to_string());
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return with_request_id(resp, &request_id);
+                    }
+                };
+            let table = self.routes.load();
+            let matched = if events_path {
+                None
+            } else {
+                table.lookup_canonical(target.host.as_deref(), &target.path)
+            };
+            let resolved = match target.path {
+                std::borrow::Cow::Owned(p) => Some(p),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            (matched, resolved)
+        };
+        let Some(matched) = matched else {
+            self.count_unrouted(404);
             let resp = plain(
                 StatusCode::NOT_FOUND,
                 &format!("no app is routed at {}", req.uri().path()),
             );
-            self.metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    app: "-".into(),
-                    status: 404,
-                })
-                .inc();
             return with_request_id(resp, &request_id);
         };
+        if let Some(path) = resolved_path
+            && let Some(uri) = crate::request_target::with_path(req.uri(), &path)
+        {
+            // The guest sees the path the request was routed by.
+            *req.uri_mut() = uri;
+        }
         self.dispatch(req, conn, matched, request_id, started).await
+    }
+
+    fn count_unrouted(&self, status: u16) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                tenant: "-".into(),
+                app: "-".into(),
+                status,
+            })
+            .inc();
     }
 
     /// [`Self::dispatch`] for requests the host built itself (events, messages), as a boxed
@@ -267,11 +372,17 @@ impl Runtime {
             duration_ms = tracing::field::Empty,
             cold = tracing::field::Empty,
         );
-        let mut guard = InFlight::new(self, &spec, &request_id, started);
-        let (resp, cold) = self
+        let mut req = req;
+        crate::reserved_cookies::strip_from_request(req.headers_mut());
+        let mut guard = InFlight::new(self, &spec, &request_id, started, &req);
+        let (mut resp, cold) = self
             .serve(req, conn, &matched, &spec, &request_id)
             .instrument(span.clone())
             .await;
+        let dropped = crate::reserved_cookies::strip_from_response(resp.headers_mut());
+        if dropped > 0 {
+            tracing::warn!(target: "platform::guest", app = %spec.app, request_id = %request_id, dropped, "dropped the guest's Set-Cookie for cookies reserved to the platform (platform_*)");
+        }
         let status = resp.status();
         let elapsed = started.elapsed();
         span.record("status", status.as_u16());
@@ -336,6 +447,7 @@ impl Runtime {
             self.metrics
                 .cold_loads
                 .get_or_create(&ColdLabels {
+                    tenant: spec.tenant.clone(),
                     app: spec.app.clone(),
                     source: kind.as_str().into(),
                 })
@@ -345,48 +457,20 @@ impl Runtime {
                 .set(self.cache.resident() as i64);
         }
         let cold = kind != LoadKind::Warm;
-
-        let permit = match tokio::time::timeout(
-            self.queue_timeout,
-            self.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                return (
-                    self.failure_response(spec, &GuestFailure::Overloaded, request_id),
-                    cold,
-                );
-            }
-        };
+        let gate = matched.target.gate(&self.admission);
 
         let resp = match loaded.abi.kind {
             AbiKind::Wagi => {
                 let (parts, body) = req.into_parts();
-                let body = match Limited::new(
-                    body,
-                    usize::try_from(limits.max_body).unwrap_or(usize::MAX),
-                )
-                .collect()
-                .await
-                {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) => {
-                        if e.downcast_ref::<http_body_util::LengthLimitError>()
-                            .is_some()
-                        {
-                            return (too_large(limits.max_body), cold);
-                        }
-                        tracing::info!(error = %e, "request body could not be read");
-                        return (
-                            plain(
-                                StatusCode::BAD_REQUEST,
-                                "the request body could not be read",
-                            ),
-                            cold,
-                        );
-                    }
+                // The whole body arrives before the guest gets a slot: a slow client holds
+                // a connection, never an execution slot.
+                let body = match self.read_body(body, limits.max_body).await {
+                    Ok(b) => b,
+                    Err(resp) => return (resp, cold),
+                };
+                let _permits = match self.admit(spec, gate, None, request_id).await {
+                    Ok(p) => p,
+                    Err(resp) => return (resp, cold),
                 };
                 let cgi = CgiRequest {
                     parts: &parts,
@@ -415,15 +499,99 @@ impl Runtime {
                 }
             }
             AbiKind::Sdk => {
-                crate::sdk::serve(self, &loaded, spec, req, conn, &matched.route, request_id).await
+                let pool = self.sdk_pools.pool(spec);
+                let permits = match self
+                    .admit(spec, gate, Some(&pool.permits), request_id)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(resp) => return (resp, cold),
+                };
+                let exec = crate::sdk::SdkExec {
+                    loaded,
+                    spec: spec.clone(),
+                    pool,
+                    permits,
+                };
+                crate::sdk::serve(self, exec, req, conn, &matched.route, request_id).await
             }
             AbiKind::Component => plain(
                 StatusCode::NOT_IMPLEMENTED,
                 "WebAssembly components are not served by this host yet",
             ),
         };
-        drop(permit);
         (resp, cold)
+    }
+
+    /// Reads a whole request body within the release's size limit and the body deadline.
+    async fn read_body<B>(&self, body: B, max_body: u64) -> Result<Bytes, Response<ResponseBody>>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX));
+        match tokio::time::timeout(self.body_read_timeout, limited.collect()).await {
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(too_large(max_body))
+            }
+            Ok(Err(e)) if e.downcast_ref::<BodyIdle>().is_some() => {
+                Err(body_timeout(&e.to_string()))
+            }
+            Err(_) => Err(body_timeout(&format!(
+                "the request body did not arrive within {} s",
+                self.body_read_timeout.as_secs()
+            ))),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "request body could not be read");
+                Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ))
+            }
+        }
+    }
+
+    /// Takes the permits a guest runs under: its app's and tenant's, the release pool's
+    /// (SDK), then a host slot, each waiting no later than the admission deadline. A
+    /// refusal is a 503 with `Retry-After`.
+    async fn admit(
+        &self,
+        spec: &AppSpec,
+        gate: &AppGate,
+        instances: Option<&Arc<Semaphore>>,
+        request_id: &str,
+    ) -> Result<ExecPermits, Response<ResponseBody>> {
+        let by = Instant::now() + self.queue_timeout.min(spec.limits.timeout);
+        let refused = |cap: Capacity| {
+            self.metrics
+                .rejected
+                .get_or_create(&RejectLabels {
+                    tenant: spec.tenant.clone(),
+                    app: spec.app.clone(),
+                    cap: cap.as_str().into(),
+                })
+                .inc();
+            self.failure_response(spec, &GuestFailure::Overloaded(cap), request_id)
+        };
+        let app = self.admission.admit_app(gate, by).await.map_err(refused)?;
+        let instances = match instances {
+            Some(sem) => Some(
+                crate::admission::acquire(sem, by)
+                    .await
+                    .ok_or_else(|| refused(Capacity::Instances))?,
+            ),
+            None => None,
+        };
+        let host = self.admission.admit_host(by).await.map_err(refused)?;
+        Ok(ExecPermits {
+            app,
+            instances,
+            host,
+        })
     }
 
     /// Turns a guest failure into its response, with a log line and a metric.
@@ -451,13 +619,19 @@ impl Runtime {
             status: None,
             line: format!("[platform] {failure}"),
         });
-        plain(failure.status(), &failure.public_message())
+        let mut resp = plain(failure.status(), &failure.public_message());
+        if matches!(failure, GuestFailure::Overloaded(_)) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
     }
 
     fn count_failure(&self, spec: &AppSpec, kind: &str) {
         self.metrics
             .traps
             .get_or_create(&TrapLabels {
+                tenant: spec.tenant.clone(),
                 app: spec.app.clone(),
                 kind: kind.into(),
             })
@@ -482,17 +656,32 @@ struct InFlight<'a> {
     rt: &'a Runtime,
     spec: Arc<AppSpec>,
     request_id: String,
+    /// "GET /shop/items/42", for the request's log line.
+    request_line: String,
     started: Instant,
     done: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(rt: &'a Runtime, spec: &Arc<AppSpec>, request_id: &str, started: Instant) -> Self {
+    fn new<B>(
+        rt: &'a Runtime,
+        spec: &Arc<AppSpec>,
+        request_id: &str,
+        started: Instant,
+        req: &Request<B>,
+    ) -> Self {
         rt.metrics.in_flight.inc();
+        let path = req.uri().path();
+        // Log lines show at most 200 characters of the path.
+        let path = match path.char_indices().nth(200) {
+            Some((i, _)) => &path[..i],
+            None => path,
+        };
         InFlight {
             rt,
             spec: spec.clone(),
             request_id: request_id.to_string(),
+            request_line: format!("{} {}", req.method(), path),
             started,
             done: false,
         }
@@ -503,12 +692,14 @@ impl<'a> InFlight<'a> {
         let m = &self.rt.metrics;
         m.requests
             .get_or_create(&RequestLabels {
+                tenant: self.spec.tenant.clone(),
                 app: self.spec.app.clone(),
                 status: status.as_u16(),
             })
             .inc();
         m.latency
             .get_or_create(&AppLabels {
+                tenant: self.spec.tenant.clone(),
                 app: self.spec.app.clone(),
             })
             .observe(elapsed.as_secs_f64());
@@ -527,7 +718,8 @@ impl<'a> InFlight<'a> {
             stream: LogStream::Request,
             status: Some(status.as_u16()),
             line: format!(
-                "{} in {:.2} ms{}",
+                "{} {} in {:.2} ms{}",
+                self.request_line,
                 status.as_u16(),
                 elapsed.as_secs_f64() * 1000.0,
                 if cold { " (cold)" } else { "" }
@@ -552,6 +744,7 @@ impl Drop for InFlight<'_> {
                 .metrics
                 .requests
                 .get_or_create(&RequestLabels {
+                    tenant: self.spec.tenant.clone(),
                     app: self.spec.app.clone(),
                     status: 499,
                 })
@@ -595,6 +788,14 @@ pub fn plain(status: StatusCode, message: &str) -> Response<ResponseBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp
+}
+
+/// 408 for a body that stalled or took too long; the connection cannot be reused.
+fn body_timeout(message: &str) -> Response<ResponseBody> {
+    let mut resp = plain(StatusCode::REQUEST_TIMEOUT, message);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

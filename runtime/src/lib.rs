@@ -9,17 +9,22 @@
 
 pub mod abi;
 pub mod admin;
+pub mod admission;
 pub mod app;
+pub mod body_timeout;
 pub mod cloud_events;
 pub mod engine;
 pub mod failure;
 pub mod feed;
 pub mod guest;
 pub mod host;
+pub mod host_name;
 pub mod logs;
 pub mod metrics;
 pub mod module_cache;
 pub mod obs;
+pub mod request_target;
+pub mod reserved_cookies;
 pub mod route_table;
 pub mod sdk;
 pub mod server;

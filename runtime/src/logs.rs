@@ -2,7 +2,7 @@
 //! to the host log and fanned out to live subscribers (the dashboard's log stream, and in a
 //! cluster [`crate::obs`], which sends them to the control plane over NATS).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -52,11 +52,29 @@ impl LogEvent {
     }
 }
 
-/// Fan-out of log events with a short backlog for late subscribers.
+/// Fan-out of log events, with a bounded backlog per app for late subscribers.
+///
+/// Each app has a ring of its own (at most `keep` lines and [`RING_BYTES`] of text), so a
+/// flood of lines from one app, or one tenant, cannot evict another's recent lines.
 pub struct LogBus {
     tx: broadcast::Sender<Arc<LogEvent>>,
-    recent: Mutex<VecDeque<Arc<LogEvent>>>,
+    rings: Mutex<HashMap<(String, String), Ring>>,
     keep: usize,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// Most bytes of text an app's ring keeps.
+pub const RING_BYTES: usize = 256 * 1024;
+
+/// An app's ring is forgotten after this long without a line.
+const RING_IDLE_MS: u64 = 60 * 60 * 1000;
+
+#[derive(Default)]
+struct Ring {
+    /// Lines with their publish sequence number (merged listings keep publish order).
+    lines: VecDeque<(u64, Arc<LogEvent>)>,
+    bytes: usize,
+    last_ms: u64,
 }
 
 impl Default for LogBus {
@@ -66,24 +84,38 @@ impl Default for LogBus {
 }
 
 impl LogBus {
-    /// A bus keeping the last `keep` events.
+    /// A bus keeping the last `keep` events of each app.
     pub fn new(keep: usize) -> Self {
         let (tx, _) = broadcast::channel(4096);
         LogBus {
             tx,
-            recent: Mutex::new(VecDeque::with_capacity(keep)),
-            keep,
+            rings: Mutex::new(HashMap::new()),
+            keep: keep.max(1),
+            seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Publishes one event.
     pub fn publish(&self, event: LogEvent) {
         let event = Arc::new(event);
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() == self.keep {
-                r.pop_front();
+        if let Ok(mut rings) = self.rings.lock() {
+            let now = event.ts_ms;
+            let key = (event.tenant.clone(), event.app.clone());
+            if !rings.contains_key(&key) {
+                // New app: forget the rings of apps that went quiet long ago.
+                rings.retain(|_, r| now.saturating_sub(r.last_ms) < RING_IDLE_MS);
             }
-            r.push_back(event.clone());
+            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ring = rings.entry(key).or_default();
+            ring.last_ms = now;
+            ring.bytes += event.line.len();
+            ring.lines.push_back((seq, event.clone()));
+            while ring.lines.len() > self.keep || ring.bytes > RING_BYTES {
+                match ring.lines.pop_front() {
+                    Some((_, old)) => ring.bytes -= old.line.len(),
+                    None => break,
+                }
+            }
         }
         let _ = self.tx.send(event);
     }
@@ -93,12 +125,27 @@ impl LogBus {
         self.tx.subscribe()
     }
 
-    /// The recent backlog, oldest first.
+    /// The recent lines of `tenant`'s apps (or of one app), oldest first.
+    pub fn recent_for(&self, tenant: &str, app: Option<&str>) -> Vec<Arc<LogEvent>> {
+        self.collect(|(t, a)| t == tenant && app.is_none_or(|want| want == a))
+    }
+
+    /// The recent lines of every app, oldest first.
     pub fn recent(&self) -> Vec<Arc<LogEvent>> {
-        self.recent
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+        self.collect(|_| true)
+    }
+
+    fn collect(&self, want: impl Fn(&(String, String)) -> bool) -> Vec<Arc<LogEvent>> {
+        let Ok(rings) = self.rings.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(u64, Arc<LogEvent>)> = rings
+            .iter()
+            .filter(|(k, _)| want(k))
+            .flat_map(|(_, r)| r.lines.iter().cloned())
+            .collect();
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        out.into_iter().map(|(_, e)| e).collect()
     }
 }
 
@@ -245,5 +292,55 @@ pub fn emit_guest_output(
     }
     if dropped > 0 {
         tracing::info!(target: "platform::guest", app = %spec.app, request_id, "{dropped} more bytes of guest output dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(tenant: &str, app: &str, text: &str) -> LogEvent {
+        LogEvent {
+            ts_ms: LogEvent::now_ms(),
+            tenant: tenant.into(),
+            app: app.into(),
+            request_id: text.into(),
+            stream: LogStream::Stdout,
+            status: None,
+            line: text.into(),
+        }
+    }
+
+    #[test]
+    fn one_apps_flood_cannot_evict_anothers_lines() {
+        let bus = LogBus::new(100);
+        bus.publish(line("acme", "shop", "acme-1"));
+        bus.publish(line("acme", "shop", "acme-2"));
+        for i in 0..10_000 {
+            bus.publish(line("other", "flood", &format!("f{i}")));
+        }
+        let acme: Vec<_> = bus
+            .recent_for("acme", None)
+            .iter()
+            .map(|e| e.line.clone())
+            .collect();
+        assert_eq!(acme, ["acme-1", "acme-2"]);
+        let flood = bus.recent_for("other", Some("flood"));
+        assert_eq!(flood.len(), 100);
+        assert_eq!(flood.last().unwrap().line, "f9999");
+        assert!(bus.recent_for("other", Some("shop")).is_empty());
+        // Publish order across apps is kept.
+        assert_eq!(bus.recent().first().unwrap().line, "acme-1");
+    }
+
+    #[test]
+    fn a_ring_is_bounded_in_bytes_too() {
+        let bus = LogBus::new(1000);
+        let big = "x".repeat(8192);
+        for _ in 0..100 {
+            bus.publish(line("t", "a", &big));
+        }
+        let kept = bus.recent_for("t", Some("a"));
+        assert!(kept.len() * 8192 <= RING_BYTES, "{}", kept.len());
     }
 }

@@ -12,6 +12,9 @@ use prometheus_client::registry::Registry;
 /// Labels of `platform_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// Tenant owning the app (`-` when no route matched): apps of two tenants may share a
+    /// name.
+    pub tenant: String,
     /// App name (`-` when no route matched).
     pub app: String,
     /// HTTP status code.
@@ -21,6 +24,9 @@ pub struct RequestLabels {
 /// Labels carrying just the app.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabels {
+    /// Tenant owning the app (`-` when no route matched): apps of two tenants may share a
+    /// name.
+    pub tenant: String,
     /// App name.
     pub app: String,
 }
@@ -28,6 +34,9 @@ pub struct AppLabels {
 /// Labels of `platform_cold_loads_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ColdLabels {
+    /// Tenant owning the app (`-` when no route matched): apps of two tenants may share a
+    /// name.
+    pub tenant: String,
     /// App name.
     pub app: String,
     /// `artifact` (mapped from disk) or `compiled` (Cranelift ran first).
@@ -37,10 +46,24 @@ pub struct ColdLabels {
 /// Labels of `platform_traps_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TrapLabels {
+    /// Tenant owning the app (`-` when no route matched): apps of two tenants may share a
+    /// name.
+    pub tenant: String,
     /// App name.
     pub app: String,
     /// Failure kind: timeout, memory, panic, exit, trap, bad_output, ...
     pub kind: String,
+}
+
+/// Labels of `platform_rejected_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Tenant owning the app.
+    pub tenant: String,
+    /// App name.
+    pub app: String,
+    /// The cap that was full: app, tenant, instances or host.
+    pub cap: String,
 }
 
 /// All runtime metrics.
@@ -54,6 +77,8 @@ pub struct RuntimeMetrics {
     pub cold_loads: Family<ColdLabels, Counter>,
     /// Guest failures by kind.
     pub traps: Family<TrapLabels, Counter>,
+    /// Requests turned away by admission control, by app and the cap that was full.
+    pub rejected: Family<RejectLabels, Counter>,
     /// Requests being served now.
     pub in_flight: Gauge,
     /// Modules resident in memory.
@@ -81,6 +106,7 @@ impl RuntimeMetrics {
         });
         let cold_loads = Family::<ColdLabels, Counter>::default();
         let traps = Family::<TrapLabels, Counter>::default();
+        let rejected = Family::<RejectLabels, Counter>::default();
         let in_flight = Gauge::default();
         let resident_modules = Gauge::default();
         let pooled_instances = Gauge::default();
@@ -100,6 +126,11 @@ impl RuntimeMetrics {
             cold_loads.clone(),
         );
         registry.register("traps", "Guest failures by kind", traps.clone());
+        registry.register(
+            "rejected",
+            "Requests refused because a concurrency cap (app, tenant, instances, host) was full",
+            rejected.clone(),
+        );
         registry.register(
             "in_flight_requests",
             "Requests being served",
@@ -121,6 +152,7 @@ impl RuntimeMetrics {
             latency,
             cold_loads,
             traps,
+            rejected,
             in_flight,
             resident_modules,
             pooled_instances,

@@ -5,12 +5,18 @@
 //! ones, never half an update.
 //!
 //! Matching rules:
-//! 1. A route naming the request's host beats every host-less route.
-//! 2. Among the routes of that host (or the host-less ones), the longest path prefix wins.
-//! 3. Prefixes match on segment boundaries: `/shop` matches `/shop` and `/shop/x`, not
-//!    `/shopping`.
+//! 1. Hosts are compared in canonical form ([`crate::host_name`]): case, port and a trailing
+//!    dot do not matter.
+//! 2. Routes naming the request's exact host come first, then wildcard routes from the most
+//!    specific domain (`*.eu.example.com`) to the least (`*.example.com`), then host-less
+//!    routes.
+//! 3. Within each level the longest path prefix wins. Prefixes match on segment
+//!    boundaries: `/shop` matches `/shop` and `/shop/x`, not `/shopping`.
+//! 4. A host that has routes of its own (exact or wildcard) never falls back to host-less
+//!    routes: a path its owner did not route is a 404, not another tenant's app.
 //!
-//! Lookup costs one hash probe per path segment, whatever the number of routes.
+//! Lookup costs one hash probe per path segment and per label of the host, whatever the
+//! number of routes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,11 +25,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::app::AppTarget;
+use crate::host_name::{HostPattern, request_host};
 
 /// A route as written by a user: an optional host and a path prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteSpec {
-    /// Lower-case host name without port, or `None` for "any host".
+    /// Canonical host or wildcard pattern ([`HostPattern`]'s text, e.g. `api.example.com`
+    /// or `*.example.com`), or `None` for "any host".
     pub host: Option<String>,
     /// Normalised absolute path prefix: starts with `/`, no trailing `/` unless it is `/`.
     pub prefix: String,
@@ -41,8 +49,8 @@ pub enum RouteError {
     /// A `.` or `..` segment, which a client could use to escape a prefix.
     #[error("route {0:?} contains a '.' or '..' segment")]
     DotSegment(String),
-    /// The host part is not a valid DNS name.
-    #[error("route {0:?} has an invalid host {1:?}")]
+    /// The host part is not a valid DNS name, IP literal or wildcard.
+    #[error("route {0:?} has an invalid host: {1}")]
     InvalidHost(String, String),
     /// Characters that cannot appear in a request path (spaces, `?`, `#`, control bytes).
     #[error("route {0:?} contains characters not allowed in a path")]
@@ -74,14 +82,12 @@ impl RouteSpec {
         };
         let host = match host {
             Some(h) => {
-                let h = h.to_ascii_lowercase();
-                if !is_valid_host(&h) {
-                    if h.starts_with('.') || !h.contains('.') && h.chars().all(|c| c == '.') {
-                        return Err(RouteError::Relative(input.to_string()));
-                    }
-                    return Err(RouteError::InvalidHost(input.to_string(), h));
+                if h.starts_with('.') {
+                    return Err(RouteError::Relative(input.to_string()));
                 }
-                Some(h)
+                let pattern = HostPattern::parse(h)
+                    .map_err(|e| RouteError::InvalidHost(input.to_string(), e.to_string()))?;
+                Some(pattern.to_string())
             }
             None => None,
         };
@@ -126,20 +132,6 @@ fn normalise_prefix(path: &str) -> Result<String, PathProblem> {
         out.push('/');
     }
     Ok(out)
-}
-
-fn is_valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The result of a successful lookup.
@@ -198,6 +190,8 @@ impl TriggerTarget {
 #[derive(Default)]
 pub struct RouteTable {
     by_host: HashMap<String, PrefixMap>,
+    /// Wildcard routes by the domain they cover (`*.example.com` under `example.com`).
+    by_wildcard: HashMap<String, PrefixMap>,
     any_host: PrefixMap,
     len: usize,
     events: HashMap<String, TriggerTarget>,
@@ -219,8 +213,11 @@ impl RouteTable {
     ) -> Result<Self, RouteError> {
         let mut table = RouteTable::default();
         for (spec, target) in entries {
-            let map = match &spec.host {
-                Some(h) => table.by_host.entry(h.clone()).or_default(),
+            let map = match spec.host.as_deref() {
+                Some(h) => match h.strip_prefix("*.") {
+                    Some(domain) => table.by_wildcard.entry(domain.to_string()).or_default(),
+                    None => table.by_host.entry(h.to_string()).or_default(),
+                },
                 None => &mut table.any_host,
             };
             if let Some((_, existing)) = map.get(&spec.prefix) {
@@ -280,6 +277,7 @@ impl RouteTable {
         let mut out: Vec<_> = self
             .by_host
             .values()
+            .chain(self.by_wildcard.values())
             .chain(std::iter::once(&self.any_host))
             .flat_map(|m| m.values().cloned())
             .collect();
@@ -287,36 +285,42 @@ impl RouteTable {
         out
     }
 
-    /// Finds the app for a request. `host` may carry a port and any case; `path` is the
-    /// request's path, not yet percent-decoded.
+    /// Finds the app for a request. `host` is the request's `Host` as sent (any case, maybe
+    /// a port); `path` is the request's path, not yet percent-decoded.
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
-        if let Some(host) = host.map(strip_port)
-            && !self.by_host.is_empty()
-        {
-            let found = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.by_host.get(&host.to_ascii_lowercase())
-            } else {
-                self.by_host.get(host)
-            };
-            if let Some(map) = found
-                && let Some(m) = longest_prefix(map, path)
-            {
-                return Some(m);
+        let host = host.and_then(request_host);
+        self.lookup_canonical(host.as_deref(), path)
+    }
+
+    /// [`Self::lookup`] for a host already in routing form ([`request_host`]).
+    pub fn lookup_canonical(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
+        if let Some(host) = host {
+            let mut owned = false;
+            if let Some(map) = self.by_host.get(host) {
+                if let Some(m) = longest_prefix(map, path) {
+                    return Some(m);
+                }
+                owned = true;
+            }
+            if !self.by_wildcard.is_empty() {
+                // "a.b.example.com": try b.example.com, example.com, com.
+                let mut rest = host;
+                while let Some((_, domain)) = rest.split_once('.') {
+                    if let Some(map) = self.by_wildcard.get(domain) {
+                        if let Some(m) = longest_prefix(map, path) {
+                            return Some(m);
+                        }
+                        owned = true;
+                    }
+                    rest = domain;
+                }
+            }
+            if owned {
+                return None;
             }
         }
         longest_prefix(&self.any_host, path)
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // IPv6 literal: "[::1]:8080".
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 fn longest_prefix(map: &PrefixMap, path: &str) -> Option<RouteMatch> {
@@ -475,9 +479,76 @@ mod tests {
             app_for(&t, Some("other.example.com"), "/v1/users").as_deref(),
             Some("any")
         );
-        // A host route that does not match the path falls back to host-less routes.
+        // A routed host that does not match the path answers nothing (no fallback).
         assert_eq!(app_for(&t, Some("api.example.com"), "/v2"), None);
         assert_eq!(app_for(&t, None, "/nothing"), None);
+    }
+
+    #[test]
+    fn hosts_match_in_canonical_form() {
+        let t = table(&[("localhost/shop", "shop"), ("127.0.0.1:8080/x", "x")]);
+        for host in ["localhost", "LOCALHOST.", "localhost:8080", "Localhost.:9"] {
+            assert_eq!(
+                app_for(&t, Some(host), "/shop/a").as_deref(),
+                Some("shop"),
+                "{host}"
+            );
+        }
+        assert_eq!(app_for(&t, Some("127.0.0.1"), "/x").as_deref(), Some("x"));
+        assert_eq!(
+            RouteSpec::parse("LOCALHOST.:8080/shop").unwrap(),
+            RouteSpec::parse("localhost/shop").unwrap()
+        );
+    }
+
+    #[test]
+    fn wildcards_sit_between_exact_hosts_and_hostless_routes() {
+        let t = table(&[
+            ("/", "root"),
+            ("*.example.com/", "wild"),
+            ("*.eu.example.com/api", "eu"),
+            ("shop.example.com/cart", "cart"),
+        ]);
+        assert_eq!(
+            app_for(&t, Some("a.example.com"), "/x").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            app_for(&t, Some("a.eu.example.com"), "/api/1").as_deref(),
+            Some("eu")
+        );
+        // The most specific wildcard without a matching path falls back to a wider one.
+        assert_eq!(
+            app_for(&t, Some("a.eu.example.com"), "/other").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            app_for(&t, Some("shop.example.com"), "/cart").as_deref(),
+            Some("cart")
+        );
+        assert_eq!(
+            app_for(&t, Some("shop.example.com"), "/x").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            app_for(&t, Some("example.com"), "/x").as_deref(),
+            Some("root")
+        );
+    }
+
+    #[test]
+    fn a_routed_host_never_falls_back_to_hostless_routes() {
+        let t = table(&[("/", "operator"), ("/other", "b"), ("acme.test/shop", "a")]);
+        assert_eq!(
+            app_for(&t, Some("acme.test"), "/shop").as_deref(),
+            Some("a")
+        );
+        assert_eq!(app_for(&t, Some("acme.test"), "/other"), None);
+        assert_eq!(app_for(&t, Some("acme.test"), "/"), None);
+        assert_eq!(
+            app_for(&t, Some("unrouted.test"), "/other").as_deref(),
+            Some("b")
+        );
     }
 
     #[test]

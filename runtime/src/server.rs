@@ -8,15 +8,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::host::{ConnInfo, Runtime};
+use crate::host::{ConnInfo, ListenerRole, Runtime};
 
-/// Serves traffic on `listener` until `shutdown` resolves, then drains for up to `grace`.
+/// Serves tenants' traffic on `listener` until `shutdown` resolves, then drains for up to
+/// `grace`.
 pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    serve_as(ListenerRole::Traffic, listener, runtime, shutdown, grace).await
+}
+
+/// Serves CloudEvents (`POST /.platform/events`) on an internal `listener`, for the event
+/// broker only.
+pub async fn serve_events(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    serve_as(ListenerRole::Events, listener, runtime, shutdown, grace).await
+}
+
+async fn serve_as(
+    role: ListenerRole,
     listener: TcpListener,
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()>,
@@ -24,7 +46,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Slow clients: headers must arrive in time (bodies have their own idle timeout), and
+    // HTTP/2 connections that stop answering pings are closed.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(runtime.header_read_timeout());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -40,7 +73,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let rt = runtime.clone();
-                let conn_info = ConnInfo { remote, local };
+                let conn_info = ConnInfo { remote, local, role };
                 let service = service_fn(move |req| {
                     let rt = rt.clone();
                     async move { Ok::<_, std::convert::Infallible>(rt.handle(req, conn_info).await) }

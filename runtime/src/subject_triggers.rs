@@ -212,6 +212,7 @@ async fn deliver(
     let conn = ConnInfo {
         remote: SocketAddr::from(([0, 0, 0, 0], 0)),
         local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        role: crate::host::ListenerRole::Events,
     };
     let resp = rt
         .dispatch_built(

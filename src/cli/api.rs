@@ -84,6 +84,18 @@ pub trait Api: Send + Sync {
     async fn list_routes(&self, r: ListRoutesRequest) -> Result<ListRoutesResponse, CallError>;
     /// RouteService/DeleteRoute.
     async fn delete_route(&self, r: DeleteRouteRequest) -> Result<DeleteRouteResponse, CallError>;
+    /// DomainService/CreateDomain.
+    async fn create_domain(
+        &self,
+        r: CreateDomainRequest,
+    ) -> Result<CreateDomainResponse, CallError>;
+    /// DomainService/ListDomains.
+    async fn list_domains(&self, r: ListDomainsRequest) -> Result<ListDomainsResponse, CallError>;
+    /// DomainService/DeleteDomain.
+    async fn delete_domain(
+        &self,
+        r: DeleteDomainRequest,
+    ) -> Result<DeleteDomainResponse, CallError>;
     /// TokenService/CreateToken.
     async fn create_token(&self, r: CreateTokenRequest) -> Result<CreateTokenResponse, CallError>;
     /// TokenService/ListTokens.
@@ -272,6 +284,24 @@ impl Api for HttpApi {
         self.call("RouteService/DeleteRoute", &r).await
     }
 
+    async fn create_domain(
+        &self,
+        r: CreateDomainRequest,
+    ) -> Result<CreateDomainResponse, CallError> {
+        self.call("DomainService/CreateDomain", &r).await
+    }
+
+    async fn list_domains(&self, r: ListDomainsRequest) -> Result<ListDomainsResponse, CallError> {
+        self.call("DomainService/ListDomains", &r).await
+    }
+
+    async fn delete_domain(
+        &self,
+        r: DeleteDomainRequest,
+    ) -> Result<DeleteDomainResponse, CallError> {
+        self.call("DomainService/DeleteDomain", &r).await
+    }
+
     async fn create_token(&self, r: CreateTokenRequest) -> Result<CreateTokenResponse, CallError> {
         self.call("TokenService/CreateToken", &r).await
     }
@@ -426,6 +456,33 @@ impl Api for InProcessApi {
     async fn delete_route(&self, r: DeleteRouteRequest) -> Result<DeleteRouteResponse, CallError> {
         Ok(
             platform_control::api::routes::delete_route(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
+    }
+
+    async fn create_domain(
+        &self,
+        r: CreateDomainRequest,
+    ) -> Result<CreateDomainResponse, CallError> {
+        Ok(
+            platform_control::api::domains::create_domain(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
+    }
+
+    async fn list_domains(&self, r: ListDomainsRequest) -> Result<ListDomainsResponse, CallError> {
+        Ok(
+            platform_control::api::domains::list_domains(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
+    }
+
+    async fn delete_domain(
+        &self,
+        r: DeleteDomainRequest,
+    ) -> Result<DeleteDomainResponse, CallError> {
+        Ok(
+            platform_control::api::domains::delete_domain(self.ctl.clone(), self.caller.clone(), r)
                 .await?,
         )
     }

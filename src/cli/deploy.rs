@@ -61,6 +61,17 @@ pub async fn deploy(
     spec: &DeploySpec,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Deployed, CallError> {
+    // A route the tenant may not have is refused before anything is uploaded or released,
+    // so a refused deploy leaves nothing half-applied.
+    for (host, path) in &spec.routes {
+        api.create_route(CreateRouteRequest {
+            app: spec.app.clone(),
+            host: host.clone(),
+            path_prefix: path.clone(),
+            validate_only: true,
+        })
+        .await?;
+    }
     let module = match &spec.module {
         ModuleInput::File(p) => {
             say(&format!("uploading {} ...", p.display()));
@@ -179,11 +190,7 @@ pub async fn deploy(
         .routes;
     let mut urls = Vec::new();
     for (host, path) in &spec.routes {
-        let normalised_path = normalise(path);
-        if let Some(r) = existing
-            .iter()
-            .find(|r| r.host == host.to_ascii_lowercase() && r.path_prefix == normalised_path)
-        {
+        if let Some(r) = existing.iter().find(|r| same_route(r, host, path)) {
             urls.push(r.url.clone());
             continue;
         }
@@ -192,6 +199,7 @@ pub async fn deploy(
                 app: app.id.clone(),
                 host: host.clone(),
                 path_prefix: path.clone(),
+                validate_only: false,
             })
             .await?
             .route
@@ -204,10 +212,7 @@ pub async fn deploy(
     }
     if spec.prune_routes {
         for r in &existing {
-            let keep = spec
-                .routes
-                .iter()
-                .any(|(h, p)| r.host == h.to_ascii_lowercase() && r.path_prefix == normalise(p));
+            let keep = spec.routes.iter().any(|(h, p)| same_route(r, h, p));
             if !keep {
                 api.delete_route(DeleteRouteRequest { id: r.id.clone() })
                     .await?;
@@ -221,6 +226,10 @@ pub async fn deploy(
             }
         }
     }
+    // The app's own address (no route needed), after the routes asked for.
+    if !app.default_url.is_empty() {
+        urls.push(app.default_url.clone());
+    }
     Ok(Deployed {
         app: app.name,
         release,
@@ -230,13 +239,12 @@ pub async fn deploy(
     })
 }
 
-fn normalise(path: &str) -> String {
-    let mut out = String::new();
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        out.push('/');
-        out.push_str(seg);
-    }
-    if out.is_empty() { "/".into() } else { out }
+/// True when the stored route `r` is the one written as `host` + `path` (compared in the
+/// canonical form the control plane stores: `LOCALHOST.:8080/a/` is `localhost/a`).
+fn same_route(r: &Route, host: &str, path: &str) -> bool {
+    let stored = platform_runtime::RouteSpec::parse(&format!("{}{}", r.host, r.path_prefix));
+    let wanted = platform_runtime::RouteSpec::parse(&format!("{}{}", host.trim(), path.trim()));
+    matches!((stored, wanted), (Ok(a), Ok(b)) if a == b)
 }
 
 fn same_release(r: &Release, want: &CreateReleaseRequest) -> bool {

@@ -1,5 +1,5 @@
 //! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `triggers`,
-//! `dedicated`, `tokens`.
+//! `dedicated`, `domains`, `tokens`.
 //!
 //! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
 //! saved login (`platform login`), then, on the machine running `platform up`, the admin
@@ -110,12 +110,45 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Hosts held by tenants: list them, or (admin) assign and take them back. A tenant
+    /// routes only on hosts it holds: `platform domains add shop.example.com --tenant acme`,
+    /// `platform domains add '*.acme.example' --tenant acme`.
+    Domains {
+        #[command(subcommand)]
+        action: Option<DomainAction>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// List, create or revoke API tokens.
     Tokens {
         #[command(subcommand)]
         action: Option<TokenAction>,
         #[command(flatten)]
         conn: ConnArgs,
+    },
+}
+
+/// `platform domains ...`.
+#[derive(Debug, Subcommand)]
+pub enum DomainAction {
+    /// List the hosts assigned (admin: all, or one tenant's).
+    List {
+        /// Only this tenant's (admin tokens).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Assign a host or wildcard (`*.example.com`) to a tenant (admin tokens).
+    Add {
+        /// Host or `*.domain`.
+        name: String,
+        /// The tenant (created when new) [default: the token's].
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Take a host back (admin tokens); refused while the tenant still routes there.
+    Remove {
+        /// Host or `*.domain`, as assigned.
+        name: String,
     },
 }
 
@@ -266,7 +299,10 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             println!("{:<20} {:<8} ROUTES", "APP", "RELEASE");
             for a in apps {
-                let routes: Vec<String> = a.routes.iter().map(|r| r.url.clone()).collect();
+                let mut routes: Vec<String> = a.routes.iter().map(|r| r.url.clone()).collect();
+                if !a.default_url.is_empty() {
+                    routes.insert(0, a.default_url.clone());
+                }
                 let rel = if a.live_release_number == 0 {
                     "-".to_string()
                 } else {
@@ -336,6 +372,54 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     format!("{}{}", r.host, r.path_prefix),
                     r.url
                 );
+            }
+            Ok(())
+        }
+        ClientCommand::Domains { action, conn } => {
+            let api = connect(&conn)?;
+            match action.unwrap_or(DomainAction::List { tenant: None }) {
+                DomainAction::List { tenant } => {
+                    let domains = api
+                        .list_domains(ListDomainsRequest {
+                            tenant: tenant.unwrap_or_default(),
+                        })
+                        .await?
+                        .domains;
+                    if conn.json {
+                        return print_json(&domains);
+                    }
+                    if domains.is_empty() {
+                        println!(
+                            "no hosts assigned: an admin assigns them with `platform domains add HOST --tenant TENANT`"
+                        );
+                        return Ok(());
+                    }
+                    println!("{:<40} TENANT", "HOST");
+                    for d in domains {
+                        println!("{:<40} {}", d.name, d.tenant);
+                    }
+                }
+                DomainAction::Add { name, tenant } => {
+                    let d = api
+                        .create_domain(CreateDomainRequest {
+                            name,
+                            tenant: tenant.unwrap_or_default(),
+                        })
+                        .await?
+                        .domain
+                        .context("empty answer")?;
+                    if conn.json {
+                        return print_json(&d);
+                    }
+                    println!("{} is now held by tenant {}", d.name, d.tenant);
+                }
+                DomainAction::Remove { name } => {
+                    api.delete_domain(DeleteDomainRequest { name: name.clone() })
+                        .await?;
+                    if !conn.json {
+                        println!("{name} is no longer assigned");
+                    }
+                }
             }
             Ok(())
         }

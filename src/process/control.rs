@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 
 use super::{Shutdown, bind, bootstrap_token, build_control, health_router, spawn_axum};
-use crate::args::{CommonArgs, OidcArgs, StoreArgs};
+use crate::args::{CommonArgs, DashboardArgs, StoreArgs};
 
 /// Runs the control plane until SIGTERM.
 pub async fn run(
@@ -15,7 +15,8 @@ pub async fn run(
     public_url: String,
     common: CommonArgs,
     store: StoreArgs,
-    oidc: OidcArgs,
+    addresses: Option<platform_control::app_address::AppAddressTemplate>,
+    dashboard: DashboardArgs,
 ) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(
         common.log_format,
@@ -23,7 +24,7 @@ pub async fn run(
         "platform-control",
     )?;
     let public_url_is_https = public_url.starts_with("https://");
-    let ctl = build_control(&common, &store, public_url, "platform-control").await?;
+    let ctl = build_control(&common, &store, public_url, addresses, "platform-control").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
     if store.dedicated.dedicated_services {
@@ -42,7 +43,11 @@ pub async fn run(
     }
     let listener = bind(listen, "the API").await?;
     let addr = listener.local_addr()?;
-    let oidc = oidc.config(&super::display_base(addr))?;
+    let mut web_config = dashboard.web_config(&super::display_base(addr))?;
+    // Without --dashboard-url, an https deployment (its public URL) gets secure cookies.
+    if dashboard.dashboard_url.is_none() && public_url_is_https {
+        web_config.secure_cookies = true;
+    }
     // The dashboard's logs and traffic: what the runtimes publish on NATS, when there is one.
     let obs: Arc<dyn platform_web::Observability> = match &store.nats_url {
         Some(url) => Arc::new(
@@ -61,10 +66,7 @@ pub async fn run(
         .merge(platform_web::router(platform_web::WebState {
             ctl: ctl.clone(),
             obs,
-            config: platform_web::WebConfig {
-                secure_cookies: public_url_is_https,
-                oidc,
-            },
+            config: web_config,
         }));
     let task = spawn_axum(listener, router, shutdown.clone());
     println!(

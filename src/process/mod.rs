@@ -84,6 +84,13 @@ pub fn build_runtime(
     config.engine = engine_settings();
     config.idle_timeout = args.idle_timeout;
     config.max_concurrency = args.max_concurrency;
+    config.max_app_concurrency = args.max_app_concurrency;
+    config.max_tenant_concurrency = args.max_tenant_concurrency;
+    config.queue_timeout = args.queue_timeout;
+    config.body_read_timeout = args.body_read_timeout;
+    config.body_idle_timeout = args.body_idle_timeout;
+    config.header_read_timeout = args.header_read_timeout;
+    config.trust_forwarded_host = args.trust_forwarded_host;
     if let Some(dir) = &args.artifact_dir {
         config.artifact_dir = dir.clone();
     }
@@ -95,6 +102,7 @@ pub async fn build_control(
     common: &CommonArgs,
     store_args: &StoreArgs,
     public_url: String,
+    app_addresses: Option<platform_control::app_address::AppAddressTemplate>,
     process_name: &str,
 ) -> anyhow::Result<Arc<Control>> {
     std::fs::create_dir_all(&common.data_dir)
@@ -131,6 +139,7 @@ pub async fn build_control(
             max_module_size: store_args.max_module_size,
             staging_dir: data_dir.join("staging"),
             engine,
+            app_addresses,
         },
     ))
 }
@@ -159,6 +168,46 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
+/// Serves CloudEvents on `--events-listen`, if given: the internal listener the event
+/// broker delivers to (the traffic listener never takes events).
+pub async fn spawn_events_listener(
+    args: &RuntimeArgs,
+    runtime: &Arc<Runtime>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<EventsListener>> {
+    let Some(addr) = args.events_listen else {
+        return Ok(None);
+    };
+    let listener = bind(addr, "CloudEvents").await?;
+    let addr = listener.local_addr()?;
+    let stop = shutdown.clone();
+    let task = tokio::spawn(platform_runtime::server::serve_events(
+        listener,
+        runtime.clone(),
+        async move { stop.wait().await },
+        args.shutdown_grace,
+    ));
+    Ok(Some(EventsListener { addr, task }))
+}
+
+/// The running CloudEvents listener.
+pub struct EventsListener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its task.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl EventsListener {
+    /// The banner line for it.
+    pub fn banner_line(&self) -> String {
+        format!(
+            "  events       {}/.platform/events  (CloudEvents from the broker only)\n",
+            display_base(self.addr)
+        )
+    }
+}
+
 /// Serves an axum router until shutdown.
 pub fn spawn_axum(
     listener: TcpListener,
@@ -166,9 +215,13 @@ pub fn spawn_axum(
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
+        // Handlers may read the peer's address (the dashboard's sign-in rate limit).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
     })
 }
 

@@ -9,7 +9,7 @@ use platform_runtime::LocalModuleStore;
 use platform_runtime::obs::publish::{ObsPublisher, PublishConfig};
 use tokio::sync::Notify;
 
-use super::{Shutdown, bind, build_runtime, display_base, spawn_axum};
+use super::{Shutdown, bind, build_runtime, display_base, spawn_axum, spawn_events_listener};
 use crate::args::{CommonArgs, RuntimeArgs};
 use crate::feed_client::{self, ControlClient, ControlModuleSource};
 use crate::local_feed;
@@ -111,6 +111,7 @@ pub async fn run(
         platform_runtime::admin::router(runtime.clone()),
         shutdown.clone(),
     );
+    let events_task = spawn_events_listener(&args, &runtime, &shutdown).await?;
     let traffic_shutdown = shutdown.clone();
     let traffic_task = tokio::spawn(platform_runtime::server::serve(
         traffic,
@@ -123,6 +124,9 @@ pub async fn run(
         display_base(traffic_addr),
         display_base(admin_addr)
     );
+    if let Some(e) = &events_task {
+        print!("{}", e.banner_line());
+    }
     if let Some(m) = &manifest {
         for app in &m.apps {
             for r in &app.routes {
@@ -137,6 +141,9 @@ pub async fn run(
     }
     traffic_task.await??;
     let _ = admin_task.await;
+    if let Some(e) = events_task {
+        let _ = e.task.await;
+    }
     if let Some(t) = follow_task {
         let _ = t.await;
     }

@@ -12,9 +12,9 @@ use tokio::sync::Notify;
 
 use super::{
     Shutdown, bind, bootstrap_token, build_control, build_runtime, display_base,
-    engine_fingerprint, spawn_axum,
+    engine_fingerprint, spawn_axum, spawn_events_listener,
 };
-use crate::args::{CommonArgs, OidcArgs, RuntimeArgs, StoreArgs};
+use crate::args::{CommonArgs, DashboardArgs, RuntimeArgs, StoreArgs};
 use crate::cli::api::{Api, InProcessApi};
 use crate::cli::deploy::{self, DeploySpec, ModuleInput};
 use crate::feed_client::{self, BlobModuleSource, InProcessSource};
@@ -27,7 +27,8 @@ pub async fn run(
     common: CommonArgs,
     args: RuntimeArgs,
     store: StoreArgs,
-    oidc: OidcArgs,
+    addresses: Option<platform_control::app_address::AppAddressTemplate>,
+    dashboard: DashboardArgs,
 ) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(
         common.log_format,
@@ -41,9 +42,9 @@ pub async fn run(
     let traffic_addr = traffic.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| display_base(traffic_addr));
-    let oidc = oidc.config(&display_base(admin_addr))?;
+    let web_config = dashboard.web_config(&display_base(admin_addr))?;
 
-    let ctl = build_control(&common, &store, public_url, "platform").await?;
+    let ctl = build_control(&common, &store, public_url, addresses, "platform").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
 
@@ -69,12 +70,10 @@ pub async fn run(
         .merge(platform_web::router(platform_web::WebState {
             ctl: ctl.clone(),
             obs: runtime.clone(),
-            config: platform_web::WebConfig {
-                oidc,
-                ..Default::default()
-            },
+            config: web_config,
         }));
     let admin_task = spawn_axum(admin, router, shutdown.clone());
+    let events_task = spawn_events_listener(&args, &runtime, &shutdown).await?;
     let traffic_shutdown = shutdown.clone();
     let traffic_task = tokio::spawn(platform_runtime::server::serve(
         traffic,
@@ -129,6 +128,9 @@ pub async fn run(
                 for r in a.routes {
                     lines.push((a.name.clone(), r.url));
                 }
+                if !a.default_url.is_empty() {
+                    lines.push((a.name.clone(), a.default_url));
+                }
             }
         }
     }
@@ -140,9 +142,15 @@ pub async fn run(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     print_banner(&lines, admin_addr, &common.data_dir, demo);
+    if let Some(e) = &events_task {
+        print!("{}", e.banner_line());
+    }
 
     traffic_task.await??;
     let _ = admin_task.await;
+    if let Some(e) = events_task {
+        let _ = e.task.await;
+    }
     let _ = worker.await;
     let _ = follow.await;
     tracing::info!("stopped");
@@ -164,6 +172,11 @@ fn print_banner(
             Some(host)
                 if !host.starts_with("127.")
                     && !host.starts_with("localhost")
+                    && !host
+                        .split(':')
+                        .next()
+                        .unwrap_or(host)
+                        .ends_with(".localhost")
                     && !host.starts_with('[') =>
             {
                 format!(

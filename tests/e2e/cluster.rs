@@ -219,6 +219,8 @@ pub(crate) fn start_runtime(
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--events-listen",
+        "127.0.0.1:0",
         "--artifact-dir",
         &artifacts,
         "--data-dir",

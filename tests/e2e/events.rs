@@ -54,8 +54,11 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
     let start_runtime = |i: usize, extra: &[&str]| {
         start_runtime(cp.dir.path(), &server, &nats_url, &token, i, extra)
     };
-    let (_rt0, url0) = start_runtime(0, &[]);
-    let (_rt1, url1) = start_runtime(1, &["--exclude-dedicated"]);
+    let (mut rt0, url0) = start_runtime(0, &[]);
+    let (mut rt1, url1) = start_runtime(1, &["--exclude-dedicated"]);
+    // CloudEvents go to each runtime's internal events listener, never its traffic one.
+    let events0 = rt0.wait_url("CloudEvents from the broker", Duration::from_secs(5));
+    let events1 = rt1.wait_url("CloudEvents from the broker", Duration::from_secs(5));
 
     cli(
         &server,
@@ -84,7 +87,7 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
     assert!(out.contains("com.example.order.created"), "{out}");
 
     // CloudEvents, at either runtime.
-    for rt in [&url0, &url1] {
+    for (rt, traffic) in [(&events0, &url0), (&events1, &url1)] {
         eventually(
             "the event type reaches the runtime",
             Duration::from_secs(10),
@@ -96,6 +99,11 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
         assert_eq!(seen["type"], "com.example.order.created");
         assert_eq!(seen["body"], "order 7");
         assert_eq!(post_event(rt, "com.example.other").unwrap().0, 404);
+        assert_eq!(
+            post_event(traffic, "com.example.order.created").unwrap().0,
+            404,
+            "the public listener takes no events"
+        );
     }
 
     // NATS: a request through the real server gets the handler's answer.

@@ -10,4 +10,5 @@ mod support;
 
 mod cluster;
 mod events;
+mod isolation;
 mod up;

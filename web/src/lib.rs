@@ -14,6 +14,7 @@ pub mod observe;
 pub mod oidc;
 pub mod pages;
 pub mod session;
+pub mod sign_in_limits;
 pub mod users;
 
 use std::sync::Arc;
@@ -28,10 +29,16 @@ pub use oidc::OidcConfig;
 /// Dashboard settings.
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
-    /// Mark session cookies `Secure` (when served over HTTPS).
+    /// Served over HTTPS: cookies are `Secure`, and the session cookie is
+    /// `__Host-platform_session` (host-only, so no subdomain can set or read it).
     pub secure_cookies: bool,
     /// OpenID Connect single sign-on, when configured.
     pub oidc: Option<OidcConfig>,
+    /// Sign-in attempts allowed per client and per user name.
+    pub sign_in_limits: Arc<sign_in_limits::SignInLimits>,
+    /// Header carrying the client's address, set by the proxy that is the dashboard's only
+    /// entry (its last entry counts), e.g. `x-forwarded-for`; else the peer address.
+    pub client_ip_header: Option<String>,
 }
 
 /// What every handler gets.
@@ -89,5 +96,29 @@ pub fn router(state: WebState) -> Router {
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/users", post(tokens::create_user))
         .route("/static/{file}", get(assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every dashboard response: no page of the dashboard may be framed by another
+/// site (clickjacking), nor sniffed into another content type.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = resp.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    resp
 }

@@ -15,8 +15,8 @@ pub use nats::NatsObservability;
 
 /// Logs and traffic for the dashboard.
 pub trait Observability: Send + Sync {
-    /// Recent log events, oldest first.
-    fn recent_logs(&self) -> Vec<Arc<LogEvent>>;
+    /// Recent log events of `tenant`'s apps (or of its app `app`), oldest first.
+    fn recent_logs(&self, tenant: &str, app: Option<&str>) -> Vec<Arc<LogEvent>>;
     /// Live log events.
     fn subscribe_logs(&self) -> Option<broadcast::Receiver<Arc<LogEvent>>>;
     /// The last hour of an app's traffic.
@@ -28,8 +28,8 @@ pub trait Observability: Send + Sync {
 }
 
 impl Observability for Runtime {
-    fn recent_logs(&self) -> Vec<Arc<LogEvent>> {
-        self.logs.recent()
+    fn recent_logs(&self, tenant: &str, app: Option<&str>) -> Vec<Arc<LogEvent>> {
+        self.logs.recent_for(tenant, app)
     }
     fn subscribe_logs(&self) -> Option<broadcast::Receiver<Arc<LogEvent>>> {
         Some(self.logs.subscribe())
@@ -50,7 +50,7 @@ impl Observability for Runtime {
 pub struct NoObservability;
 
 impl Observability for NoObservability {
-    fn recent_logs(&self) -> Vec<Arc<LogEvent>> {
+    fn recent_logs(&self, _: &str, _: Option<&str>) -> Vec<Arc<LogEvent>> {
         Vec::new()
     }
     fn subscribe_logs(&self) -> Option<broadcast::Receiver<Arc<LogEvent>>> {

@@ -16,8 +16,20 @@ use sqlx::Row;
 
 use crate::WebState;
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain HTTP.
 pub const COOKIE: &str = "platform_session";
+/// Name of the session cookie over HTTPS: the `__Host-` prefix makes browsers refuse it
+/// unless it is `Secure`, `Path=/` and host-only, so no sibling or parent host sets it.
+pub const SECURE_COOKIE: &str = "__Host-platform_session";
+
+/// The session cookie's name for this dashboard.
+pub fn cookie_name(state: &WebState) -> &'static str {
+    if state.config.secure_cookies {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
 /// Session lifetime.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -138,14 +150,15 @@ fn cookie(state: &WebState, value: &str, max_age: u64) -> HeaderValue {
         ""
     };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        cookie_name(state)
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("platform_session=; Path=/"))
 }
 
 /// Ends the session of `headers` and returns the header that clears the cookie.
 pub async fn destroy(state: &WebState, headers: &HeaderMap) -> HeaderValue {
-    if let Some(secret) = cookie_value(headers) {
+    if let Some(secret) = cookie_value(state, headers) {
         let _ = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(hash(&secret))
             .execute(state.ctl.store.pool())
@@ -154,8 +167,8 @@ pub async fn destroy(state: &WebState, headers: &HeaderMap) -> HeaderValue {
     cookie(state, "", 0)
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
-    cookie_named(headers, COOKIE).map(str::to_string)
+fn cookie_value(state: &WebState, headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, cookie_name(state)).map(str::to_string)
 }
 
 /// The non-empty value of the request cookie `name`.
@@ -174,7 +187,7 @@ pub(crate) fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
 /// Looks up the session of a request. A session signed in with a token ends when the token
 /// is revoked.
 pub async fn lookup(state: &WebState, headers: &HeaderMap) -> Option<Session> {
-    let secret = cookie_value(headers)?;
+    let secret = cookie_value(state, headers)?;
     let row = sqlx::query(
         "SELECT tenant, subject, admin, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2 \
          AND NOT (subject LIKE 'token:%' AND EXISTS (SELECT 1 FROM tokens \

@@ -144,7 +144,14 @@ pub async fn app_message(
     };
     let (event_triggers, subject_triggers) =
         super::triggers::app_triggers(&mut *conn, &app.id).await?;
+    let default_url = ctl
+        .config
+        .app_addresses
+        .as_ref()
+        .map(|t| route_url(&ctl.config.public_url, &t.host(&app.name, &app.tenant), "/"))
+        .unwrap_or_default();
     Ok(App {
+        default_url,
         id: app.id.clone(),
         name: app.name.clone(),
         tenant: app.tenant.clone(),

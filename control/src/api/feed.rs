@@ -18,7 +18,7 @@ pub async fn get_snapshot(
 ) -> Result<GetSnapshotResponse, ApiError> {
     caller.require_admin("reading the serving feed")?;
     Ok(GetSnapshotResponse {
-        snapshot: Some(crate::feed::snapshot(&ctl.store).await?),
+        snapshot: Some(crate::feed::snapshot(&ctl).await?),
     })
 }
 

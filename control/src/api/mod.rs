@@ -1,6 +1,7 @@
 //! The API: one module per Connect service, plus the module upload and download endpoints.
 
 pub mod apps;
+pub mod domains;
 pub mod feed;
 pub mod modules;
 pub mod releases;
@@ -74,6 +75,18 @@ pub fn router(ctl: Arc<Control>) -> Router {
         .route(
             "/platform.v1.RouteService/DeleteRoute",
             unary(routes::delete_route),
+        )
+        .route(
+            "/platform.v1.DomainService/CreateDomain",
+            unary(domains::create_domain),
+        )
+        .route(
+            "/platform.v1.DomainService/ListDomains",
+            unary(domains::list_domains),
+        )
+        .route(
+            "/platform.v1.DomainService/DeleteDomain",
+            unary(domains::delete_domain),
         )
         .route(
             "/platform.v1.TokenService/CreateToken",

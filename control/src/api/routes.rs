@@ -14,6 +14,7 @@ use crate::Control;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::feed::commit_app_change;
+use crate::host_ownership::check_route;
 use crate::store::{is_unique_violation, new_id, now_ms, timestamp};
 
 /// Parses and normalises a route from its host and path parts.
@@ -54,7 +55,9 @@ pub fn parse_route(host: &str, path_prefix: &str) -> Result<RouteSpec, ApiError>
     })
 }
 
-/// Adds a route to an app; a route any app already has is refused.
+/// Adds a route to an app. Refused when another route has the same host and prefix, or
+/// when the tenant may not route there ([`crate::host_ownership`]). With `validate_only`,
+/// checks everything and changes nothing.
 pub async fn create_route(
     ctl: Arc<Control>,
     caller: Caller,
@@ -63,22 +66,17 @@ pub async fn create_route(
     let spec = parse_route(&req.host, &req.path_prefix)?;
     let host = spec.host.clone().unwrap_or_default();
     let mut tx = ctl.store.begin().await?;
+    if !req.validate_only {
+        // Checks and insert see one state: no concurrent route or domain change between.
+        ctl.store.lock_serving(&mut tx).await?;
+    }
+
+    if req.validate_only {
+        return validate_route(&ctl, &mut tx, &caller, &req.app, spec).await;
+    }
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
-    let taken = sqlx::query(
-        "SELECT a.name, a.tenant FROM routes r JOIN apps a ON a.id = r.app_id WHERE r.host = $1 AND r.prefix = $2",
-    )
-    .bind(&host)
-    .bind(&spec.prefix)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(row) = taken {
-        let owner: String = row.try_get("name")?;
-        let tenant: String = row.try_get("tenant")?;
-        let who = if tenant == caller.tenant {
-            format!("app {owner:?}")
-        } else {
-            "another tenant".to_string()
-        };
+    check_route(&ctl, &mut tx, &caller, &spec).await?;
+    if let Some((_, who)) = route_holder(&mut tx, &caller, &spec).await? {
         return Err(
             ApiError::exists(format!("route {spec} is already used by {who}")).on("path_prefix"),
         );
@@ -113,6 +111,67 @@ pub async fn create_route(
             create_time: Some(timestamp(now)),
         }),
     })
+}
+
+/// `validate_only`: would the route be accepted? The app need not exist yet (a deploy
+/// checks its routes before it uploads anything), and a route the app already has is fine.
+async fn validate_route(
+    ctl: &Control,
+    conn: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    app: &str,
+    spec: RouteSpec,
+) -> Result<CreateRouteResponse, ApiError> {
+    let app = match resolve_app(conn, caller, app).await {
+        Ok(a) => Some(a),
+        Err(e) if e.code == crate::error::Code::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    check_route(ctl, conn, caller, &spec).await?;
+    if let Some((app_id, who)) = route_holder(conn, caller, &spec).await?
+        && app.as_ref().is_none_or(|a| a.id != app_id)
+    {
+        return Err(
+            ApiError::exists(format!("route {spec} is already used by {who}")).on("path_prefix"),
+        );
+    }
+    let host = spec.host.clone().unwrap_or_default();
+    Ok(CreateRouteResponse {
+        route: Some(Route {
+            id: String::new(),
+            url: route_url(&ctl.config.public_url, &host, &spec.prefix),
+            app_id: app.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
+            app_name: app.map(|a| a.name).unwrap_or_default(),
+            host,
+            path_prefix: spec.prefix,
+            create_time: None,
+        }),
+    })
+}
+
+/// The app holding exactly this route, and how to name it to `caller` (another tenant's
+/// app is not named).
+async fn route_holder(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    spec: &RouteSpec,
+) -> Result<Option<(String, String)>, ApiError> {
+    let row = sqlx::query(
+        "SELECT a.id, a.name, a.tenant FROM routes r JOIN apps a ON a.id = r.app_id WHERE r.host = $1 AND r.prefix = $2",
+    )
+    .bind(spec.host.as_deref().unwrap_or(""))
+    .bind(&spec.prefix)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let name: String = row.try_get("name")?;
+    let tenant: String = row.try_get("tenant")?;
+    let who = if tenant == caller.tenant {
+        format!("app {name:?}")
+    } else {
+        "another tenant".to_string()
+    };
+    Ok(Some((row.try_get("id")?, who)))
 }
 
 /// The caller's routes, of one app or all.

@@ -55,9 +55,7 @@ async fn every_serving_change_is_one_revision_and_one_event(db: Db) {
     let e4 = h.feed.next().await.unwrap();
     assert_eq!(e4.revision, 4);
     assert!(matches!(e4.change, Some(Change::AppRemoved(_))));
-    let snap = platform_control::feed::snapshot(&h.ctl.store)
-        .await
-        .unwrap();
+    let snap = platform_control::feed::snapshot(&h.ctl).await.unwrap();
     assert_eq!(snap.revision, 4);
     assert!(snap.apps.is_empty());
 }

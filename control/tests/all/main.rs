@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod dedicated;
+mod domains;
 mod feed;
 mod tenancy;
 mod triggers;

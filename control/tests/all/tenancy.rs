@@ -86,9 +86,10 @@ async fn tenants_are_isolated_on_every_service(db: Db) {
             json!({ "app": "shop", "pathPrefix": "/acme" }),
         )
         .await;
-    assert_eq!(s, StatusCode::CONFLICT);
+    // The shared host's paths are namespaced: B routes under /bobs only.
+    assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
-        v["message"].as_str().unwrap().contains("another tenant"),
+        v["message"].as_str().unwrap().contains("under /bobs only"),
         "{v}"
     );
     assert!(

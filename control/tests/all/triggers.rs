@@ -31,7 +31,7 @@ async fn triggers_are_validated_unique_and_fed_to_runtimes(db: Db) {
         "no route, no trigger: not served"
     );
     assert!(
-        platform_control::feed::snapshot(&h.ctl.store)
+        platform_control::feed::snapshot(&h.ctl)
             .await
             .unwrap()
             .apps
@@ -61,9 +61,7 @@ async fn triggers_are_validated_unique_and_fed_to_runtimes(db: Db) {
     assert!(serving.routes.is_empty());
     assert_eq!(serving.event_triggers[0].path, "/events");
     assert_eq!(serving.subject_triggers[0].subject, "orders.>");
-    let snap = platform_control::feed::snapshot(&h.ctl.store)
-        .await
-        .unwrap();
+    let snap = platform_control::feed::snapshot(&h.ctl).await.unwrap();
     assert_eq!(snap.apps.len(), 1, "event-only apps are in the snapshot");
 
     // Invalid values are refused with the field at fault.

@@ -13,7 +13,7 @@ use wasmtime::{Caller, Linker};
 
 use super::abi::{FLAG_END, SDK_IMPORT_MODULE, code};
 use super::kv::{self, KvScope};
-use super::state::{HeadBody, OutboundResponse, ResponseHead, ResponseSink, SdkHostState};
+use super::state::{BodyMsg, HeadBody, OutboundResponse, ResponseHead, ResponseSink, SdkHostState};
 use super::wire::{Reader, Writer};
 use crate::guest::GuestState;
 
@@ -278,7 +278,9 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         req.response_too_large = true;
                         req.sink = ResponseSink::Done;
                         let _ = tx
-                            .send(Err("the response went over the function's limit".into()))
+                            .send(BodyMsg::Abort(
+                                "the response went over the function's limit".into(),
+                            ))
                             .await;
                         let limit = req.response_limit;
                         return fail(
@@ -290,7 +292,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         );
                     }
                 }
-                if tx.send(Ok(Frame::data(data))).await.is_err() {
+                if tx.send(BodyMsg::Frame(Frame::data(data))).await.is_err() {
                     if let Some(req) = sdk(&mut c).and_then(|s| s.req.as_mut()) {
                         req.sink = ResponseSink::Done;
                     }
@@ -325,7 +327,13 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         "trailers need a streamed response (send without the end flag)",
                     );
                 };
-                if tx.send(Ok(Frame::trailers(trailers))).await.is_err() {
+                // Trailers end the response.
+                if tx
+                    .send(BodyMsg::Frame(Frame::trailers(trailers)))
+                    .await
+                    .is_err()
+                    || tx.send(BodyMsg::End).await.is_err()
+                {
                     return fail(&mut c, code::CLOSED, "the client went away");
                 }
                 0

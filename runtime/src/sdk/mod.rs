@@ -25,7 +25,8 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use wasmtime::Linker;
 
-use self::state::{HeadBody, RequestBody, RequestCtx, ResponseHead, ResponseSink};
+use self::state::{BodyMsg, HeadBody, RequestBody, RequestCtx, ResponseHead, ResponseSink};
+use crate::admission::ExecPermits;
 use crate::app::AppSpec;
 use crate::failure::GuestFailure;
 use crate::guest::{self, GuestState};
@@ -35,7 +36,7 @@ use crate::metrics::{RuntimeMetrics, TrapLabels};
 use crate::module_cache::LoadedModule;
 use crate::route_table::RouteSpec;
 
-pub use pool::SdkPools;
+pub use pool::{ReleasePool, SdkPools};
 pub use state::SdkHostState;
 
 /// Adds the Platform host ABI to the shared linker.
@@ -108,11 +109,23 @@ struct RunOutcome {
     stderr: (Bytes, u64),
 }
 
+/// What an admitted SDK request runs with: the module, the release, its instance pool and
+/// the permits that admitted it (held until the guest returns).
+pub(crate) struct SdkExec {
+    /// The compiled module (or its snapshot).
+    pub loaded: Arc<LoadedModule>,
+    /// The release.
+    pub spec: Arc<AppSpec>,
+    /// The release's instances.
+    pub pool: Arc<ReleasePool>,
+    /// Admission permits.
+    pub permits: ExecPermits,
+}
+
 /// Serves one request with an SDK module.
 pub(crate) async fn serve<B>(
     rt: &Runtime,
-    loaded: &Arc<LoadedModule>,
-    spec: &Arc<AppSpec>,
+    exec: SdkExec,
     req: Request<B>,
     conn: ConnInfo,
     route: &RouteSpec,
@@ -122,8 +135,13 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    let SdkExec {
+        loaded,
+        spec,
+        pool,
+        permits,
+    } = exec;
     let (parts, body) = req.into_parts();
-    let pool = rt.sdk_pools.pool(spec);
     let head = encode_head(&parts, &conn, route, request_id, pool.env_generation);
     let (head_tx, head_rx) = tokio::sync::oneshot::channel();
     let deadline = Instant::now() + spec.limits.timeout;
@@ -145,14 +163,11 @@ where
     };
     let pools = rt.sdk_pools.clone();
     let engine = rt.engine().clone();
-    let module = loaded.clone();
     let run_spec = spec.clone();
     let task = tokio::spawn(async move {
-        let permit = pool.permits.clone().acquire_owned().await;
-        let Ok(_permit) = permit else {
-            return RunOutcome::failed(GuestFailure::Overloaded, Bytes::new());
-        };
-        let mut inst = match pools.take(&engine, &pool, &module, &run_spec).await {
+        // Held while the guest runs, streaming included; released when it returns.
+        let _permits = permits;
+        let mut inst = match pools.take(&engine, &pool, &loaded, &run_spec).await {
             Ok(i) => i,
             Err((f, stderr)) => return RunOutcome::failed(f, stderr),
         };
@@ -201,11 +216,23 @@ where
         if response_too_large && failure.is_none() {
             failure = Some(GuestFailure::ResponseTooLarge(run_spec.limits.max_response));
         }
-        // A guest that fails mid-stream must not look like a complete response.
-        if failure.is_some()
-            && let Some(ResponseSink::Streaming(tx)) = &sink
-        {
-            let _ = tx.try_send(Err("the function failed while sending the response".into()));
+        // A streamed body ends cleanly only with an explicit end; a guest that failed
+        // mid-stream leaves it without one, and the client sees the body cut off.
+        if let Some(ResponseSink::Streaming(tx)) = &sink {
+            match &failure {
+                None => {
+                    let _ = tokio::time::timeout_at(
+                        (deadline + guest::DEADLINE_GRACE).into(),
+                        tx.send(BodyMsg::End),
+                    )
+                    .await;
+                }
+                Some(f) => {
+                    let _ = tx.try_send(BodyMsg::Abort(
+                        format!("the function failed while sending the response: {f}").into(),
+                    ));
+                }
+            }
         }
         drop(sink);
         let healthy = failure.is_none() && code == abi::result::OK;
@@ -256,9 +283,9 @@ where
                 return crate::host::too_large(spec.limits.max_body);
             }
             match outcome.failure {
-                Some(f) => rt.failure_response(spec, &f, request_id),
+                Some(f) => rt.failure_response(&spec, &f, request_id),
                 None => rt.failure_response(
-                    spec,
+                    &spec,
                     &GuestFailure::BadOutput("the handler returned without a response".into()),
                     request_id,
                 ),
@@ -325,6 +352,7 @@ impl Reporter {
             self.metrics
                 .traps
                 .get_or_create(&TrapLabels {
+                    tenant: self.spec.tenant.clone(),
                     app: self.spec.app.clone(),
                     kind: f.kind().into(),
                 })
@@ -350,18 +378,26 @@ impl Drop for AbortOnDrop {
 }
 
 fn response_from(head: ResponseHead) -> Response<ResponseBody> {
-    let body =
-        match head.body {
-            HeadBody::Full(b) => full(b),
-            HeadBody::Stream(first, rx) => {
-                let first = (!first.is_empty()).then(|| Ok::<_, BoxError>(Frame::data(first)));
-                let rest = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|f| (f, rx))
-                });
-                let stream = futures::stream::iter(first).chain(rest);
-                BodyExt::boxed(StreamBody::new(stream))
-            }
-        };
+    let body = match head.body {
+        HeadBody::Full(b) => full(b),
+        HeadBody::Stream(first, rx) => {
+            let first = (!first.is_empty()).then(|| Ok::<_, BoxError>(Frame::data(first)));
+            let rest = futures::stream::unfold(Some(rx), |rx| async move {
+                let mut rx = rx?;
+                match rx.recv().await {
+                    Some(BodyMsg::Frame(f)) => Some((Ok(f), Some(rx))),
+                    Some(BodyMsg::End) => None,
+                    Some(BodyMsg::Abort(e)) => Some((Err(e), None)),
+                    None => Some((
+                        Err(BoxError::from("the function's response was cut off")),
+                        None,
+                    )),
+                }
+            });
+            let stream = futures::stream::iter(first).chain(rest);
+            BodyExt::boxed(StreamBody::new(stream))
+        }
+    };
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;
     *resp.headers_mut() = head.headers;

@@ -14,8 +14,18 @@ use crate::app::AppSpec;
 use crate::host::BoxError;
 use crate::sdk::kv::{KvBackend, KvScope};
 
-/// A response body frame sent from the guest to hyper.
-pub type BodyFrame = Result<Frame<Bytes>, BoxError>;
+/// What travels from the guest to hyper after a streamed response's head. A stream that
+/// stops without [`BodyMsg::End`] (the guest trapped, timed out, went over a limit) ends in
+/// an error the client sees (a reset, no terminating chunk), never as a clean short body.
+#[derive(Debug)]
+pub enum BodyMsg {
+    /// Body bytes or trailers.
+    Frame(Frame<Bytes>),
+    /// The guest finished the response.
+    End,
+    /// The response was cut off, and why.
+    Abort(BoxError),
+}
 
 /// The response head, and how the body follows.
 pub struct ResponseHead {
@@ -32,7 +42,7 @@ pub enum HeadBody {
     /// Complete.
     Full(Bytes),
     /// Streamed: the first bytes, then frames from the channel until the guest returns.
-    Stream(Bytes, mpsc::Receiver<BodyFrame>),
+    Stream(Bytes, mpsc::Receiver<BodyMsg>),
 }
 
 /// Where the response is going.
@@ -40,7 +50,7 @@ pub enum ResponseSink {
     /// Head not sent yet.
     Pending(oneshot::Sender<ResponseHead>),
     /// Head sent; body frames go here.
-    Streaming(mpsc::Sender<BodyFrame>),
+    Streaming(mpsc::Sender<BodyMsg>),
     /// Finished, or the client is gone.
     Done,
 }

@@ -42,7 +42,20 @@ async fn cloudevents_in_binary_and_structured_mode_reach_the_go_handler() {
     let host = TestHost::start().await;
     install(&host, &[("com.example.order.created", "/events")], &[]);
     let c = client();
-    let url = host.url("/.platform/events");
+    // The public traffic listener never takes events: anyone on the internet could forge
+    // them. Only the internal events listener does.
+    let forged = c
+        .post(host.url("/.platform/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-type", "com.example.order.created")
+        .header("ce-source", "/attacker")
+        .header("ce-id", "evt-0")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 404);
+    let url = host.events_url("/.platform/events");
 
     // Binary mode, as Knative Eventing delivers.
     let r = c

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 pub struct TestHost {
     pub rt: Arc<Runtime>,
     pub addr: SocketAddr,
+    /// The internal CloudEvents listener.
+    pub events_addr: SocketAddr,
     pub store: LocalModuleStore,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -62,18 +64,31 @@ impl TestHost {
         let rt = Runtime::new(config, Arc::new(store.clone())).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let events = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let events_addr = events.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (events_tx, events_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(platform_runtime::server::serve_events(
+            events,
+            rt.clone(),
+            async move {
+                let _ = events_rx.await;
+            },
+            Duration::from_secs(5),
+        ));
         let task = tokio::spawn(platform_runtime::server::serve(
             listener,
             rt.clone(),
             async move {
                 let _ = rx.await;
+                let _ = events_tx.send(());
             },
             Duration::from_secs(5),
         ));
         TestHost {
             rt,
             addr,
+            events_addr,
             store,
             stop: Some(tx),
             task: Some(task),
@@ -110,6 +125,11 @@ impl TestHost {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the internal CloudEvents listener.
+    pub fn events_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.events_addr, path)
     }
 
     /// Gracefully stops the listener, waiting for in-flight requests.

@@ -128,6 +128,19 @@ async fn go_mux_bodies_statuses_redirects_cookies() {
         .iter()
         .any(|e| e.request_id == "test-id-123" && e.line == "whoami served");
     assert!(logged, "guest stderr line not captured with its request id");
+    // The request's own line says what was asked: method, path, status, duration.
+    let request_line = host
+        .rt
+        .logs
+        .recent_for("t", Some("mux"))
+        .iter()
+        .find(|e| e.request_id == "test-id-123" && e.status.is_some())
+        .map(|e| e.line.clone())
+        .unwrap_or_default();
+    assert!(
+        request_line.starts_with("GET /mux/whoami 200 in "),
+        "{request_line:?}"
+    );
     host.stop().await;
 }
 

@@ -144,8 +144,8 @@ impl Drop for NatsObservability {
 }
 
 impl Observability for NatsObservability {
-    fn recent_logs(&self) -> Vec<Arc<LogEvent>> {
-        self.shared.logs.recent()
+    fn recent_logs(&self, tenant: &str, app: Option<&str>) -> Vec<Arc<LogEvent>> {
+        self.shared.logs.recent_for(tenant, app)
     }
     fn subscribe_logs(&self) -> Option<broadcast::Receiver<Arc<LogEvent>>> {
         Some(self.shared.logs.subscribe())
@@ -359,8 +359,8 @@ mod tests {
         );
         assert_eq!(obs.summary("t", "other").requests, 0, "apps stay apart");
 
-        until("14 log lines", || obs.recent_logs().len() == 14).await;
-        let recent = obs.recent_logs();
+        until("14 log lines", || obs.shared.logs.recent().len() == 14).await;
+        let recent = obs.shared.logs.recent();
         let want_a: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
         assert_eq!(ids(&recent, "a"), want_a, "one runtime's lines in order");
         assert_eq!(ids(&recent, "b"), ["b0", "b1", "b2", "b-other"]);
@@ -403,7 +403,7 @@ mod tests {
         traffic.record("t", "a", 200, Duration::from_millis(1), false);
         publisher.close().await;
         until("the last line", || {
-            ids(&obs.recent_logs(), "last").len() == 1
+            ids(&obs.shared.logs.recent(), "last").len() == 1
         })
         .await;
         until("the last count", || obs.summary("t", "a").requests == 1).await;
@@ -421,7 +421,9 @@ mod tests {
         }
         until("the reported drop", || obs.stats().dropped_by_runtimes > 0).await;
         until("the newest line", || {
-            obs.recent_logs()
+            obs.shared
+                .logs
+                .recent()
                 .last()
                 .is_some_and(|e| e.request_id == "e9999")
         })
@@ -429,9 +431,9 @@ mod tests {
         let dropped = rt.publisher.stats().dropped_events.load(Ordering::Relaxed);
         assert_eq!(dropped, 10_000 - 4096);
         assert_eq!(obs.stats().dropped_by_runtimes, dropped);
-        let recent = obs.recent_logs();
+        let recent = obs.shared.logs.recent();
         let want: Vec<String> = (9000..10_000).map(|i| format!("e{i}")).collect();
-        assert_eq!(ids(&recent, "e"), want, "the newest 1000, in order");
+        assert_eq!(ids(&recent, "e"), want, "the app's newest 1000, in order");
         rt.publisher.close().await;
     }
 }

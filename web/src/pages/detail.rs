@@ -520,6 +520,7 @@ pub async fn add_route(
             app: app.clone(),
             host: host.clone(),
             path_prefix: path.clone(),
+            validate_only: false,
         },
     )
     .await

@@ -2,14 +2,17 @@
 //! out.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 
 use super::{Layout, field, render};
 use crate::WebState;
 use crate::session;
+use crate::sign_in_limits::client_key;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -109,13 +112,36 @@ pub async fn page(
     )
 }
 
-/// `POST /login`: a token, or a user name and password.
+/// `POST /login`: a token, or a user name and password. Attempts are rate-limited per
+/// client and per user name ([`crate::sign_in_limits`]).
 pub async fn submit(
     State(state): State<WebState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let next = safe_next(field(&form, "next"));
+    let client = client_key(
+        &headers,
+        state.config.client_ip_header.as_deref(),
+        peer.map(|Extension(ConnectInfo(a))| a),
+    );
+    if !state
+        .config
+        .sign_in_limits
+        .allow(&client, field(&form, "username"))
+    {
+        let mut resp = login_page(
+            &state,
+            next,
+            Some("Too many sign-in attempts. Wait a minute, then try again.".into()),
+            field(&form, "username").is_some(),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return resp;
+    }
     let fail = |msg: &str, user: bool| {
         login_page(
             &state,

@@ -130,7 +130,10 @@ pub async fn page(
     .unwrap_or_default();
     let mut lines: Vec<String> = state
         .obs
-        .recent_logs()
+        .recent_logs(
+            &session.tenant,
+            Some(q.app.as_str()).filter(|a| !a.is_empty()),
+        )
         .iter()
         .filter(|e| q.matches(&session.tenant, e))
         .map(|e| line_html(e))

@@ -320,3 +320,113 @@ async fn sign_in_forms_posted_from_elsewhere_are_refused() {
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert_eq!(d.count("SELECT COUNT(*) FROM sessions").await, 0);
 }
+
+#[tokio::test]
+async fn dashboard_pages_cannot_be_framed() {
+    let d = Dash::new().await;
+    let b = d.admin().await;
+    for p in [d.get("/login", None).await, d.get_as(&b, "/apps").await] {
+        assert_eq!(
+            p.headers["content-security-policy"],
+            "frame-ancestors 'none'"
+        );
+        assert_eq!(p.headers["x-frame-options"], "DENY");
+        assert_eq!(p.headers["x-content-type-options"], "nosniff");
+    }
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_client_and_per_user_name() {
+    use std::sync::Arc;
+
+    use platform_web::WebConfig;
+    use platform_web::sign_in_limits::SignInLimits;
+
+    // Guessing tokens from one client.
+    let d = Dash::with_config(WebConfig {
+        sign_in_limits: Arc::new(SignInLimits::new(5, 1, 100, 100)),
+        ..Default::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let p = d.login_post(&[("token", &format!("plt_guess_{i}"))]).await;
+        statuses.push(p.status);
+        if p.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(p.headers["retry-after"], "60");
+            assert!(p.body.contains("Too many sign-in attempts"), "{}", p.body);
+        }
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[5..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+    // The right token is refused too while the client is over its limit.
+    assert_eq!(
+        d.sign_in(&[("token", &d.admin)]).await.unwrap_err().status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Guessing one user's password, whatever the client.
+    let d = Dash::with_config(WebConfig {
+        sign_in_limits: Arc::new(SignInLimits::new(100, 100, 3, 1)),
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let p = d
+            .login_post(&[("username", "alice"), ("password", "wrong")])
+            .await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    }
+    let p = d
+        .login_post(&[("username", "ALICE"), ("password", "wrong")])
+        .await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other users and tokens are unaffected.
+    d.admin().await;
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_only() {
+    let d = Dash::with_config(platform_web::WebConfig {
+        secure_cookies: true,
+        ..Default::default()
+    })
+    .await;
+    let p = d.login_post(&[("token", &d.admin)]).await;
+    let set = p.set_cookies();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("__Host-platform_session="))
+        .unwrap_or_else(|| panic!("{set:?}"));
+    assert!(session.contains("; Path=/;"), "{session}");
+    assert!(session.contains("; Secure"), "{session}");
+    assert!(
+        !session.to_ascii_lowercase().contains("domain="),
+        "{session}"
+    );
+    // A plain `platform_session` cookie (as a guest on a sibling host might plant) is no
+    // session here.
+    let value = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    d.get("/apps", Some(&format!("platform_session={value}")))
+        .await
+        .assert_redirect("/login?next=%2Fapps");
+    let b = d.admin().await;
+    d.get_as(&b, "/apps").await.assert_ok();
+}

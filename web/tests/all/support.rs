@@ -157,6 +157,7 @@ impl Dash {
                 max_module_size: 16 << 20,
                 staging_dir: dir.path().join("staging"),
                 engine: EngineFingerprint::of(&engine),
+                app_addresses: None,
             },
         );
         let admin = ctl
@@ -242,9 +243,10 @@ impl Dash {
         let cookie = set
             .iter()
             .find_map(|c| {
-                c.split(';')
-                    .next()
-                    .filter(|kv| kv.starts_with("platform_session="))
+                c.split(';').next().filter(|kv| {
+                    kv.starts_with("platform_session=")
+                        || kv.starts_with("__Host-platform_session=")
+                })
             })
             .unwrap_or_else(|| panic!("no session cookie in {set:?}"))
             .to_string();

@@ -47,6 +47,16 @@ func main() {
 		http.SetCookie(w, &http.Cookie{Name: "b", Value: "2", HttpOnly: true})
 		fmt.Fprintln(w, "two cookies")
 	})
+	mux.HandleFunc("GET /cookies/echo", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "cookies: %s\n", strings.Join(r.Header.Values("Cookie"), " | "))
+	})
+	// A guest trying to plant the dashboard's session cookie.
+	mux.HandleFunc("GET /cookies/plant", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "platform_session", Value: "planted", Path: "/"})
+		http.SetCookie(w, &http.Cookie{Name: "__Host-platform_session", Value: "planted", Path: "/", Secure: true})
+		http.SetCookie(w, &http.Cookie{Name: "mine", Value: "1"})
+		fmt.Fprintln(w, "planted")
+	})
 	mux.HandleFunc("GET /big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write([]byte(strings.Repeat("0123456789abcdef", 65536))) // 1 MiB
