@@ -589,7 +589,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 match backend.get(&scope, &key).await {
                     Ok(Some(v)) => write(&mut c, buf, cap, &v),
                     Ok(None) => fail(&mut c, code::NOT_FOUND, format!("no key {key:?}")),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -617,12 +617,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.set(&scope, &key, value).await {
                     Ok(()) => 0,
-                    Err(kv::KvError::TooLarge(n)) => fail(
-                        &mut c,
-                        code::TOO_LARGE,
-                        format!("values are limited to 1 MiB; this one is {n} bytes"),
-                    ),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -639,7 +634,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.delete(&scope, &key).await {
                     Ok(()) => 0,
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -659,12 +654,23 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.keys(&scope, &prefix).await {
                     Ok(keys) => write(&mut c, buf, cap, &super::wire::strings(&keys)),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
     )?;
     Ok(())
+}
+
+/// A store failure as an ABI error: a refused key is the guest's mistake (`INVALID`), not
+/// an outage.
+fn kv_fail(c: &mut C<'_>, e: kv::KvError) -> i32 {
+    let code = match &e {
+        kv::KvError::Invalid(_) => code::INVALID,
+        kv::KvError::TooLarge(_) => code::TOO_LARGE,
+        kv::KvError::Unavailable(_) => code::UNAVAILABLE,
+    };
+    fail(c, code, e.to_string())
 }
 
 type KvArgs = (std::sync::Arc<dyn kv::KvBackend>, KvScope, String);

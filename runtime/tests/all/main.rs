@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod events;
 mod faults;
+mod kv;
 mod routing;
 mod sdk;
 mod wagi;

@@ -273,15 +273,15 @@ async fn key_value_store_on_nats_jetstream() {
     kv_scenario_named(&host, &app).await;
     // The data is really in JetStream.
     let js = async_nats::jetstream::new(nats);
-    let bucket = js
-        .get_key_value(format!("platform_kv_t_{app}_default"))
-        .await
-        .unwrap();
+    let name = platform_runtime::sdk::kv::bucket_name(&platform_runtime::sdk::kv::KvScope {
+        tenant: "t".into(),
+        app: app.clone(),
+        store: "default".into(),
+    });
+    let bucket = js.get_key_value(&name).await.unwrap();
     let v = bucket.get("visits/alice").await.unwrap().unwrap();
     assert_eq!(&v[..], b"2");
-    js.delete_key_value(format!("platform_kv_t_{app}_default"))
-        .await
-        .unwrap();
+    js.delete_key_value(&name).await.unwrap();
     host.stop().await;
 }
 

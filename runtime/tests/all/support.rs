@@ -22,6 +22,7 @@ pub struct TestHost {
 /// One app to deploy.
 pub struct App<'a> {
     pub name: &'a str,
+    pub tenant: &'a str,
     pub module: &'a Path,
     pub routes: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
@@ -35,6 +36,7 @@ impl<'a> App<'a> {
     pub fn new(name: &'a str, module: &'a Path, routes: &'a [&'a str]) -> Self {
         App {
             name,
+            tenant: "t",
             module,
             routes,
             env: &[],
@@ -88,7 +90,7 @@ impl TestHost {
             let digest = self.store.put(&bytes).unwrap();
             let spec = Arc::new(AppSpec {
                 app: app.name.into(),
-                tenant: "t".into(),
+                tenant: app.tenant.into(),
                 release: app.release.into(),
                 module: digest,
                 env: app
