@@ -74,16 +74,23 @@ pub fn engine_fingerprint() -> anyhow::Result<(wasmtime::Engine, EngineFingerpri
     Ok((engine, fp))
 }
 
-/// Builds the data plane.
+/// Builds the data plane. `listeners` are the process's own addresses (traffic, admin),
+/// which guests' outbound HTTP never reaches.
 pub fn build_runtime(
     common: &CommonArgs,
     args: &RuntimeArgs,
     source: Arc<dyn ModuleSource>,
+    listeners: &[SocketAddr],
 ) -> anyhow::Result<Arc<Runtime>> {
     let mut config = RuntimeConfig::new(&common.data_dir);
     config.engine = engine_settings();
     config.idle_timeout = args.idle_timeout;
     config.max_concurrency = args.max_concurrency;
+    config.outbound = platform_runtime::sdk::outbound::OutboundConfig {
+        deny: args.outbound_deny.clone(),
+        allow_private: args.outbound_allow_private.clone(),
+        platform_listeners: listeners.to_vec(),
+    };
     if let Some(dir) = &args.artifact_dir {
         config.artifact_dir = dir.clone();
     }

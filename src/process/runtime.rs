@@ -36,13 +36,19 @@ pub async fn run(
     std::fs::create_dir_all(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
     let shutdown = Shutdown::on_signals();
+    // Bound before the runtime is built: guests' outbound HTTP must never reach these.
+    let traffic = bind(args.traffic_addr(), "traffic").await?;
+    let admin = bind(args.admin_listen, "admin").await?;
+    let traffic_addr = traffic.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let listeners = [traffic_addr, admin_addr];
 
     let (runtime, follow_task) = if let Some(url) = &control_url {
         let token =
             token.context("--token (or PLATFORM_TOKEN) is needed to follow the control plane")?;
         let client = ControlClient::new(url, &token)?;
         let source = ControlModuleSource::new(client.clone(), common.data_dir.join("modules"));
-        let runtime = build_runtime(&common, &args, Arc::new(source))?;
+        let runtime = build_runtime(&common, &args, Arc::new(source), &listeners)?;
         let resync = Arc::new(Notify::new());
         let bus = match &nats_url {
             Some(n) => Some(
@@ -64,7 +70,7 @@ pub async fn run(
     } else {
         let store =
             LocalModuleStore::new(common.data_dir.join("modules")).context("module store")?;
-        let runtime = build_runtime(&common, &args, Arc::new(store.clone()))?;
+        let runtime = build_runtime(&common, &args, Arc::new(store.clone()), &listeners)?;
         if let Some(m) = &manifest {
             let apps = local_feed::install_manifest(&runtime, &store, m)?;
             local_feed::warm_up(&runtime, &apps).await;
@@ -102,10 +108,6 @@ pub async fn run(
         None => None,
     };
 
-    let traffic = bind(args.traffic_addr(), "traffic").await?;
-    let admin = bind(args.admin_listen, "admin").await?;
-    let traffic_addr = traffic.local_addr()?;
-    let admin_addr = admin.local_addr()?;
     let admin_task = spawn_axum(
         admin,
         platform_runtime::admin::router(runtime.clone()),

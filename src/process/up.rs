@@ -48,7 +48,12 @@ pub async fn run(
     let shutdown = Shutdown::on_signals();
 
     let source = BlobModuleSource::new(ctl.blobs.clone(), common.data_dir.join("modules"));
-    let runtime = build_runtime(&common, &args, Arc::new(source))?;
+    let runtime = build_runtime(
+        &common,
+        &args,
+        Arc::new(source),
+        &[traffic_addr, admin_addr],
+    )?;
     let (engine, _) = engine_fingerprint()?;
     let worker = tokio::spawn(platform_control::worker::run(
         ctl.clone(),

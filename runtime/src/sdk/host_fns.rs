@@ -424,8 +424,19 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         "too many open outbound responses: close their bodies",
                     );
                 }
-                let allowed = s.spec.allowed_outbound_hosts.clone();
-                let remaining = s
+                let target = match super::outbound::check_url(&s.spec.allowed_outbound_hosts, &url)
+                {
+                    Ok(t) => t,
+                    Err(e) => return fail(&mut c, e.code(), e.to_string()),
+                };
+                let Some(client) = s.outbound.clone() else {
+                    return fail(
+                        &mut c,
+                        code::UNAVAILABLE,
+                        "outbound HTTP is not available here",
+                    );
+                };
+                let timeout = s
                     .req
                     .as_ref()
                     .map(|r| {
@@ -434,28 +445,18 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                     })
                     .unwrap_or(std::time::Duration::from_secs(30))
                     .min(std::time::Duration::from_secs(30));
-                let (host, addrs) = match super::outbound::check(&allowed, &url).await {
-                    Ok(v) => v,
-                    Err(e) => return fail(&mut c, code::DENIED, e.to_string()),
+                let mut headers = clean_headers(headers);
+                headers.remove(http::header::HOST);
+                let request = super::outbound::OutboundRequest {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    timeout,
                 };
-                let client = match super::outbound::client(&host, &addrs, remaining) {
-                    Ok(cl) => cl,
-                    Err(e) => return fail(&mut c, code::INTERNAL, e.to_string()),
-                };
-                let mut hdrs = clean_headers(headers);
-                hdrs.remove(http::header::HOST);
-                let resp = client
-                    .request(method, url.clone())
-                    .headers(hdrs)
-                    .body(body)
-                    .send()
-                    .await;
-                let resp = match resp {
+                let resp = match client.send(target, request).await {
                     Ok(r) => r,
-                    Err(e) if e.is_timeout() => {
-                        return fail(&mut c, code::TIMEOUT, format!("{url}: timed out"));
-                    }
-                    Err(e) => return fail(&mut c, code::UNAVAILABLE, format!("{url}: {e}")),
+                    Err(e) => return fail(&mut c, e.code(), e.to_string()),
                 };
                 let mut w = Writer::with_capacity(256);
                 w.u32(u32::from(resp.status().as_u16()));

@@ -12,6 +12,7 @@ mod admin;
 mod events;
 mod faults;
 mod kv;
+mod outbound;
 mod routing;
 mod sdk;
 mod wagi;

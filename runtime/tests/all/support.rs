@@ -57,13 +57,16 @@ impl TestHost {
     pub async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalModuleStore::new(dir.path().join("modules")).unwrap();
+        // Bound first, like the real processes: the runtime must know its own listener
+        // (outbound HTTP never reaches it).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let mut config = RuntimeConfig::new(dir.path());
         config.artifact_dir = platform_test_guests::shared_artifact_dir();
         config.engine.max_instances = 64;
+        config.outbound.platform_listeners.push(addr);
         configure(&mut config);
         let rt = Runtime::new(config, Arc::new(store.clone())).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(platform_runtime::server::serve(
             listener,
