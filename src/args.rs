@@ -83,6 +83,16 @@ pub struct RuntimeArgs {
     /// Cluster mode: leave dedicated apps to their own Knative Services.
     #[arg(long, env = "PLATFORM_EXCLUDE_DEDICATED")]
     pub exclude_dedicated: bool,
+    /// Address ranges guests' outbound HTTP never reaches, on top of the built-in private
+    /// ranges, whatever else is allowed: the cluster's pod and service ranges, the control
+    /// plane (comma-separated CIDRs).
+    #[arg(long, env = "PLATFORM_OUTBOUND_DENY", value_delimiter = ',', value_parser = platform_runtime::sdk::outbound::parse_deny)]
+    pub outbound_deny: Vec<platform_runtime::sdk::outbound::IpNet>,
+    /// Private destinations guests may reach even though the built-in deny-list covers
+    /// them, if their release lists them too (comma-separated HOST:PORT, IP:PORT or CIDR).
+    /// The platform's own listeners stay refused.
+    #[arg(long, env = "PLATFORM_OUTBOUND_ALLOW_PRIVATE", value_delimiter = ',')]
+    pub outbound_allow_private: Vec<platform_runtime::sdk::outbound::PrivateAllow>,
 }
 
 impl RuntimeArgs {

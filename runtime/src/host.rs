@@ -75,6 +75,9 @@ pub struct RuntimeConfig {
     pub trust_forwarded_host: bool,
     /// Where the embedded key-value store of SDK guests keeps its files.
     pub kv_dir: PathBuf,
+    /// What SDK guests' outbound HTTP may reach: the operator's deny and allow lists and
+    /// the platform's own listeners.
+    pub outbound: crate::sdk::outbound::OutboundConfig,
 }
 
 impl RuntimeConfig {
@@ -104,6 +107,7 @@ impl RuntimeConfig {
             header_read_timeout: Duration::from_secs(10),
             trust_forwarded_host: false,
             kv_dir: data_dir.join("kv"),
+            outbound: Default::default(),
         }
     }
 }
@@ -120,6 +124,9 @@ pub enum RuntimeError {
     /// Artifact directory.
     #[error("cannot use artifact directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The outbound HTTP client.
+    #[error(transparent)]
+    Outbound(#[from] crate::sdk::outbound::OutboundError),
 }
 
 /// Facts about the connection a request came on.
@@ -201,6 +208,9 @@ impl Runtime {
         let metrics = Arc::new(RuntimeMetrics::new());
         let sdk_pools = Arc::new(SdkPools::new(config.idle_timeout));
         sdk_pools.set_kv(Arc::new(crate::sdk::kv::FileKv::new(&config.kv_dir)));
+        sdk_pools.set_outbound(Arc::new(crate::sdk::outbound::OutboundClient::new(
+            &config.outbound,
+        )?));
         sdk_pools.spawn_reaper(metrics.clone());
         Ok(Arc::new(Runtime {
             engine,

@@ -15,9 +15,9 @@ import (
 //	client := &http.Client{Transport: platform.Transport}
 //
 // The host only lets requests through to the hosts listed in the release's
-// allowed_outbound_hosts, refuses private and loopback addresses unless explicitly
-// listed, and enforces timeouts. Request bodies are sent whole (read into memory);
-// response bodies stream.
+// allowed_outbound_hosts, connects only to public addresses (private ones only where the
+// operator allows them, never to the platform itself), and enforces timeouts. Request
+// bodies are sent whole (read into memory); response bodies stream.
 var Transport http.RoundTripper = transport{}
 
 type transport struct{}

@@ -74,11 +74,13 @@ pub fn engine_fingerprint() -> anyhow::Result<(wasmtime::Engine, EngineFingerpri
     Ok((engine, fp))
 }
 
-/// Builds the data plane.
+/// Builds the data plane. `listeners` are the process's own addresses (traffic, admin),
+/// which guests' outbound HTTP never reaches.
 pub fn build_runtime(
     common: &CommonArgs,
     args: &RuntimeArgs,
     source: Arc<dyn ModuleSource>,
+    listeners: &[SocketAddr],
 ) -> anyhow::Result<Arc<Runtime>> {
     let mut config = RuntimeConfig::new(&common.data_dir);
     config.engine = engine_settings();
@@ -91,6 +93,11 @@ pub fn build_runtime(
     config.body_idle_timeout = args.body_idle_timeout;
     config.header_read_timeout = args.header_read_timeout;
     config.trust_forwarded_host = args.trust_forwarded_host;
+    config.outbound = platform_runtime::sdk::outbound::OutboundConfig {
+        deny: args.outbound_deny.clone(),
+        allow_private: args.outbound_allow_private.clone(),
+        platform_listeners: listeners.to_vec(),
+    };
     if let Some(dir) = &args.artifact_dir {
         config.artifact_dir = dir.clone();
     }
@@ -168,17 +175,26 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
-/// Serves CloudEvents on `--events-listen`, if given: the internal listener the event
-/// broker delivers to (the traffic listener never takes events).
-pub async fn spawn_events_listener(
+/// Binds `--events-listen`, if given (before the runtime is built, so outbound HTTP knows
+/// the address as one of the platform's own).
+pub async fn bind_events(args: &RuntimeArgs) -> anyhow::Result<Option<TcpListener>> {
+    match args.events_listen {
+        Some(addr) => Ok(Some(bind(addr, "CloudEvents").await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves CloudEvents on the `--events-listen` listener, if any: the internal listener the
+/// event broker delivers to (the traffic listener never takes events).
+pub fn spawn_events_listener(
+    listener: Option<TcpListener>,
     args: &RuntimeArgs,
     runtime: &Arc<Runtime>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<EventsListener>> {
-    let Some(addr) = args.events_listen else {
+    let Some(listener) = listener else {
         return Ok(None);
     };
-    let listener = bind(addr, "CloudEvents").await?;
     let addr = listener.local_addr()?;
     let stop = shutdown.clone();
     let task = tokio::spawn(platform_runtime::server::serve_events(

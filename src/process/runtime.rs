@@ -9,7 +9,9 @@ use platform_runtime::LocalModuleStore;
 use platform_runtime::obs::publish::{ObsPublisher, PublishConfig};
 use tokio::sync::Notify;
 
-use super::{Shutdown, bind, build_runtime, display_base, spawn_axum, spawn_events_listener};
+use super::{
+    Shutdown, bind, bind_events, build_runtime, display_base, spawn_axum, spawn_events_listener,
+};
 use crate::args::{CommonArgs, RuntimeArgs};
 use crate::feed_client::{self, ControlClient, ControlModuleSource};
 use crate::local_feed;
@@ -36,13 +38,23 @@ pub async fn run(
     std::fs::create_dir_all(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
     let shutdown = Shutdown::on_signals();
+    // Bound before the runtime is built: guests' outbound HTTP must never reach these.
+    let traffic = bind(args.traffic_addr(), "traffic").await?;
+    let admin = bind(args.admin_listen, "admin").await?;
+    let traffic_addr = traffic.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let events = bind_events(&args).await?;
+    let mut listeners = vec![traffic_addr, admin_addr];
+    if let Some(e) = &events {
+        listeners.push(e.local_addr()?);
+    }
 
     let (runtime, follow_task) = if let Some(url) = &control_url {
         let token =
             token.context("--token (or PLATFORM_TOKEN) is needed to follow the control plane")?;
         let client = ControlClient::new(url, &token)?;
         let source = ControlModuleSource::new(client.clone(), common.data_dir.join("modules"));
-        let runtime = build_runtime(&common, &args, Arc::new(source))?;
+        let runtime = build_runtime(&common, &args, Arc::new(source), &listeners)?;
         let resync = Arc::new(Notify::new());
         let bus = match &nats_url {
             Some(n) => Some(
@@ -64,7 +76,7 @@ pub async fn run(
     } else {
         let store =
             LocalModuleStore::new(common.data_dir.join("modules")).context("module store")?;
-        let runtime = build_runtime(&common, &args, Arc::new(store.clone()))?;
+        let runtime = build_runtime(&common, &args, Arc::new(store.clone()), &listeners)?;
         if let Some(m) = &manifest {
             let apps = local_feed::install_manifest(&runtime, &store, m)?;
             local_feed::warm_up(&runtime, &apps).await;
@@ -102,16 +114,12 @@ pub async fn run(
         None => None,
     };
 
-    let traffic = bind(args.traffic_addr(), "traffic").await?;
-    let admin = bind(args.admin_listen, "admin").await?;
-    let traffic_addr = traffic.local_addr()?;
-    let admin_addr = admin.local_addr()?;
     let admin_task = spawn_axum(
         admin,
         platform_runtime::admin::router(runtime.clone()),
         shutdown.clone(),
     );
-    let events_task = spawn_events_listener(&args, &runtime, &shutdown).await?;
+    let events_task = spawn_events_listener(events, &args, &runtime, &shutdown)?;
     let traffic_shutdown = shutdown.clone();
     let traffic_task = tokio::spawn(platform_runtime::server::serve(
         traffic,

@@ -11,7 +11,7 @@ use platform_proto::v1::ListAppsRequest;
 use tokio::sync::Notify;
 
 use super::{
-    Shutdown, bind, bootstrap_token, build_control, build_runtime, display_base,
+    Shutdown, bind, bind_events, bootstrap_token, build_control, build_runtime, display_base,
     engine_fingerprint, spawn_axum, spawn_events_listener,
 };
 use crate::args::{CommonArgs, DashboardArgs, RuntimeArgs, StoreArgs};
@@ -41,6 +41,11 @@ pub async fn run(
     let admin = bind(args.admin_listen, "the API and admin").await?;
     let traffic_addr = traffic.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let events = bind_events(&args).await?;
+    let mut listeners = vec![traffic_addr, admin_addr];
+    if let Some(e) = &events {
+        listeners.push(e.local_addr()?);
+    }
     let public_url = public_url.unwrap_or_else(|| display_base(traffic_addr));
     let web_config = dashboard.web_config(&display_base(admin_addr))?;
 
@@ -49,7 +54,7 @@ pub async fn run(
     let shutdown = Shutdown::on_signals();
 
     let source = BlobModuleSource::new(ctl.blobs.clone(), common.data_dir.join("modules"));
-    let runtime = build_runtime(&common, &args, Arc::new(source))?;
+    let runtime = build_runtime(&common, &args, Arc::new(source), &listeners)?;
     let (engine, _) = engine_fingerprint()?;
     let worker = tokio::spawn(platform_control::worker::run(
         ctl.clone(),
@@ -73,7 +78,7 @@ pub async fn run(
             config: web_config,
         }));
     let admin_task = spawn_axum(admin, router, shutdown.clone());
-    let events_task = spawn_events_listener(&args, &runtime, &shutdown).await?;
+    let events_task = spawn_events_listener(events, &args, &runtime, &shutdown)?;
     let traffic_shutdown = shutdown.clone();
     let traffic_task = tokio::spawn(platform_runtime::server::serve(
         traffic,

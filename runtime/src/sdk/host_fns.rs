@@ -432,8 +432,19 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         "too many open outbound responses: close their bodies",
                     );
                 }
-                let allowed = s.spec.allowed_outbound_hosts.clone();
-                let remaining = s
+                let target = match super::outbound::check_url(&s.spec.allowed_outbound_hosts, &url)
+                {
+                    Ok(t) => t,
+                    Err(e) => return fail(&mut c, e.code(), e.to_string()),
+                };
+                let Some(client) = s.outbound.clone() else {
+                    return fail(
+                        &mut c,
+                        code::UNAVAILABLE,
+                        "outbound HTTP is not available here",
+                    );
+                };
+                let timeout = s
                     .req
                     .as_ref()
                     .map(|r| {
@@ -442,28 +453,18 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                     })
                     .unwrap_or(std::time::Duration::from_secs(30))
                     .min(std::time::Duration::from_secs(30));
-                let (host, addrs) = match super::outbound::check(&allowed, &url).await {
-                    Ok(v) => v,
-                    Err(e) => return fail(&mut c, code::DENIED, e.to_string()),
+                let mut headers = clean_headers(headers);
+                headers.remove(http::header::HOST);
+                let request = super::outbound::OutboundRequest {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    timeout,
                 };
-                let client = match super::outbound::client(&host, &addrs, remaining) {
-                    Ok(cl) => cl,
-                    Err(e) => return fail(&mut c, code::INTERNAL, e.to_string()),
-                };
-                let mut hdrs = clean_headers(headers);
-                hdrs.remove(http::header::HOST);
-                let resp = client
-                    .request(method, url.clone())
-                    .headers(hdrs)
-                    .body(body)
-                    .send()
-                    .await;
-                let resp = match resp {
+                let resp = match client.send(target, request).await {
                     Ok(r) => r,
-                    Err(e) if e.is_timeout() => {
-                        return fail(&mut c, code::TIMEOUT, format!("{url}: timed out"));
-                    }
-                    Err(e) => return fail(&mut c, code::UNAVAILABLE, format!("{url}: {e}")),
+                    Err(e) => return fail(&mut c, e.code(), e.to_string()),
                 };
                 let mut w = Writer::with_capacity(256);
                 w.u32(u32::from(resp.status().as_u16()));
@@ -597,7 +598,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 match backend.get(&scope, &key).await {
                     Ok(Some(v)) => write(&mut c, buf, cap, &v),
                     Ok(None) => fail(&mut c, code::NOT_FOUND, format!("no key {key:?}")),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -625,12 +626,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.set(&scope, &key, value).await {
                     Ok(()) => 0,
-                    Err(kv::KvError::TooLarge(n)) => fail(
-                        &mut c,
-                        code::TOO_LARGE,
-                        format!("values are limited to 1 MiB; this one is {n} bytes"),
-                    ),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -647,7 +643,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.delete(&scope, &key).await {
                     Ok(()) => 0,
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
@@ -667,12 +663,23 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 match backend.keys(&scope, &prefix).await {
                     Ok(keys) => write(&mut c, buf, cap, &super::wire::strings(&keys)),
-                    Err(e) => fail(&mut c, code::UNAVAILABLE, e.to_string()),
+                    Err(e) => kv_fail(&mut c, e),
                 }
             })
         },
     )?;
     Ok(())
+}
+
+/// A store failure as an ABI error: a refused key is the guest's mistake (`INVALID`), not
+/// an outage.
+fn kv_fail(c: &mut C<'_>, e: kv::KvError) -> i32 {
+    let code = match &e {
+        kv::KvError::Invalid(_) => code::INVALID,
+        kv::KvError::TooLarge(_) => code::TOO_LARGE,
+        kv::KvError::Unavailable(_) => code::UNAVAILABLE,
+    };
+    fail(c, code, e.to_string())
 }
 
 type KvArgs = (std::sync::Arc<dyn kv::KvBackend>, KvScope, String);

@@ -4,17 +4,56 @@
 //!   per key (written atomically), under the data directory.
 //! - [`NatsKv`]: NATS JetStream key-value buckets, one per store, for clusters.
 //!
-//! Values are limited to [`MAX_VALUE`] (1 MiB); keys to [`MAX_KEY`] bytes.
+//! Values are limited to [`MAX_VALUE`] (1 MiB). Keys follow one rule on both backends,
+//! NATS KV's own ([`check_key`]): 1 to [`MAX_KEY`] characters of `A-Z a-z 0-9 - _ / = .`,
+//! not starting or ending with `.` and without `..`. So a key that works under `platform up` works in a
+//! cluster, and NATS stores keys as they are (no escaping).
+//!
+//! # Naming, and why it cannot collide
+//!
+//! A scope becomes one opaque id, [`scope_id`]: SHA-256 over the tenant, app and store
+//! names, each length-prefixed. Different scopes give different inputs, so they never share
+//! a bucket or a directory, however the names are spelled (`t` + `labs-api` and
+//! `t-labs` + `api` used to share one). The id is lower-case hex, within NATS's bucket rule
+//! `[A-Za-z0-9_-]`, far under its 255-character limit, and safe on case-insensitive file
+//! systems. Buckets are [`bucket_name`] (`platform_kv_v2_<id>`, with the scope in the
+//! bucket's description); directories are `<kv dir>/v2/<id>`. In a store directory each
+//! key is a file named by the SHA-256 of the key (see [`FileKv`]), so no key can name a
+//! path outside its store, a temporary file, or another key.
+//!
+//! # Migrating from the first naming
+//!
+//! Stores written before this naming (buckets `platform_kv_<tenant>_<app>_<store>`,
+//! directories `<kv dir>/<tenant>_<app>_<store>`) are not read: the old names were
+//! ambiguous, so the runtime cannot tell whose data they hold. An operator who knows
+//! whose they are can copy values once:
+//!
+//! - NATS: after the app has used its store once (or knowing the id from
+//!   [`bucket_name`]), for each key `k` of the old bucket,
+//!   `nats kv get OLD k --raw | nats kv put NEW k`. `nats kv ls` shows the new buckets
+//!   with their tenant, app and store in the description.
+//! - Files: for each file `f` in the old directory, the key is the file name with every
+//!   `=XX` turned back into byte `XX`; write it as a new key file (key, a newline, then
+//!   the value) named by the key's SHA-256, in the new directory.
+//!
+//! Keys outside the new rule (spaces, non-ASCII, a leading or trailing `.`) were escaped
+//! (`=XX`) in the old stores and have no equivalent now: rename them while copying.
 
-use std::path::PathBuf;
+mod file;
+mod naming;
+mod nats;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+
+pub use file::FileKv;
+pub use naming::{bucket_name, scope_id};
+pub use nats::NatsKv;
 
 /// Largest value.
 pub const MAX_VALUE: usize = 1 << 20;
-/// Largest key.
+/// Largest key, in bytes (keys are ASCII, so also characters). NATS has no key limit of
+/// its own below its 4 KiB protocol line, which holds the subject `$KV.<bucket>.<key>`.
 pub const MAX_KEY: usize = 1024;
 
 /// A store failure.
@@ -42,7 +81,8 @@ pub struct KvScope {
     pub store: String,
 }
 
-/// A key-value backend.
+/// A key-value backend. Every method checks the key ([`check_key`]) and store name
+/// ([`check_store_name`]) itself, so each backend refuses the same keys.
 #[async_trait]
 pub trait KvBackend: Send + Sync {
     /// The value of `key`, if set.
@@ -70,237 +110,37 @@ pub fn check_store_name(name: &str) -> Result<(), KvError> {
     Ok(())
 }
 
-/// Checks a key (1-1024 bytes).
+/// True for the characters NATS KV allows in keys.
+fn key_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'=' | b'.')
+}
+
+/// Checks a key against the one rule of both backends, NATS KV's: the characters and the
+/// leading and trailing `.` of `async-nats`' `is_valid_key`, and no `..` (a key is a
+/// subject's tail; the server files a subject with an empty token under no stream, so such
+/// a key fails there). 1 to [`MAX_KEY`] characters of `A-Z a-z 0-9 - _ / = .`.
 pub fn check_key(key: &str) -> Result<(), KvError> {
-    if key.is_empty() || key.len() > MAX_KEY {
-        return Err(KvError::Invalid("keys are 1 to 1024 bytes".into()));
+    const RULE: &str = "keys are 1 to 1024 characters of A-Z a-z 0-9 - _ / = . that do not \
+                        start or end with '.' or contain '..'";
+    if key.is_empty() {
+        return Err(KvError::Invalid(format!("empty key: {RULE}")));
+    }
+    if key.len() > MAX_KEY {
+        return Err(KvError::Invalid(format!(
+            "key of {} bytes is too long: {RULE}",
+            key.len()
+        )));
+    }
+    if let Some(c) = key.chars().find(|c| !u8::try_from(*c).is_ok_and(key_char)) {
+        return Err(KvError::Invalid(format!(
+            "invalid key {key:?}: {c:?} is not allowed; {RULE}"
+        )));
+    }
+    // NATS keys are subject tokens joined by '.': none may be empty.
+    if key.starts_with('.') || key.ends_with('.') || key.contains("..") {
+        return Err(KvError::Invalid(format!("invalid key {key:?}: {RULE}")));
     }
     Ok(())
-}
-
-/// Escapes any string into `[-_/=.a-zA-Z0-9]+` (what NATS keys and file names allow),
-/// character by character, so prefixes stay prefixes.
-pub fn escape_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/' || b == b'.' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
-
-/// Reverses [`escape_key`].
-pub fn unescape_key(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn scope_id(scope: &KvScope) -> String {
-    // Tenant and app names are already [a-z0-9-]; the store name is checked.
-    format!("{}_{}_{}", scope.tenant, scope.app, scope.store)
-}
-
-/// Files on local disk.
-#[derive(Debug, Clone)]
-pub struct FileKv {
-    root: PathBuf,
-}
-
-impl FileKv {
-    /// Stores under `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileKv { root: root.into() }
-    }
-
-    fn dir(&self, scope: &KvScope) -> PathBuf {
-        self.root.join(scope_id(scope))
-    }
-
-    fn path(&self, scope: &KvScope, key: &str) -> PathBuf {
-        // '/' is allowed in keys but not in file names: escape it too.
-        self.dir(scope).join(escape_key(key).replace('/', "=2F"))
-    }
-}
-
-fn io(e: std::io::Error) -> KvError {
-    KvError::Unavailable(e.to_string())
-}
-
-#[async_trait]
-impl KvBackend for FileKv {
-    async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Bytes>, KvError> {
-        match tokio::fs::read(self.path(scope, key)).await {
-            Ok(v) => Ok(Some(v.into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    async fn set(&self, scope: &KvScope, key: &str, value: Bytes) -> Result<(), KvError> {
-        let dir = self.dir(scope);
-        let path = self.path(scope, key);
-        tokio::task::spawn_blocking(move || -> Result<(), KvError> {
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-            std::io::Write::write_all(&mut tmp, &value).map_err(io)?;
-            tmp.persist(&path).map_err(|e| io(e.error))?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| KvError::Unavailable(e.to_string()))?
-    }
-
-    async fn delete(&self, scope: &KvScope, key: &str) -> Result<(), KvError> {
-        match tokio::fs::remove_file(self.path(scope, key)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    async fn keys(&self, scope: &KvScope, prefix: &str) -> Result<Vec<String>, KvError> {
-        let mut out = Vec::new();
-        let mut dir = match tokio::fs::read_dir(self.dir(scope)).await {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io(e)),
-        };
-        while let Some(entry) = dir.next_entry().await.map_err(io)? {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp") {
-                continue;
-            }
-            if let Some(key) = unescape_key(&name)
-                && key.starts_with(prefix)
-            {
-                out.push(key);
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-}
-
-/// NATS JetStream key-value buckets (`platform_kv_<tenant>_<app>_<store>`).
-#[derive(Clone)]
-pub struct NatsKv {
-    js: async_nats::jetstream::Context,
-    buckets: std::sync::Arc<
-        tokio::sync::Mutex<std::collections::HashMap<String, async_nats::jetstream::kv::Store>>,
-    >,
-}
-
-impl std::fmt::Debug for NatsKv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NatsKv")
-    }
-}
-
-impl NatsKv {
-    /// Connects to the NATS server at `url` (JetStream enabled), for cluster mode: every
-    /// runtime then sees the same stores.
-    pub async fn connect(url: &str) -> Result<Self, KvError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("platform-runtime-kv")
-            .connect(url)
-            .await
-            .map_err(|e| KvError::Unavailable(format!("NATS at {url}: {e}")))?;
-        Ok(NatsKv::new(client))
-    }
-
-    /// Buckets on the NATS server `client` is connected to.
-    pub fn new(client: async_nats::Client) -> Self {
-        NatsKv {
-            js: async_nats::jetstream::new(client),
-            buckets: Default::default(),
-        }
-    }
-
-    async fn bucket(&self, scope: &KvScope) -> Result<async_nats::jetstream::kv::Store, KvError> {
-        let name = format!("platform_kv_{}", scope_id(scope)).replace('-', "_");
-        let mut buckets = self.buckets.lock().await;
-        if let Some(b) = buckets.get(&name) {
-            return Ok(b.clone());
-        }
-        let store = match self.js.get_key_value(&name).await {
-            Ok(s) => s,
-            Err(_) => self
-                .js
-                .create_key_value(async_nats::jetstream::kv::Config {
-                    bucket: name.clone(),
-                    history: 1,
-                    max_value_size: (MAX_VALUE + 1024) as i32,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| KvError::Unavailable(format!("cannot create bucket {name}: {e}")))?,
-        };
-        buckets.insert(name, store.clone());
-        Ok(store)
-    }
-}
-
-fn nats(e: impl std::fmt::Display) -> KvError {
-    KvError::Unavailable(e.to_string())
-}
-
-#[async_trait]
-impl KvBackend for NatsKv {
-    async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Bytes>, KvError> {
-        self.bucket(scope)
-            .await?
-            .get(escape_key(key))
-            .await
-            .map_err(nats)
-    }
-
-    async fn set(&self, scope: &KvScope, key: &str, value: Bytes) -> Result<(), KvError> {
-        self.bucket(scope)
-            .await?
-            .put(escape_key(key), value)
-            .await
-            .map_err(nats)?;
-        Ok(())
-    }
-
-    async fn delete(&self, scope: &KvScope, key: &str) -> Result<(), KvError> {
-        self.bucket(scope)
-            .await?
-            .purge(escape_key(key))
-            .await
-            .map_err(nats)
-    }
-
-    async fn keys(&self, scope: &KvScope, prefix: &str) -> Result<Vec<String>, KvError> {
-        let escaped = escape_key(prefix);
-        let mut keys = self.bucket(scope).await?.keys().await.map_err(nats)?;
-        let mut out = Vec::new();
-        while let Some(k) = keys.next().await {
-            let k = k.map_err(nats)?;
-            if k.starts_with(&escaped)
-                && let Some(key) = unescape_key(&k)
-            {
-                out.push(key);
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
@@ -308,53 +148,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_round_trips_and_keeps_prefixes() {
-        for k in ["plain", "a b/c", "ünï", "=x=", "visits/alice"] {
-            assert_eq!(unescape_key(&escape_key(k)).as_deref(), Some(k));
+    fn the_key_rule() {
+        for good in [
+            "a",
+            "visits/alice",
+            "A-Z_0-9=/.x",
+            "a.b",
+            "x/./y",
+            "tmp",
+            "a.b.c",
+        ] {
+            assert_eq!(check_key(good), Ok(()), "{good}");
         }
-        assert!(escape_key("a b/c").starts_with(&escape_key("a b")));
-        assert!(
-            escape_key("a b/c")
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_/=.".contains(&b))
-        );
+        let long = "k".repeat(MAX_KEY);
+        assert_eq!(check_key(&long), Ok(()));
+        for (bad, says) in [
+            ("", "empty key"),
+            (".", "start or end with '.'"),
+            ("..", "start or end with '.'"),
+            (".tmp123", "start or end with '.'"),
+            ("a.", "start or end with '.'"),
+            ("a..b", "contain '..'"),
+            ("x/../y", "contain '..'"),
+            ("a b", "' ' is not allowed"),
+            ("ü", "'ü' is not allowed"),
+            ("a*", "'*' is not allowed"),
+            ("a>", "'>' is not allowed"),
+            ("a\\b", "'\\\\' is not allowed"),
+            ("a:b", "':' is not allowed"),
+            ("a\nb", "'\\n' is not allowed"),
+        ] {
+            match check_key(bad) {
+                Err(KvError::Invalid(msg)) => assert!(msg.contains(says), "{bad:?}: {msg}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let too_long = "k".repeat(MAX_KEY + 1);
+        assert!(matches!(check_key(&too_long), Err(KvError::Invalid(m)) if m.contains("too long")));
     }
 
-    #[tokio::test]
-    async fn file_store_sets_gets_lists_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = FileKv::new(dir.path());
-        let s = KvScope {
-            tenant: "t".into(),
-            app: "a".into(),
-            store: "default".into(),
-        };
-        let other = KvScope {
-            app: "b".into(),
-            ..s.clone()
-        };
-        assert_eq!(kv.get(&s, "k").await.unwrap(), None);
-        kv.set(&s, "visits/x y", Bytes::from_static(b"1"))
-            .await
-            .unwrap();
-        kv.set(&s, "visits/z", Bytes::from_static(b"2"))
-            .await
-            .unwrap();
-        kv.set(&s, "other", Bytes::from_static(b"3")).await.unwrap();
-        assert_eq!(
-            kv.get(&s, "visits/x y").await.unwrap().as_deref(),
-            Some(&b"1"[..])
-        );
-        assert_eq!(
-            kv.keys(&s, "visits/").await.unwrap(),
-            vec!["visits/x y", "visits/z"]
-        );
-        assert!(
-            kv.keys(&other, "").await.unwrap().is_empty(),
-            "apps are isolated"
-        );
-        kv.delete(&s, "visits/z").await.unwrap();
-        kv.delete(&s, "never-set").await.unwrap();
-        assert_eq!(kv.keys(&s, "").await.unwrap(), vec!["other", "visits/x y"]);
+    #[test]
+    fn store_names() {
+        assert_eq!(check_store_name("default"), Ok(()));
+        assert_eq!(check_store_name("A_b-9"), Ok(()));
+        for bad in ["", "a b", "a.b", "../x", &"s".repeat(65)] {
+            assert!(check_store_name(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,68 +1,107 @@
-//! Outbound HTTP for SDK guests, under the release's policy.
+//! Outbound HTTP for SDK guests: the tenant says where, the operator says what is private.
 //!
-//! A request goes out only when its host matches `allowed_outbound_hosts` (`host`,
-//! `host:port`, or `*.domain`). The host resolves the name itself and refuses loopback,
-//! private, link-local and other non-public addresses unless the host is listed
-//! explicitly (not by a wildcard); the connection then goes to exactly the addresses it
-//! checked, so DNS cannot be swapped between check and use.
+//! Two lists decide, in this order:
+//!
+//! 1. The release's `allowed_outbound_hosts` ([`check_url`]): `host`, `host:port` or
+//!    `*.domain`. A request to anything else is refused before any lookup.
+//! 2. The operator's address policy ([`policy`]), which tenants cannot change: the
+//!    built-in deny-list of non-public ranges ([`reserved`]), the operator's
+//!    `--outbound-deny` ranges, the platform's own listeners, and the private destinations
+//!    the operator opened with `--outbound-allow-private`. Listing a host never lifts it:
+//!    `allowed_outbound_hosts = ["127.0.0.1:8081"]` does not reach the control plane.
+//!
+//! The address policy is applied to the address actually connected to: an address literal
+//! before the request is sent, a name in the client's resolver on every new connection
+//! ([`resolver`]), so DNS cannot answer one address for a check and another for the
+//! connection. Redirects are not followed by the host; a guest that follows one sends a
+//! new request, checked again.
+//!
+//! One pooled client serves the whole runtime ([`OutboundClient`]); connections are reused
+//! per scheme, host and port, and every request's timeout is bounded by its guest
+//! request's deadline.
+
+pub mod policy;
+pub mod reserved;
+pub mod resolver;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+use bytes::Bytes;
+
+pub use ipnet::IpNet;
+pub use policy::{AddrPolicy, OutboundConfig, PrivateAllow, Refusal, parse_deny};
+pub use reserved::{Reserved, classify};
+
+use self::resolver::{Destination, Lookup, PolicyResolver, ResolveError};
+use super::abi::code;
+
+/// Longest time to connect, within the request's own timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an outbound request failed.
+#[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     /// Not a valid absolute http(s) URL.
     #[error("invalid URL {0:?}: use an absolute http:// or https:// URL")]
     BadUrl(String),
-    /// The host is not on the allow-list.
-    #[error("{0} is not in this release's allowed_outbound_hosts")]
+    /// The host is not on the release's allow-list.
+    #[error("denied: {0} is not in this release's allowed_outbound_hosts")]
     NotAllowed(String),
-    /// It resolves to an address only explicit listing allows.
-    #[error(
-        "{host} resolves to the non-public address {addr}; list \"{host}\" explicitly to allow it"
-    )]
-    PrivateAddress {
-        /// Host name.
-        host: String,
-        /// Refused address.
-        addr: IpAddr,
-    },
-    /// DNS failed.
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, String),
+    /// The address (a literal in the URL) is refused by the operator's policy.
+    #[error("denied: {0}")]
+    Refused(Refusal),
+    /// Every address the name resolves to is refused by the operator's policy.
+    #[error("denied: {0}")]
+    RefusedAll(String),
+    /// DNS failed, or found nothing.
+    #[error("{0}")]
+    Resolve(String),
+    /// The exchange ran out of time.
+    #[error("{0}: timed out")]
+    Timeout(String),
+    /// Connection or protocol failure.
+    #[error("{0}")]
+    Failed(String),
+    /// The client could not be built.
+    #[error("cannot set up the outbound HTTP client: {0}")]
+    Client(String),
 }
 
-/// How a host matched the allow-list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allowed {
-    /// Named exactly (`host` or `host:port`): private addresses allowed.
-    Explicit,
-    /// Through a `*.domain` wildcard: public addresses only.
-    Wildcard,
+impl OutboundError {
+    /// The ABI error code a guest gets (`sdk/ABI.md` §7.8): a refusal is `DENIED`; a name
+    /// that does not resolve is `UNAVAILABLE`, like a connection that fails.
+    pub fn code(&self) -> i32 {
+        match self {
+            OutboundError::BadUrl(_) => code::INVALID,
+            OutboundError::NotAllowed(_)
+            | OutboundError::Refused(_)
+            | OutboundError::RefusedAll(_) => code::DENIED,
+            OutboundError::Resolve(_) | OutboundError::Failed(_) => code::UNAVAILABLE,
+            OutboundError::Timeout(_) => code::TIMEOUT,
+            OutboundError::Client(_) => code::INTERNAL,
+        }
+    }
 }
 
-/// Matches `host` (lower-case) and `port` against the allow-list.
-pub fn allowed(list: &[String], host: &str, port: u16) -> Option<Allowed> {
-    let mut found = None;
-    for entry in list {
+/// Whether `host` (lower-case, IPv6 without brackets) and `port` are on the allow-list.
+pub fn allowed(list: &[String], host: &str, port: u16) -> bool {
+    list.iter().any(|entry| {
         let entry = entry.trim().to_ascii_lowercase();
         let (pat, pat_port) = split_host_port(&entry);
         if pat_port.is_some_and(|p| p != port) {
-            continue;
+            return false;
         }
-        if let Some(domain) = pat.strip_prefix("*.") {
-            if host.len() > domain.len() + 1
-                && host.ends_with(domain)
-                && host[..host.len() - domain.len()].ends_with('.')
-            {
-                found = found.or(Some(Allowed::Wildcard));
+        match pat.strip_prefix("*.") {
+            Some(domain) => {
+                host.len() > domain.len() + 1
+                    && host.ends_with(domain)
+                    && host[..host.len() - domain.len()].ends_with('.')
             }
-        } else if pat == host {
-            return Some(Allowed::Explicit);
+            None => pat == host,
         }
-    }
-    found
+    })
 }
 
 fn split_host_port(entry: &str) -> (&str, Option<u16>) {
@@ -82,156 +121,149 @@ fn split_host_port(entry: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// True for addresses on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (64..=127).contains(&o[1])) // shared address space (CGNAT)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80) // link local
-        }
-    }
+/// Where a request allowed by the release's list goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Lower-case host (an IPv6 literal without brackets).
+    pub host: String,
+    /// The URL's port, or its scheme's.
+    pub port: u16,
+    /// The address, when the URL names one.
+    pub literal: Option<IpAddr>,
 }
 
-/// Checks `url` against the policy and resolves it to the addresses to connect to.
-pub async fn check(
-    list: &[String],
-    url: &url::Url,
-) -> Result<(String, Vec<SocketAddr>), OutboundError> {
+/// Checks `url` against the release's allow-list (scheme, host, port). The address policy
+/// comes later, in [`OutboundClient::send`].
+pub fn check_url(list: &[String], url: &url::Url) -> Result<Target, OutboundError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(OutboundError::BadUrl(url.to_string()));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| OutboundError::BadUrl(url.to_string()))?
-        .to_ascii_lowercase();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let how = allowed(list, &bare, port)
-        .ok_or_else(|| OutboundError::NotAllowed(format!("{bare}:{port}")))?;
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare.as_str(), port))
-            .await
-            .map_err(|e| OutboundError::Resolve(bare.clone(), e.to_string()))?
-            .collect(),
+    let (host, literal) = match url.host() {
+        Some(url::Host::Domain(d)) => (d.to_ascii_lowercase(), None),
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+        None => return Err(OutboundError::BadUrl(url.to_string())),
     };
-    if addrs.is_empty() {
-        return Err(OutboundError::Resolve(bare, "no addresses".into()));
+    let port = url.port_or_known_default().unwrap_or(80);
+    if !allowed(list, &host, port) {
+        let shown = match literal {
+            Some(IpAddr::V6(_)) => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        return Err(OutboundError::NotAllowed(shown));
     }
-    if how == Allowed::Wildcard
-        && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
-    {
-        return Err(OutboundError::PrivateAddress {
-            host: bare,
-            addr: bad.ip(),
-        });
-    }
-    Ok((bare, addrs))
+    Ok(Target {
+        host,
+        port,
+        literal,
+    })
 }
 
-/// A client for one checked request: connects only to `addrs`.
-pub fn client(
-    host: &str,
-    addrs: &[SocketAddr],
-    timeout: Duration,
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .resolve_to_addrs(host, addrs)
-        .connect_timeout(Duration::from_secs(5).min(timeout))
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
+/// One outbound request, as the guest asked for it.
+#[derive(Debug)]
+pub struct OutboundRequest {
+    /// Method.
+    pub method: http::Method,
+    /// Absolute http(s) URL, already allowed by [`check_url`].
+    pub url: url::Url,
+    /// Headers (hop-by-hop and `host` already removed).
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// Time for the whole exchange, reading the body included.
+    pub timeout: Duration,
+}
+
+/// The runtime's outbound HTTP client: pooled, no proxy, no redirects, and connecting
+/// only where the operator's policy allows.
+#[derive(Debug, Clone)]
+pub struct OutboundClient {
+    client: reqwest::Client,
+    policy: Arc<AddrPolicy>,
+}
+
+impl OutboundClient {
+    /// The client for `config`, resolving names with the system resolver.
+    pub fn new(config: &OutboundConfig) -> Result<Self, OutboundError> {
+        Self::with_lookup(config, resolver::system_lookup())
+    }
+
+    fn with_lookup(config: &OutboundConfig, lookup: Lookup) -> Result<Self, OutboundError> {
+        let policy = Arc::new(AddrPolicy::new(config));
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(PolicyResolver::new(policy.clone(), lookup)))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|e| OutboundError::Client(e.to_string()))?;
+        Ok(OutboundClient { client, policy })
+    }
+
+    /// The operator's address policy this client applies.
+    pub fn policy(&self) -> &AddrPolicy {
+        &self.policy
+    }
+
+    /// Sends `req` to `target` (from [`check_url`]) and waits for the response head.
+    pub async fn send(
+        &self,
+        target: Target,
+        req: OutboundRequest,
+    ) -> Result<reqwest::Response, OutboundError> {
+        if let Some(ip) = target.literal {
+            // reqwest connects to a literal without asking the resolver: check it here.
+            self.policy
+                .check(None, SocketAddr::new(ip, target.port))
+                .map_err(OutboundError::Refused)?;
+        }
+        let url = req.url.to_string();
+        let sending = self
+            .client
+            .request(req.method, req.url)
+            .headers(req.headers)
+            .body(req.body)
+            .timeout(req.timeout)
+            .send();
+        let dest = Destination {
+            host: target.host,
+            port: target.port,
+        };
+        resolver::with_destination(dest, sending)
+            .await
+            .map_err(|e| failure(&url, &e))
+    }
+}
+
+/// Turns reqwest's error into ours, finding the resolver's refusal in its causes.
+fn failure(url: &str, e: &reqwest::Error) -> OutboundError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<ResolveError>() {
+            return match r {
+                ResolveError::Refused { .. } => OutboundError::RefusedAll(r.to_string()),
+                ResolveError::Dns { .. } | ResolveError::NoAddresses(_) => {
+                    OutboundError::Resolve(r.to_string())
+                }
+                ResolveError::Unchecked(_) => OutboundError::Failed(r.to_string()),
+            };
+        }
+        cause = c.source();
+    }
+    if e.is_timeout() {
+        return OutboundError::Timeout(url.to_string());
+    }
+    let mut msg = url.to_string();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    OutboundError::Failed(msg)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn list(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn allow_list_matching() {
-        let l = list(&[
-            "api.example.com",
-            "*.stripe.com",
-            "127.0.0.1:9000",
-            "local.test:8080",
-        ]);
-        assert_eq!(allowed(&l, "api.example.com", 443), Some(Allowed::Explicit));
-        assert_eq!(allowed(&l, "x.stripe.com", 443), Some(Allowed::Wildcard));
-        assert_eq!(allowed(&l, "stripe.com", 443), None);
-        assert_eq!(allowed(&l, "evilstripe.com", 443), None);
-        assert_eq!(allowed(&l, "127.0.0.1", 9000), Some(Allowed::Explicit));
-        assert_eq!(allowed(&l, "127.0.0.1", 9001), None);
-        assert_eq!(allowed(&l, "local.test", 8080), Some(Allowed::Explicit));
-        assert_eq!(allowed(&l, "other.com", 80), None);
-    }
-
-    #[test]
-    fn public_addresses() {
-        for bad in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.1.1",
-            "172.16.0.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(bad.parse().unwrap()), "{bad}");
-        }
-        for good in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(good.parse().unwrap()), "{good}");
-        }
-    }
-
-    #[tokio::test]
-    async fn policy_check() {
-        let url = |s: &str| url::Url::parse(s).unwrap();
-        let l = list(&["127.0.0.1:9000", "*.example.com"]);
-        assert!(check(&l, &url("http://127.0.0.1:9000/x")).await.is_ok());
-        assert!(matches!(
-            check(&l, &url("http://127.0.0.1:9001/")).await,
-            Err(OutboundError::NotAllowed(_))
-        ));
-        assert!(matches!(
-            check(&l, &url("ftp://127.0.0.1:9000/")).await,
-            Err(OutboundError::BadUrl(_))
-        ));
-        assert!(matches!(
-            check(&list(&["*.localhost"]), &url("http://a.localhost/")).await,
-            Err(OutboundError::PrivateAddress { .. }) | Err(OutboundError::Resolve(..))
-        ));
-    }
-}
+mod tests;

@@ -27,6 +27,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::abi::{SDK_EXPORT_HANDLE, SDK_EXPORT_INIT, result};
 use super::clock::EpochMonotonicClock;
 use super::kv::KvBackend;
+use super::outbound::OutboundClient;
 use super::state::SdkHostState;
 use crate::app::{AppSpec, Isolation};
 use crate::failure::GuestFailure;
@@ -95,6 +96,7 @@ pub struct SdkPools {
     /// Tunables.
     pub settings: PoolSettings,
     kv: Mutex<Option<Arc<dyn KvBackend>>>,
+    outbound: Mutex<Option<Arc<OutboundClient>>>,
     started: Instant,
 }
 
@@ -106,6 +108,7 @@ impl SdkPools {
             idle_timeout,
             settings: PoolSettings::default(),
             kv: Mutex::new(None),
+            outbound: Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -120,6 +123,18 @@ impl SdkPools {
     /// The key-value backend, if configured.
     pub fn kv(&self) -> Option<Arc<dyn KvBackend>> {
         self.kv.lock().ok().and_then(|k| k.clone())
+    }
+
+    /// Sets the outbound HTTP client SDK guests send through (one for the runtime).
+    pub fn set_outbound(&self, client: Arc<OutboundClient>) {
+        if let Ok(mut o) = self.outbound.lock() {
+            *o = Some(client);
+        }
+    }
+
+    /// The outbound HTTP client, if configured.
+    pub fn outbound(&self) -> Option<Arc<OutboundClient>> {
+        self.outbound.lock().ok().and_then(|o| o.clone())
     }
 
     fn now_ms(&self) -> u64 {
@@ -299,7 +314,10 @@ impl SdkPools {
                 max_memory: spec.limits.memory,
                 hit: false,
             },
-            sdk: Some(SdkHostState::new(spec.clone(), self.kv())),
+            sdk: Some(SdkHostState {
+                outbound: self.outbound(),
+                ..SdkHostState::new(spec.clone(), self.kv())
+            }),
         };
         let mut store =
             guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);

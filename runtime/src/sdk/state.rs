@@ -13,6 +13,7 @@ use wasmtime::Memory;
 use crate::app::AppSpec;
 use crate::host::BoxError;
 use crate::sdk::kv::{KvBackend, KvScope};
+use crate::sdk::outbound::OutboundClient;
 
 /// What travels from the guest to hyper after a streamed response's head. A stream that
 /// stops without [`BodyMsg::End`] (the guest trapped, timed out, went over a limit) ends in
@@ -117,6 +118,8 @@ pub struct SdkHostState {
     pub last_error: String,
     /// Key-value backend.
     pub kv: Option<Arc<dyn KvBackend>>,
+    /// The runtime's outbound HTTP client (none while a snapshot is made).
+    pub outbound: Option<Arc<OutboundClient>>,
     /// Open key-value stores by handle.
     pub kv_handles: Vec<KvScope>,
     /// Open outbound responses by handle.
@@ -139,6 +142,7 @@ impl SdkHostState {
             req: None,
             last_error: String::new(),
             kv,
+            outbound: None,
             kv_handles: Vec::new(),
             http_handles: HashMap::new(),
             next_http: 1,

@@ -11,6 +11,8 @@ mod support;
 mod admin;
 mod events;
 mod faults;
+mod kv;
+mod outbound;
 mod routing;
 mod sdk;
 mod wagi;

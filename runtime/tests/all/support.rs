@@ -24,6 +24,7 @@ pub struct TestHost {
 /// One app to deploy.
 pub struct App<'a> {
     pub name: &'a str,
+    pub tenant: &'a str,
     pub module: &'a Path,
     pub routes: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
@@ -37,6 +38,7 @@ impl<'a> App<'a> {
     pub fn new(name: &'a str, module: &'a Path, routes: &'a [&'a str]) -> Self {
         App {
             name,
+            tenant: "t",
             module,
             routes,
             env: &[],
@@ -57,13 +59,16 @@ impl TestHost {
     pub async fn start_with(configure: impl FnOnce(&mut RuntimeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalModuleStore::new(dir.path().join("modules")).unwrap();
+        // Bound first, like the real processes: the runtime must know its own listener
+        // (outbound HTTP never reaches it).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let mut config = RuntimeConfig::new(dir.path());
         config.artifact_dir = platform_test_guests::shared_artifact_dir();
         config.engine.max_instances = 64;
+        config.outbound.platform_listeners.push(addr);
         configure(&mut config);
         let rt = Runtime::new(config, Arc::new(store.clone())).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let events = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let events_addr = events.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -103,7 +108,7 @@ impl TestHost {
             let digest = self.store.put(&bytes).unwrap();
             let spec = Arc::new(AppSpec {
                 app: app.name.into(),
-                tenant: "t".into(),
+                tenant: app.tenant.into(),
                 release: app.release.into(),
                 module: digest,
                 env: app

@@ -1,6 +1,7 @@
-// Package kv is key-value storage for Platform apps: small values (up to 1 MiB) by string
-// key, scoped to the app. The host keeps them in a local store under `platform up`, and in
-// NATS JetStream key-value buckets in a cluster.
+// Package kv is key-value storage for Platform apps: small values (up to 1 MiB) by key,
+// scoped to the app. The host keeps them in a local store under `platform up`, and in
+// NATS JetStream key-value buckets in a cluster. Keys follow NATS KV's rule on both
+// (CheckKey): letters, digits and - _ / = . only.
 //
 //	store, err := kv.Open("default")
 //	n, _ := store.Get("visits")
@@ -57,6 +58,9 @@ func (s *Store) h() (int32, error) {
 
 // Get returns the value of key, or ErrNotFound.
 func (s *Store) Get(key string) ([]byte, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
 	h, err := s.h()
 	if err != nil {
 		return nil, err
@@ -64,10 +68,13 @@ func (s *Store) Get(key string) ([]byte, error) {
 	return abi.Sized(1024, func(buf []byte) int32 { return abi.KVGet(h, key, buf) })
 }
 
-// Set stores value under key (at most MaxValueSize bytes).
+// Set stores value under key (at most MaxValueSize bytes; the key as CheckKey says).
 func (s *Store) Set(key string, value []byte) error {
 	if len(value) > MaxValueSize {
 		return errors.Join(ErrTooLarge, errors.New("kv: values are limited to 1 MiB"))
+	}
+	if err := CheckKey(key); err != nil {
+		return err
 	}
 	h, err := s.h()
 	if err != nil {
@@ -78,6 +85,9 @@ func (s *Store) Set(key string, value []byte) error {
 
 // Delete removes key (deleting a missing key is not an error).
 func (s *Store) Delete(key string) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
 	h, err := s.h()
 	if err != nil {
 		return err
