@@ -109,17 +109,20 @@ async fn claim(ctl: &Control) -> Result<Option<String>, sqlx::Error> {
     let now = now_ms();
     let fp = ctl.config.engine.as_str();
     let mut tx = ctl.store.begin().await?;
-    let lock = match ctl.store.backend() {
-        crate::store::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::store::Backend::Sqlite => "",
+    macro_rules! pending {
+        ($lock:literal) => {
+            concat!("SELECT digest FROM artifacts WHERE engine = $1 AND (state = 'pending' OR (state = 'compiling' AND claimed_at < $2)) ORDER BY updated_at LIMIT 1", $lock)
+        };
+    }
+    let query = match ctl.store.backend() {
+        crate::store::Backend::Postgres => pending!(" FOR UPDATE SKIP LOCKED"),
+        crate::store::Backend::Sqlite => pending!(""),
     };
-    let row = sqlx::query(&format!(
-        "SELECT digest FROM artifacts WHERE engine = $1 AND (state = 'pending' OR (state = 'compiling' AND claimed_at < $2)) ORDER BY updated_at LIMIT 1{lock}"
-    ))
-    .bind(fp)
-    .bind(now - STALE_CLAIM_MS)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = sqlx::query(query)
+        .bind(fp)
+        .bind(now - STALE_CLAIM_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else {
         tx.commit().await?;
         return Ok(None);

@@ -91,11 +91,13 @@ pub async fn delete_app(
 ) -> Result<DeleteAppResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
-    for table in ["routes", "triggers", "activations", "releases"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE app_id = $1"))
-            .bind(&app.id)
-            .execute(&mut *tx)
-            .await?;
+    for delete in [
+        "DELETE FROM routes WHERE app_id = $1",
+        "DELETE FROM triggers WHERE app_id = $1",
+        "DELETE FROM activations WHERE app_id = $1",
+        "DELETE FROM releases WHERE app_id = $1",
+    ] {
+        sqlx::query(delete).bind(&app.id).execute(&mut *tx).await?;
     }
     sqlx::query("DELETE FROM apps WHERE id = $1")
         .bind(&app.id)

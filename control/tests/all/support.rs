@@ -63,9 +63,11 @@ impl Drop for Harness {
                     .unwrap();
                 rt.block_on(async {
                     if let Ok(pool) = sqlx::PgPool::connect(PG).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .execute(&pool)
-                            .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA {schema} CASCADE"
+                        )))
+                        .execute(&pool)
+                        .await;
                     }
                 });
             })
@@ -89,7 +91,7 @@ impl Harness {
                 let admin = sqlx::PgPool::connect(PG)
                     .await
                     .expect("PostgreSQL on 127.0.0.1:5432 (database test)");
-                sqlx::query(&format!("CREATE SCHEMA {name}"))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
                     .execute(&admin)
                     .await
                     .unwrap();
@@ -217,7 +219,7 @@ impl Harness {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(self.ctl.store.pool())
             .await
             .unwrap()

@@ -287,7 +287,7 @@ impl Dash {
     }
 
     /// Rows of a table (a quick look behind the dashboard's back).
-    pub async fn count(&self, sql: &str) -> i64 {
+    pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query(sql)
             .fetch_one(self.ctl.store.pool())
             .await
