@@ -84,20 +84,14 @@ pub async fn create_token(
     Ok(NewToken { id, secret, prefix })
 }
 
-/// Creates the tenant when it does not exist yet.
+/// Creates the tenant when it does not exist yet (race-free: concurrent callers both
+/// succeed).
 pub async fn ensure_tenant(tx: &mut Tx, tenant: &str) -> Result<(), sqlx::Error> {
-    let exists = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+    sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
         .bind(tenant)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
-    if !exists {
-        sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2)")
-            .bind(tenant)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-    }
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -129,6 +129,29 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
+    /// Locks the app's row until `tx` ends (on PostgreSQL; SQLite serializes all writes).
+    /// Every transaction that changes an app's releases or live state takes this lock
+    /// first, so such transactions never deadlock on each other and see each other whole.
+    pub async fn lock_app(tx: &mut Tx, app_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE apps SET release_seq = release_seq WHERE id = $1")
+            .bind(app_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the app's next release number inside `tx` (and, like [`Store::lock_app`],
+    /// locks its row): concurrent callers get distinct numbers on either database.
+    pub async fn next_release_number(tx: &mut Tx, app_id: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "UPDATE apps SET release_seq = release_seq + 1 WHERE id = $1 RETURNING release_seq",
+        )
+        .bind(app_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        row.try_get::<i64, _>(0)
+    }
+
     /// The current feed revision.
     pub async fn revision(&self) -> Result<u64, sqlx::Error> {
         let row = sqlx::query("SELECT revision FROM feed_state WHERE id = 1")

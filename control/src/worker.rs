@@ -14,7 +14,7 @@ use sqlx::Row;
 use wasmtime::Engine;
 
 use crate::Control;
-use crate::api::releases::activate_ready_releases;
+use crate::api::releases::{activate_ready_releases, settle_pending_releases};
 use crate::blobs::BlobStore;
 use crate::store::now_ms;
 use platform_runtime::abi::AbiKind;
@@ -51,6 +51,9 @@ pub async fn run(
                     break;
                 }
             }
+        }
+        if let Err(e) = settle_pending_releases(&ctl).await {
+            tracing::error!(error = %e, "cannot settle pending releases; retrying later");
         }
         let wait = tokio::time::sleep(Duration::from_secs(5));
         tokio::select! {

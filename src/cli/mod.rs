@@ -175,6 +175,9 @@ pub struct DeployArgs {
     /// Outbound host SDK guests may call (repeatable).
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
+    /// How long to wait for the release to be compiled and settled, e.g. 10m.
+    #[arg(long, env = "PLATFORM_WAIT_TIMEOUT", default_value = "5m")]
+    pub wait_timeout: String,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -404,7 +407,9 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             eprintln!("{s}");
         }
     };
-    let specs = if let Some(path) = &args.manifest {
+    let wait_timeout =
+        parse_duration(&args.wait_timeout).map_err(|e| anyhow::anyhow!("--wait-timeout: {e}"))?;
+    let mut specs = if let Some(path) = &args.manifest {
         let m = Manifest::load(path)?;
         manifest_specs(&m)
     } else {
@@ -476,13 +481,41 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             isolation,
             allowed_outbound_hosts: args.allow_hosts.clone(),
             prune_routes: false,
+            wait_timeout,
         }]
     };
+    for spec in &mut specs {
+        spec.wait_timeout = wait_timeout;
+    }
     let mut results = Vec::new();
     for spec in &specs {
         let d = deploy::deploy(&*api, spec, &say).await?;
         if !json {
-            println!("{} is live (release #{}):", d.app, d.release.number);
+            match d.outcome {
+                deploy::Outcome::Live | deploy::Outcome::Unchanged => {
+                    println!("{} is live (release #{}):", d.app, d.release.number)
+                }
+                deploy::Outcome::Superseded {
+                    newest,
+                    live_number,
+                } => {
+                    let live = if live_number == 0 {
+                        "none is live yet".to_string()
+                    } else {
+                        format!("#{live_number} is live")
+                    };
+                    println!(
+                        "{app} release #{n} is ready but superseded: release #{newest} was made after it by another deploy and goes live instead ({live}; `platform rollback {app} {n}` would serve #{n}):",
+                        app = d.app,
+                        n = d.release.number
+                    )
+                }
+                deploy::Outcome::NotLive { live_number } => println!(
+                    "{app} release #{n} is ready but not live: the app was rolled back to #{live_number} meanwhile (`platform rollback {app} {n}` would serve #{n}):",
+                    app = d.app,
+                    n = d.release.number
+                ),
+            }
             for u in &d.urls {
                 println!("  {u}");
             }
@@ -520,6 +553,7 @@ pub fn manifest_specs(m: &Manifest) -> Vec<DeploySpec> {
             },
             allowed_outbound_hosts: a.allowed_outbound_hosts.clone(),
             prune_routes: true,
+            wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
         })
         .collect()
 }

@@ -117,6 +117,7 @@ pub async fn run(
                 isolation: Default::default(),
                 allowed_outbound_hosts: vec![],
                 prune_routes: false,
+                wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
             };
             let d = deploy::deploy(&api, &spec, &say)
                 .await

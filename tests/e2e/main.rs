@@ -9,5 +9,6 @@
 mod support;
 
 mod cluster;
+mod concurrent;
 mod events;
 mod up;

@@ -91,6 +91,9 @@ pub async fn delete_app(
 ) -> Result<DeleteAppResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    // The app's lock first, the order every release change follows (no deadlock with a
+    // release being created or activated meanwhile).
+    crate::store::Store::lock_app(&mut tx, &app.id).await?;
     for delete in [
         "DELETE FROM routes WHERE app_id = $1",
         "DELETE FROM triggers WHERE app_id = $1",

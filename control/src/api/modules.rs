@@ -160,42 +160,29 @@ pub async fn store_upload(
     }
     drop(staged_path);
     let now = now_ms();
+    // Concurrent uploads of the same bytes both succeed: the rows are inserted once
+    // (ON CONFLICT), never raced into a unique violation.
     let mut tx = ctl.store.begin().await?;
-    let exists = sqlx::query("SELECT digest FROM modules WHERE tenant = $1 AND digest = $2")
+    sqlx::query("INSERT INTO modules (tenant, digest, size, abi, name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, digest) DO NOTHING")
         .bind(&caller.tenant)
         .bind(&digest)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    if !exists {
-        sqlx::query("INSERT INTO modules (tenant, digest, size, abi, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&caller.tenant)
-            .bind(&digest)
-            .bind(size as i64)
-            .bind(info.kind.as_str())
-            .bind(&name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
+        .bind(size as i64)
+        .bind(info.kind.as_str())
+        .bind(&name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     let engine = ctl.config.engine.as_str();
-    let has_artifact_row =
-        sqlx::query("SELECT state FROM artifacts WHERE digest = $1 AND engine = $2")
-            .bind(&digest)
-            .bind(engine)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-    if !has_artifact_row {
-        sqlx::query("INSERT INTO artifacts (digest, engine, state, updated_at) VALUES ($1, $2, 'pending', $3)")
-            .bind(&digest)
-            .bind(engine)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let new_job = sqlx::query("INSERT INTO artifacts (digest, engine, state, updated_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (digest, engine) DO NOTHING")
+        .bind(&digest)
+        .bind(engine)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
     tx.commit().await?;
-    if !has_artifact_row {
+    if new_job {
         ctl.events.publish_module(&digest).await;
     }
     tracing::info!(tenant = %caller.tenant, digest = %digest, size, abi = info.kind.as_str(), "module uploaded");

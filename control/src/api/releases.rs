@@ -21,7 +21,7 @@ use crate::Control;
 use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 use crate::feed::{ReleaseConfig, commit_app_change, release_from_row};
-use crate::store::{Tx, new_id, now_ms};
+use crate::store::{Store, Tx, new_id, now_ms};
 
 const MAX_MEMORY: u64 = 4 << 30;
 const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
@@ -125,6 +125,9 @@ pub async fn create_release(
         .to_ascii_lowercase();
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    // Taking the number locks the app first (the lock order every release change follows),
+    // so concurrent releases of one app get distinct numbers and never deadlock.
+    let number = Store::next_release_number(&mut tx, &app.id).await?;
     let module = sqlx::query("SELECT abi FROM modules WHERE tenant = $1 AND digest = $2")
         .bind(&caller.tenant)
         .bind(&digest)
@@ -168,12 +171,6 @@ pub async fn create_release(
         )
         .on("module_digest"));
     }
-    let number: i64 =
-        sqlx::query("SELECT COALESCE(MAX(number), 0) FROM releases WHERE app_id = $1")
-            .bind(&app.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
     let id = new_id();
     let ready = compile_state == "ready" || req.force;
     let state = if ready { "ready" } else { "pending" };
@@ -184,7 +181,7 @@ pub async fn create_release(
     )
     .bind(&id)
     .bind(&app.id)
-    .bind(number + 1)
+    .bind(number)
     .bind(&digest)
     .bind(&config_json)
     .bind(state)
@@ -250,6 +247,14 @@ async fn get(ctl: &Control, caller: &Caller, id: &str) -> Result<Release, ApiErr
     Ok(release_from_row(&row, live.as_deref())?)
 }
 
+/// Resolves the caller's app and locks its row for the rest of `tx`, then reads it again
+/// (its live release may have changed while the lock was awaited).
+async fn locked_app(tx: &mut Tx, caller: &Caller, app: &str) -> Result<AppRow, ApiError> {
+    let found = resolve_app(tx, caller, app).await?;
+    Store::lock_app(tx, &found.id).await?;
+    resolve_app(tx, caller, &found.id).await
+}
+
 /// Finds a release of `app` by id or number.
 async fn find_release(
     tx: &mut Tx,
@@ -281,7 +286,7 @@ pub async fn rollback_release(
     req: RollbackReleaseRequest,
 ) -> Result<RollbackReleaseResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
-    let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    let app = locked_app(&mut tx, &caller, &req.app).await?;
     let Some(current) = app.live_release_id.clone() else {
         return Err(ApiError::new(
             Code::FailedPrecondition,
@@ -341,7 +346,7 @@ pub async fn set_traffic_split(
         ));
     }
     let mut tx = ctl.store.begin().await?;
-    let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    let app = locked_app(&mut tx, &caller, &req.app).await?;
     if req.weight == 0 {
         sqlx::query("UPDATE apps SET split_release_id = NULL, split_weight = 0 WHERE id = $1")
             .bind(&app.id)
@@ -410,15 +415,28 @@ pub async fn activate_ready_releases(
     digest: &str,
     error: Option<&str>,
 ) -> Result<(), ApiError> {
-    let rows = sqlx::query("SELECT id, app_id, activate_when_ready FROM releases WHERE module_digest = $1 AND state = 'pending' ORDER BY created_at")
+    let rows = sqlx::query("SELECT id, app_id FROM releases WHERE module_digest = $1 AND state = 'pending' ORDER BY number")
         .bind(digest)
         .fetch_all(ctl.store.pool())
         .await?;
     for row in rows {
         let id: String = row.try_get("id")?;
         let app_id: String = row.try_get("app_id")?;
-        let activate = row.try_get::<i64, _>("activate_when_ready")? != 0;
         let mut tx = ctl.store.begin().await?;
+        // The app's lock first, like every release change; then only a release that is
+        // still pending is settled (another worker, or the sweep, may have done it).
+        Store::lock_app(&mut tx, &app_id).await?;
+        let Some(current) = sqlx::query(
+            "SELECT activate_when_ready FROM releases WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.commit().await?;
+            continue;
+        };
+        let activate = current.try_get::<i64, _>(0)? != 0;
         match error {
             Some(err) => {
                 sqlx::query("UPDATE releases SET state = 'failed', error = $1, activate_when_ready = 0 WHERE id = $2")
@@ -454,4 +472,25 @@ pub async fn activate_ready_releases(
         }
     }
     Ok(())
+}
+
+/// Settles releases still pending although their module's compile has ended: the worker
+/// settles them as it finishes a compile, but a release created in the moment between the
+/// compile's end and that step, or a worker that died in between, would leave them waiting
+/// for ever. The worker runs this on every poll.
+pub async fn settle_pending_releases(ctl: &Control) -> Result<usize, ApiError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT r.module_digest, a.state, a.error FROM releases r JOIN artifacts a ON a.digest = r.module_digest AND a.engine = $1 WHERE r.state = 'pending' AND a.state IN ('ready', 'failed')",
+    )
+    .bind(ctl.config.engine.as_str())
+    .fetch_all(ctl.store.pool())
+    .await?;
+    for row in &rows {
+        let digest: String = row.try_get("module_digest")?;
+        let state: String = row.try_get("state")?;
+        let error: Option<String> = row.try_get("error")?;
+        let error = (state == "failed").then(|| error.unwrap_or_default());
+        activate_ready_releases(ctl, &digest, error.as_deref()).await?;
+    }
+    Ok(rows.len())
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod concurrency;
 mod dedicated;
 mod feed;
 mod tenancy;
