@@ -57,6 +57,13 @@ impl Store {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
+        if backend == Backend::Sqlite {
+            sqlite_private_file(url).map_err(|e| {
+                StoreError::Connect(sqlx::Error::Configuration(
+                    format!("cannot create the database file owner-only: {e}").into(),
+                ))
+            })?;
+        }
         let url = if backend == Backend::Sqlite && !url.contains("mode=") {
             if url.contains('?') {
                 format!("{url}&mode=rwc")
@@ -159,6 +166,29 @@ impl Store {
             .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
+}
+
+/// Creates the SQLite file of `url` 0600 (in a 0700 directory when that is missing) before
+/// SQLite opens it; its `-wal` and `-shm` files take the same mode. In-memory databases
+/// have no file.
+fn sqlite_private_file(url: &str) -> std::io::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        crate::private_fs::private_dir(dir)?;
+    }
+    crate::private_fs::private_file(path)
 }
 
 /// Milliseconds since the Unix epoch.

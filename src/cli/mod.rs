@@ -129,9 +129,14 @@ pub enum TokenAction {
         /// Another tenant (admin tokens only); created when new.
         #[arg(long)]
         tenant: Option<String>,
-        /// Give it admin rights (admin tokens only).
+        /// Give it admin rights (admin tokens only); the same as --role admin.
         #[arg(long)]
         admin: bool,
+        /// member (its tenant), admin (every tenant) or runtime (reads the serving feed,
+        /// modules and artifacts, nothing else: for runtime pods). Admin tokens only for
+        /// admin and runtime.
+        #[arg(long, value_parser = ["member", "admin", "runtime"])]
+        role: Option<String>,
     },
     /// Revoke a token by id.
     Revoke {
@@ -351,16 +356,21 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                         return print_json(&tokens);
                     }
                     println!(
-                        "{:<34} {:<24} {:<14} {:<6} STATE",
-                        "ID", "NAME", "PREFIX", "ADMIN"
+                        "{:<34} {:<24} {:<14} {:<8} STATE",
+                        "ID", "NAME", "PREFIX", "ROLE"
                     );
                     for t in tokens {
                         println!(
-                            "{:<34} {:<24} {:<14} {:<6} {}",
+                            "{:<34} {:<24} {:<14} {:<8} {}",
                             t.id,
                             t.name,
                             t.prefix,
-                            if t.admin { "yes" } else { "" },
+                            match TokenRole::try_from(t.role).unwrap_or(TokenRole::Unspecified) {
+                                TokenRole::Admin => "admin",
+                                TokenRole::Runtime => "runtime",
+                                _ if t.admin => "admin",
+                                _ => "member",
+                            },
                             if t.revoke_time.is_some() {
                                 "revoked"
                             } else {
@@ -373,12 +383,20 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     name,
                     tenant,
                     admin,
+                    role,
                 }) => {
+                    let role = match role.as_deref() {
+                        Some("admin") => TokenRole::Admin,
+                        Some("runtime") => TokenRole::Runtime,
+                        Some(_) => TokenRole::Member,
+                        None => TokenRole::Unspecified,
+                    };
                     let r = api
                         .create_token(CreateTokenRequest {
                             name,
                             tenant: tenant.unwrap_or_default(),
                             admin,
+                            role: role as i32,
                         })
                         .await?;
                     if conn.json {

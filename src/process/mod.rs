@@ -97,7 +97,7 @@ pub async fn build_control(
     public_url: String,
     process_name: &str,
 ) -> anyhow::Result<Arc<Control>> {
-    std::fs::create_dir_all(&common.data_dir)
+    platform_control::private_fs::private_dir(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
     let data_dir = common
         .data_dir
@@ -131,6 +131,8 @@ pub async fn build_control(
             max_module_size: store_args.max_module_size,
             staging_dir: data_dir.join("staging"),
             engine,
+            caps: store_args.limits.caps(),
+            quotas: store_args.limits.quotas(),
         },
     ))
 }

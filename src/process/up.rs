@@ -89,7 +89,7 @@ pub async fn run(
         caller: Caller {
             tenant: "default".into(),
             token_id: "platform-up".into(),
-            admin: true,
+            role: platform_control::auth::Role::Admin,
         },
     };
     let say = |s: &str| tracing::info!("{s}");

@@ -24,13 +24,15 @@ pub async fn create_app(
     check_name("app", &req.name).map_err(|m| ApiError::invalid("name", m))?;
     let id = new_id();
     let now = now_ms();
+    let mut tx = ctl.store.begin().await?;
+    crate::quota::check_apps(&mut tx, &ctl.config.quotas, &caller.tenant).await?;
     let res =
         sqlx::query("INSERT INTO apps (id, tenant, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(&caller.tenant)
             .bind(&req.name)
             .bind(now)
-            .execute(ctl.store.pool())
+            .execute(&mut *tx)
             .await;
     match res {
         Ok(_) => {}
@@ -41,6 +43,7 @@ pub async fn create_app(
         }
         Err(e) => return Err(e.into()),
     }
+    tx.commit().await?;
     let mut conn = ctl.store.pool().acquire().await?;
     let app = resolve_app(&mut conn, &caller, &id).await?;
     Ok(CreateAppResponse {

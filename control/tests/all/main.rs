@@ -13,6 +13,8 @@ mod api;
 mod concurrency;
 mod dedicated;
 mod feed;
+mod limits;
+mod roles;
 mod tenancy;
 mod triggers;
 mod uploads;

@@ -82,6 +82,11 @@ impl Harness {
     }
 
     pub async fn with_limit(db: Db, max_module_size: u64) -> Self {
+        Self::with_config(db, |c| c.max_module_size = max_module_size).await
+    }
+
+    /// A control plane whose configuration `configure` adjusts (caps, quotas...).
+    pub async fn with_config(db: Db, configure: impl FnOnce(&mut ControlConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut schema = None;
         let url = match db {
@@ -110,17 +115,16 @@ impl Harness {
         .unwrap();
         let events = EventBus::in_process();
         let feed = events.subscribe_feed().await.unwrap();
-        let ctl = Control::new(
-            store,
-            blobs,
-            events,
-            ControlConfig {
-                public_url: "http://127.0.0.1:8080".into(),
-                max_module_size,
-                staging_dir: dir.path().join("staging"),
-                engine: EngineFingerprint::of(&engine),
-            },
-        );
+        let mut config = ControlConfig {
+            public_url: "http://127.0.0.1:8080".into(),
+            max_module_size: 64 << 20,
+            staging_dir: dir.path().join("staging"),
+            engine: EngineFingerprint::of(&engine),
+            caps: Default::default(),
+            quotas: Default::default(),
+        };
+        configure(&mut config);
+        let ctl = Control::new(store, blobs, events, config);
         let token_file = dir.path().join("admin-token");
         let boot = ctl
             .bootstrap_admin(&token_file, None)

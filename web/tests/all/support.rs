@@ -157,6 +157,8 @@ impl Dash {
                 max_module_size: 16 << 20,
                 staging_dir: dir.path().join("staging"),
                 engine: EngineFingerprint::of(&engine),
+                caps: Default::default(),
+                quotas: Default::default(),
             },
         );
         let admin = ctl
