@@ -167,7 +167,7 @@ pub async fn deploy(
         .release
     };
     let unchanged = live.as_ref().is_some_and(|r| same_release(r, &wanted));
-    let (mut release, new_release) = if let (true, Some(r)) = (unchanged, live) {
+    let (release, new_release) = if let (true, Some(r)) = (unchanged, live) {
         say(&format!(
             "release #{} is live with this module and configuration; nothing to release",
             r.number

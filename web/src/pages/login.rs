@@ -146,7 +146,10 @@ pub async fn submit(
                     false,
                 );
             }
-            Ok(c) => (c.tenant, format!("token:{}", c.token_id), c.is_admin()),
+            Ok(c) => {
+                let admin = c.is_admin();
+                (c.tenant, format!("token:{}", c.token_id), admin)
+            }
             Err(_) => {
                 return fail(
                     "That token is not valid: it is unknown or was revoked. Check for a missing character.",
