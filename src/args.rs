@@ -176,7 +176,59 @@ pub struct StoreArgs {
     #[arg(long, env = "PLATFORM_MAX_MODULE_SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_module_size: u64,
     #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
     pub dedicated: DedicatedArgs,
+}
+
+/// The operator's caps on release limits and per-tenant quotas (unset: no limit beyond the
+/// built-in maxima of 4 GiB memory, 15 min timeout, 1 GiB body and response).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest memory limit a release may ask for, e.g. 512MiB (smaller defaults follow it).
+    #[arg(long, env = "PLATFORM_MAX_RELEASE_MEMORY", value_parser = parse_size)]
+    pub max_release_memory: Option<u64>,
+    /// Longest per-request timeout a release may ask for, e.g. 30s.
+    #[arg(long, env = "PLATFORM_MAX_RELEASE_TIMEOUT", value_parser = parse_duration)]
+    pub max_release_timeout: Option<Duration>,
+    /// Largest request body limit a release may ask for, e.g. 10MiB.
+    #[arg(long, env = "PLATFORM_MAX_RELEASE_BODY", value_parser = parse_size)]
+    pub max_release_body: Option<u64>,
+    /// Largest response limit a release may ask for, e.g. 64MiB.
+    #[arg(long, env = "PLATFORM_MAX_RELEASE_RESPONSE", value_parser = parse_size)]
+    pub max_release_response: Option<u64>,
+    /// Most apps per tenant.
+    #[arg(long, env = "PLATFORM_MAX_APPS_PER_TENANT")]
+    pub max_apps_per_tenant: Option<u64>,
+    /// Most modules per tenant.
+    #[arg(long, env = "PLATFORM_MAX_MODULES_PER_TENANT")]
+    pub max_modules_per_tenant: Option<u64>,
+    /// Most bytes of modules stored per tenant, e.g. 1GiB.
+    #[arg(long, env = "PLATFORM_MAX_MODULE_BYTES_PER_TENANT", value_parser = parse_size)]
+    pub max_module_bytes_per_tenant: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The caps on release limits.
+    pub fn caps(&self) -> platform_control::quota::ReleaseCaps {
+        platform_control::quota::ReleaseCaps {
+            memory_bytes: self.max_release_memory.unwrap_or(0),
+            timeout_ms: self
+                .max_release_timeout
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            max_body_bytes: self.max_release_body.unwrap_or(0),
+            max_response_bytes: self.max_release_response.unwrap_or(0),
+        }
+    }
+
+    /// The per-tenant quotas.
+    pub fn quotas(&self) -> platform_control::quota::TenantQuotas {
+        platform_control::quota::TenantQuotas {
+            apps: self.max_apps_per_tenant.unwrap_or(0),
+            modules: self.max_modules_per_tenant.unwrap_or(0),
+            module_bytes: self.max_module_bytes_per_tenant.unwrap_or(0),
+        }
+    }
 }
 
 /// Dedicated mode (`platform control` on Kubernetes): apps marked dedicated get Knative

@@ -12,6 +12,47 @@ use sqlx::Row;
 use crate::error::ApiError;
 use crate::store::{Store, Tx, new_id, now_ms};
 
+/// What a token (or session) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything within its tenant.
+    Member,
+    /// Everything, across tenants (create tenants, read the serving feed).
+    Admin,
+    /// Read the serving feed and download modules and artifacts, nothing else: what a
+    /// runtime (shared or dedicated) needs, so a runtime pod holds no admin rights.
+    Runtime,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Runtime => "runtime",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is the least privileged role there is.
+    pub fn parse(s: &str) -> Role {
+        match s {
+            "admin" => Role::Admin,
+            "member" => Role::Member,
+            _ => Role::Runtime,
+        }
+    }
+
+    /// The API form.
+    pub fn to_proto(self) -> platform_proto::v1::TokenRole {
+        match self {
+            Role::Member => platform_proto::v1::TokenRole::Member,
+            Role::Admin => platform_proto::v1::TokenRole::Admin,
+            Role::Runtime => platform_proto::v1::TokenRole::Runtime,
+        }
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -19,19 +60,41 @@ pub struct Caller {
     pub tenant: String,
     /// The token used.
     pub token_id: String,
-    /// Admin tokens may act across tenants (create tenants, read the serving feed).
-    pub admin: bool,
+    /// What the caller may do.
+    pub role: Role,
 }
 
 impl Caller {
+    /// True for admin callers.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
     /// Fails unless the caller is an admin.
     pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
-        if self.admin {
+        if self.is_admin() {
             Ok(())
         } else {
             Err(ApiError::denied(format!("{what} needs an admin token")))
         }
     }
+
+    /// Fails unless the caller may read what runtimes read (admin or runtime tokens).
+    pub fn require_feed_reader(&self, what: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin | Role::Runtime => Ok(()),
+            Role::Member => Err(ApiError::denied(format!(
+                "{what} needs an admin or runtime token"
+            ))),
+        }
+    }
+}
+
+/// The refusal every call but the feed and downloads gives a runtime token.
+pub fn runtime_refused() -> ApiError {
+    ApiError::denied(
+        "runtime tokens may only read the serving feed and download modules and artifacts",
+    )
 }
 
 /// A freshly created token: its id and the secret to show once.
@@ -56,7 +119,7 @@ pub async fn create_token(
     tx: &mut Tx,
     tenant: &str,
     name: &str,
-    admin: bool,
+    role: Role,
     preset: Option<&str>,
 ) -> Result<NewToken, sqlx::Error> {
     let secret = match preset {
@@ -70,34 +133,29 @@ pub async fn create_token(
     let prefix = secret[..12].to_string();
     let id = new_id();
     sqlx::query(
-        "INSERT INTO tokens (id, tenant, name, secret_hash, prefix, admin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO tokens (id, tenant, name, secret_hash, prefix, admin, role, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&id)
     .bind(tenant)
     .bind(name)
     .bind(hash_secret(&secret))
     .bind(&prefix)
-    .bind(i64::from(admin))
+    .bind(i64::from(role == Role::Admin))
+    .bind(role.as_str())
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;
     Ok(NewToken { id, secret, prefix })
 }
 
-/// Creates the tenant when it does not exist yet.
+/// Creates the tenant when it does not exist yet (race-free: concurrent callers both
+/// succeed).
 pub async fn ensure_tenant(tx: &mut Tx, tenant: &str) -> Result<(), sqlx::Error> {
-    let exists = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+    sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
         .bind(tenant)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
-    if !exists {
-        sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2)")
-            .bind(tenant)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-    }
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -116,7 +174,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Resolves a secret to its caller; revoked and unknown tokens are refused alike.
 pub async fn caller_for_secret(store: &Store, secret: &str) -> Result<Caller, ApiError> {
     let row = sqlx::query(
-        "SELECT id, tenant, admin, last_used_at FROM tokens WHERE secret_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, tenant, role, last_used_at FROM tokens WHERE secret_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash_secret(secret))
     .fetch_optional(store.pool())
@@ -129,7 +187,7 @@ pub async fn caller_for_secret(store: &Store, secret: &str) -> Result<Caller, Ap
     let caller = Caller {
         token_id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
-        admin: row.try_get::<i64, _>("admin")? != 0,
+        role: Role::parse(&row.try_get::<String, _>("role")?),
     };
     // Record use at most once a minute per token, to keep reads read-only.
     let last: Option<i64> = row.try_get("last_used_at")?;

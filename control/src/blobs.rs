@@ -50,7 +50,7 @@ impl BlobStore {
     pub fn open(url: &str) -> Result<Self, BlobError> {
         if let Some(path) = url.strip_prefix("file://") {
             let root = PathBuf::from(path);
-            std::fs::create_dir_all(&root)?;
+            crate::private_fs::private_dir(&root)?;
             let root = root.canonicalize()?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(&root)?;
             return Ok(BlobStore {
@@ -124,6 +124,13 @@ impl BlobStore {
             writer.write(&buf[..n]);
         }
         writer.finish().await?;
+        if let Some(path) = self.local_path(key) {
+            // object_store writes with the process umask: owner-only, like the root.
+            crate::private_fs::restrict(&path, 0o600)?;
+            if let Some(dir) = path.parent() {
+                crate::private_fs::restrict(dir, 0o700)?;
+            }
+        }
         Ok(())
     }
 

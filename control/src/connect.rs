@@ -119,8 +119,29 @@ impl IntoResponse for UnsupportedMediaType {
 }
 
 /// A unary Connect method whose handler gets the control plane, the authenticated caller
-/// and the decoded request.
+/// and the decoded request. Runtime tokens are refused before the handler runs.
 pub fn unary<Req, Resp, F, Fut>(f: F) -> MethodRouter<Arc<Control>>
+where
+    Req: prost::Message + Default + DeserializeOwned + Send + 'static,
+    Resp: prost::Message + Serialize + 'static,
+    F: Fn(Arc<Control>, Caller, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+{
+    unary_for(false, f)
+}
+
+/// Like [`unary`], but runtime tokens reach the handler too (the serving feed).
+pub fn unary_runtime<Req, Resp, F, Fut>(f: F) -> MethodRouter<Arc<Control>>
+where
+    Req: prost::Message + Default + DeserializeOwned + Send + 'static,
+    Resp: prost::Message + Serialize + 'static,
+    F: Fn(Arc<Control>, Caller, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+{
+    unary_for(true, f)
+}
+
+fn unary_for<Req, Resp, F, Fut>(runtime_ok: bool, f: F) -> MethodRouter<Arc<Control>>
 where
     Req: prost::Message + Default + DeserializeOwned + Send + 'static,
     Resp: prost::Message + Serialize + 'static,
@@ -144,7 +165,12 @@ where
                     )
                     .into_response();
                 }
-                let caller = match ctl.authenticate(&headers).await {
+                let caller = if runtime_ok {
+                    ctl.authenticate_reader(&headers).await
+                } else {
+                    ctl.authenticate(&headers).await
+                };
+                let caller = match caller {
                     Ok(c) => c,
                     Err(e) => return e.into_response(),
                 };

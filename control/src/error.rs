@@ -136,7 +136,15 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A unique violation means a concurrent request created the same object first: that
+    /// is the caller's conflict to resolve (read it, or retry), never a server error.
     fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_unique_violation(&e) {
+            tracing::info!(error = %e, "unique violation answered as already_exists");
+            return ApiError::exists(
+                "a concurrent request created the same object first; read it or retry",
+            );
+        }
         ApiError::internal("database", e)
     }
 }

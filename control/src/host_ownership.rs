@@ -36,29 +36,20 @@ pub async fn holder(
     conn: &mut sqlx::AnyConnection,
     pattern: &HostPattern,
 ) -> Result<Option<Holding>, sqlx::Error> {
-    let candidates = covering_names(pattern);
-    let placeholders: Vec<String> = (1..=candidates.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT name, tenant FROM domains WHERE name IN ({})",
-        placeholders.join(", ")
-    );
-    let mut q = sqlx::query(&sql);
-    for c in &candidates {
-        q = q.bind(c);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut found: Vec<Holding> = rows
-        .iter()
-        .map(|r| {
-            Ok(Holding {
+    // Most specific first; the first assignment found decides (a handful of lookups).
+    for name in covering_names(pattern) {
+        if let Some(r) = sqlx::query("SELECT name, tenant FROM domains WHERE name = $1")
+            .bind(&name)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            return Ok(Some(Holding {
                 name: r.try_get("name")?,
                 tenant: r.try_get("tenant")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    // `candidates` runs from the most specific name to the least.
-    found.sort_by_key(|h| candidates.iter().position(|c| *c == h.name));
-    Ok(found.into_iter().next())
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Every stored name that could cover `pattern`, most specific first: the pattern itself,
@@ -148,7 +139,7 @@ async fn check_host_route(
                 ApiError::denied(format!("host {pattern} is held by another tenant")).on("host"),
             );
         }
-        None if caller.admin => {}
+        None if caller.is_admin() => {}
         None => {
             return Err(ApiError::denied(format!(
                 "host {pattern} is not assigned to tenant {:?}: an operator assigns hosts with `platform domains add {pattern} --tenant {}`",
@@ -181,7 +172,7 @@ async fn check_path_route(
         .split('/')
         .next()
         .unwrap_or("");
-    if !caller.admin {
+    if !caller.is_admin() {
         if first != caller.tenant {
             return Err(ApiError::denied(format!(
                 "on the shared host, tenant {t:?} routes paths under /{t} only (its namespace): use /{t}{suffix}, a host the tenant holds, or the app's own address",

@@ -19,6 +19,8 @@ pub mod error;
 pub mod events;
 pub mod feed;
 pub mod host_ownership;
+pub mod private_fs;
+pub mod quota;
 pub mod store;
 pub mod worker;
 
@@ -50,6 +52,10 @@ pub struct ControlConfig {
     /// Every app's own address (`<app>--<tenant>.<base domain>`), when the operator set a
     /// base domain or template.
     pub app_addresses: Option<app_address::AppAddressTemplate>,
+    /// The operator's caps on release limits.
+    pub caps: quota::ReleaseCaps,
+    /// The operator's per-tenant quotas.
+    pub quotas: quota::TenantQuotas,
 }
 
 /// The control plane: store, blobs, events and configuration, shared by every handler.
@@ -96,7 +102,7 @@ impl Control {
         events: EventBus,
         config: ControlConfig,
     ) -> Arc<Self> {
-        let _ = std::fs::create_dir_all(&config.staging_dir);
+        let _ = private_fs::private_dir(&config.staging_dir);
         Arc::new(Control {
             store,
             blobs,
@@ -105,8 +111,19 @@ impl Control {
         })
     }
 
-    /// Resolves the bearer token of a request.
+    /// Resolves the bearer token of a request for any call but the runtimes' reads:
+    /// runtime tokens are refused here, so a new call is closed to them by default.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.authenticate_reader(headers).await?;
+        if caller.role == auth::Role::Runtime {
+            return Err(auth::runtime_refused());
+        }
+        Ok(caller)
+    }
+
+    /// Resolves the bearer token of a request, runtime tokens included: only for the
+    /// serving feed and the module and artifact downloads.
+    pub async fn authenticate_reader(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let Some(secret) = auth::bearer(headers) else {
             return Err(ApiError::unauthenticated(
                 "missing bearer token: send `Authorization: Bearer <token>`",
@@ -154,9 +171,15 @@ impl Control {
         auth::ensure_tenant(&mut tx, "default")
             .await
             .map_err(|e| ControlError::Other(e.to_string()))?;
-        let token = auth::create_token(&mut tx, "default", "bootstrap admin", true, preset)
-            .await
-            .map_err(|e| ControlError::Other(e.to_string()))?;
+        let token = auth::create_token(
+            &mut tx,
+            "default",
+            "bootstrap admin",
+            auth::Role::Admin,
+            preset,
+        )
+        .await
+        .map_err(|e| ControlError::Other(e.to_string()))?;
         write_secret_file(token_file, &token.secret).map_err(|e| {
             ControlError::Other(format!("cannot write {}: {e}", token_file.display()))
         })?;

@@ -57,6 +57,13 @@ impl Store {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
+        if backend == Backend::Sqlite {
+            sqlite_private_file(url).map_err(|e| {
+                StoreError::Connect(sqlx::Error::Configuration(
+                    format!("cannot create the database file owner-only: {e}").into(),
+                ))
+            })?;
+        }
         let url = if backend == Backend::Sqlite && !url.contains("mode=") {
             if url.contains('?') {
                 format!("{url}&mode=rwc")
@@ -138,6 +145,29 @@ impl Store {
         Ok(())
     }
 
+    /// Locks the app's row until `tx` ends (on PostgreSQL; SQLite serializes all writes).
+    /// Every transaction that changes an app's releases or live state takes this lock
+    /// first, so such transactions never deadlock on each other and see each other whole.
+    pub async fn lock_app(tx: &mut Tx, app_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE apps SET release_seq = release_seq WHERE id = $1")
+            .bind(app_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the app's next release number inside `tx` (and, like [`Store::lock_app`],
+    /// locks its row): concurrent callers get distinct numbers on either database.
+    pub async fn next_release_number(tx: &mut Tx, app_id: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "UPDATE apps SET release_seq = release_seq + 1 WHERE id = $1 RETURNING release_seq",
+        )
+        .bind(app_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        row.try_get::<i64, _>(0)
+    }
+
     /// The current feed revision.
     pub async fn revision(&self) -> Result<u64, sqlx::Error> {
         let row = sqlx::query("SELECT revision FROM feed_state WHERE id = 1")
@@ -145,6 +175,29 @@ impl Store {
             .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
+}
+
+/// Creates the SQLite file of `url` 0600 (in a 0700 directory when that is missing) before
+/// SQLite opens it; its `-wal` and `-shm` files take the same mode. In-memory databases
+/// have no file.
+fn sqlite_private_file(url: &str) -> std::io::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        crate::private_fs::private_dir(dir)?;
+    }
+    crate::private_fs::private_file(path)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,7 +1,11 @@
 //! The compile worker: turns each uploaded module into an artifact for the runtimes'
 //! engine, ahead of any request, and lets waiting releases go live.
 //!
-//! Jobs are rows of `artifacts` in state `pending`. A worker claims one (a claim older than
+//! Jobs are rows of `artifacts` in state `pending`, one per tenant and module: a tenant's
+//! upload is compiled for that tenant even when another tenant's identical bytes were
+//! compiled before, so neither the compile state nor its timing tells a tenant what another
+//! uploaded (the artifact blob, identical either way, is simply written again). A worker
+//! claims one (a claim older than
 //! [`STALE_CLAIM_MS`] is taken over, so a crashed worker's job is not lost), compiles it on
 //! a blocking thread, stores the artifact blob, and records `ready` or `failed` with the
 //! reason. Workers wake on upload notices and also poll, so a lost notice only delays.
@@ -14,7 +18,7 @@ use sqlx::Row;
 use wasmtime::Engine;
 
 use crate::Control;
-use crate::api::releases::activate_ready_releases;
+use crate::api::releases::{activate_ready_releases, settle_pending_releases};
 use crate::blobs::BlobStore;
 use crate::store::now_ms;
 use platform_runtime::abi::AbiKind;
@@ -52,6 +56,9 @@ pub async fn run(
                 }
             }
         }
+        if let Err(e) = settle_pending_releases(&ctl).await {
+            tracing::error!(error = %e, "cannot settle pending releases; retrying later");
+        }
         let wait = tokio::time::sleep(Duration::from_secs(5));
         tokio::select! {
             () = &mut shutdown => break,
@@ -69,7 +76,7 @@ pub async fn run(
 
 /// Claims and compiles one pending module. Returns false when there was none.
 pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
-    let Some(digest) = claim(ctl).await.map_err(|e| e.to_string())? else {
+    let Some((tenant, digest)) = claim(ctl).await.map_err(|e| e.to_string())? else {
         return Ok(false);
     };
     let started = std::time::Instant::now();
@@ -78,8 +85,9 @@ pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
     let fp = ctl.config.engine.as_str();
     match &result {
         Ok(()) => {
-            sqlx::query("UPDATE artifacts SET state = 'ready', error = NULL, updated_at = $1 WHERE digest = $2 AND engine = $3")
+            sqlx::query("UPDATE artifacts SET state = 'ready', error = NULL, updated_at = $1 WHERE tenant = $2 AND digest = $3 AND engine = $4")
                 .bind(now)
+                .bind(&tenant)
                 .bind(&digest)
                 .bind(fp)
                 .execute(ctl.store.pool())
@@ -88,9 +96,10 @@ pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
             tracing::info!(digest = %digest, ms = started.elapsed().as_millis() as u64, "module compiled");
         }
         Err(reason) => {
-            sqlx::query("UPDATE artifacts SET state = 'failed', error = $1, updated_at = $2 WHERE digest = $3 AND engine = $4")
+            sqlx::query("UPDATE artifacts SET state = 'failed', error = $1, updated_at = $2 WHERE tenant = $3 AND digest = $4 AND engine = $5")
                 .bind(reason)
                 .bind(now)
+                .bind(&tenant)
                 .bind(&digest)
                 .bind(fp)
                 .execute(ctl.store.pool())
@@ -99,41 +108,52 @@ pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
             tracing::warn!(digest = %digest, error = %reason, "module failed to compile");
         }
     }
-    activate_ready_releases(ctl, &digest, result.as_ref().err().map(String::as_str))
-        .await
-        .map_err(|e| e.to_string())?;
+    activate_ready_releases(
+        ctl,
+        &tenant,
+        &digest,
+        result.as_ref().err().map(String::as_str),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(true)
 }
 
-async fn claim(ctl: &Control) -> Result<Option<String>, sqlx::Error> {
+/// Claims the oldest pending job: (tenant, digest).
+async fn claim(ctl: &Control) -> Result<Option<(String, String)>, sqlx::Error> {
     let now = now_ms();
     let fp = ctl.config.engine.as_str();
     let mut tx = ctl.store.begin().await?;
-    let lock = match ctl.store.backend() {
-        crate::store::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::store::Backend::Sqlite => "",
+    macro_rules! pending {
+        ($lock:literal) => {
+            concat!("SELECT tenant, digest FROM artifacts WHERE engine = $1 AND (state = 'pending' OR (state = 'compiling' AND claimed_at < $2)) ORDER BY updated_at LIMIT 1", $lock)
+        };
+    }
+    let query = match ctl.store.backend() {
+        crate::store::Backend::Postgres => pending!(" FOR UPDATE SKIP LOCKED"),
+        crate::store::Backend::Sqlite => pending!(""),
     };
-    let row = sqlx::query(&format!(
-        "SELECT digest FROM artifacts WHERE engine = $1 AND (state = 'pending' OR (state = 'compiling' AND claimed_at < $2)) ORDER BY updated_at LIMIT 1{lock}"
-    ))
-    .bind(fp)
-    .bind(now - STALE_CLAIM_MS)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = sqlx::query(query)
+        .bind(fp)
+        .bind(now - STALE_CLAIM_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else {
         tx.commit().await?;
         return Ok(None);
     };
-    let digest: String = row.try_get(0)?;
-    sqlx::query("UPDATE artifacts SET state = 'compiling', claimed_at = $1, updated_at = $2 WHERE digest = $3 AND engine = $4")
+    let tenant: String = row.try_get("tenant")?;
+    let digest: String = row.try_get("digest")?;
+    sqlx::query("UPDATE artifacts SET state = 'compiling', claimed_at = $1, updated_at = $2 WHERE tenant = $3 AND digest = $4 AND engine = $5")
         .bind(now)
         .bind(now)
+        .bind(&tenant)
         .bind(&digest)
         .bind(fp)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Some(digest))
+    Ok(Some((tenant, digest)))
 }
 
 async fn compile(ctl: &Control, engine: &Engine, digest: &str) -> Result<(), String> {

@@ -11,6 +11,9 @@
 //!              compiled with Cranelift on a blocking thread, written atomically, then mmapped
 //! ```
 //!
+//! A module Cranelift refuses is remembered (per digest and artifact kind): later requests
+//! get the same error at once instead of each running the compiler again.
+//!
 //! Modules stay in memory while in use and are dropped after `idle_timeout` without a
 //! request: the host keeps only the route and the artifact file for an idle app (scale to
 //! zero inside the host). Loading a compiled artifact costs well under a millisecond.
@@ -266,6 +269,9 @@ pub struct ModuleCache {
     idle_timeout: Duration,
     slots: Mutex<HashMap<(Digest, ArtifactKind), Arc<Slot>>>,
     failed_snapshots: Mutex<HashMap<Digest, (Instant, LoadError)>>,
+    /// Modules Cranelift refused: the same bytes fail the same way on the same engine, so
+    /// the failure is answered again rather than recompiled on every request.
+    failed_compiles: Mutex<HashMap<(Digest, ArtifactKind), LoadError>>,
     epoch: Instant,
     compiles: AtomicU64,
     snapshots: AtomicU64,
@@ -300,6 +306,7 @@ impl ModuleCache {
             idle_timeout,
             slots: Mutex::new(HashMap::new()),
             failed_snapshots: Mutex::new(HashMap::new()),
+            failed_compiles: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             compiles: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
@@ -383,6 +390,11 @@ impl ModuleCache {
         artifact: ArtifactKind,
     ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
         let key = (digest.clone(), artifact);
+        if let Ok(failed) = self.failed_compiles.lock()
+            && let Some(e) = failed.get(&key)
+        {
+            return Err(e.clone());
+        }
         let slot = {
             let mut slots = self
                 .slots
@@ -441,7 +453,8 @@ impl ModuleCache {
             return Err(LoadError::Component);
         }
         if !artifact.exists() {
-            self.compile_to(&bytes, &artifact).await?;
+            self.compile_once(digest, ArtifactKind::Plain, &bytes, &artifact)
+                .await?;
         }
         Ok(info)
     }
@@ -506,7 +519,10 @@ impl ModuleCache {
             }
             if !fetched {
                 match artifact_kind {
-                    ArtifactKind::Plain => self.compile_to(&bytes, &artifact).await?,
+                    ArtifactKind::Plain => {
+                        self.compile_once(digest, artifact_kind, &bytes, &artifact)
+                            .await?
+                    }
                     ArtifactKind::Snapshot => {
                         if detected.kind != AbiKind::Sdk {
                             return Err(LoadError::Snapshot(
@@ -519,7 +535,8 @@ impl ModuleCache {
                             .await
                             .map_err(|e| LoadError::Snapshot(e.0))?;
                         tracing::info!(module = ?digest, ms = started.elapsed().as_millis() as u64, "per-request snapshot made");
-                        self.compile_to(&snap, &artifact).await?;
+                        self.compile_once(digest, artifact_kind, &snap, &artifact)
+                            .await?;
                     }
                 }
                 kind = LoadKind::Compiled;
@@ -563,6 +580,31 @@ impl ModuleCache {
             },
             kind,
         ))
+    }
+
+    /// Compiles `bytes` into `artifact`, unless Cranelift already refused this module:
+    /// a refusal is remembered for the cache's lifetime (it is deterministic).
+    async fn compile_once(
+        &self,
+        digest: &Digest,
+        kind: ArtifactKind,
+        bytes: &[u8],
+        artifact: &Path,
+    ) -> Result<(), LoadError> {
+        let key = (digest.clone(), kind);
+        if let Ok(failed) = self.failed_compiles.lock()
+            && let Some(e) = failed.get(&key)
+        {
+            return Err(e.clone());
+        }
+        let result = self.compile_to(bytes, artifact).await;
+        if let Err(e @ LoadError::Compile(_)) = &result
+            && let Ok(mut failed) = self.failed_compiles.lock()
+        {
+            tracing::warn!(module = ?digest, error = %e, "module failed to compile; not retrying");
+            failed.insert(key, e.clone());
+        }
+        result
     }
 
     async fn compile_to(&self, bytes: &[u8], artifact: &Path) -> Result<(), LoadError> {

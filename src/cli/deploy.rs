@@ -1,6 +1,13 @@
 //! Deploying an app: upload the module, make sure the app exists, create a release that goes
 //! live once compiled, make sure the routes exist. Running it twice with the same input
 //! changes nothing (no new release when module and configuration are unchanged).
+//!
+//! Deploys of one app may run at once (a CI pipeline per branch): an app or route another
+//! deploy created first is used as found, and each deploy follows its own release until the
+//! release is settled, with a deadline. A release that is ready but not live was
+//! *superseded*: a newer release of the app went live after it was created (the user's latest
+//! intent wins), so it never goes live by itself. That deploy still succeeded (its release
+//! exists and is ready) and says which release serves instead.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +45,35 @@ pub struct DeploySpec {
     pub allowed_outbound_hosts: Vec<String>,
     /// Remove the app's routes that are not in `routes`.
     pub prune_routes: bool,
+    /// How long to wait for the release to be compiled and settled.
+    pub wait_timeout: Duration,
+}
+
+/// How long a deploy waits for its release by default.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How a deploy's release ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// The release is live.
+    Live,
+    /// The same module and configuration were already live: no new release was made.
+    Unchanged,
+    /// The release is ready but a newer release of the app was made after it (a
+    /// concurrent deploy) and went live, or waits to, instead: it will not go live by itself.
+    Superseded {
+        /// The newest release of the app.
+        newest: u32,
+        /// The release live now (0: none yet; the newest is still compiling).
+        live_number: u32,
+    },
+    /// The release is ready but not live, and nothing newer exists: someone rolled the app
+    /// back to an older release meanwhile.
+    NotLive {
+        /// The release live now.
+        live_number: u32,
+    },
 }
 
 /// The outcome.
@@ -45,8 +81,11 @@ pub struct DeploySpec {
 pub struct Deployed {
     /// App name.
     pub app: String,
-    /// The live release.
+    /// This deploy's release (live unless superseded).
     pub release: Release,
+    /// Live, unchanged or superseded.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Whether a new release was made.
     pub new_release: bool,
     /// URLs serving the app.
@@ -94,11 +133,23 @@ pub async fn deploy(
         Ok(r) => r.app,
         Err(e) if e.is_not_found() => {
             say(&format!("creating app {}", spec.app));
-            api.create_app(CreateAppRequest {
-                name: spec.app.clone(),
-            })
-            .await?
-            .app
+            match api
+                .create_app(CreateAppRequest {
+                    name: spec.app.clone(),
+                })
+                .await
+            {
+                Ok(r) => r.app,
+                // A concurrent deploy created it first: use that one.
+                Err(e) if e.code == "already_exists" => {
+                    api.get_app(GetAppRequest {
+                        app: spec.app.clone(),
+                    })
+                    .await?
+                    .app
+                }
+                Err(e) => return Err(e),
+            }
         }
         Err(e) => return Err(e),
     }
@@ -127,7 +178,7 @@ pub async fn deploy(
         .release
     };
     let unchanged = live.as_ref().is_some_and(|r| same_release(r, &wanted));
-    let (mut release, new_release) = if let (true, Some(r)) = (unchanged, live) {
+    let (release, new_release) = if let (true, Some(r)) = (unchanged, live) {
         say(&format!(
             "release #{} is live with this module and configuration; nothing to release",
             r.number
@@ -146,41 +197,38 @@ pub async fn deploy(
         (r, true)
     };
 
-    // Wait until it is compiled and live.
-    let started = Instant::now();
-    let mut said_compiling = false;
-    loop {
-        if release.state == ReleaseState::Failed as i32 {
-            return Err(CallError {
-                code: "failed_precondition".into(),
-                message: release.error.clone(),
-            });
-        }
-        if release.state == ReleaseState::Ready as i32 && release.live {
-            break;
-        }
-        if !said_compiling {
-            say("compiling the module ahead of time (once per module) ...");
-            said_compiling = true;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(CallError {
-                code: "deadline_exceeded".into(),
-                message: "the release did not go live within 10 minutes".into(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        release = api
-            .get_release(GetReleaseRequest {
-                id: release.id.clone(),
+    let release = wait_settled(api, release, &app.name, spec.wait_timeout, say).await?;
+    let outcome = if !new_release {
+        Outcome::Unchanged
+    } else if release.live {
+        Outcome::Live
+    } else {
+        let live_number = api
+            .get_app(GetAppRequest {
+                app: app.id.clone(),
             })
             .await?
-            .release
-            .ok_or_else(|| CallError {
-                code: "internal".into(),
-                message: "empty release".into(),
-            })?;
-    }
+            .app
+            .map_or(0, |a| a.live_release_number);
+        let newest = api
+            .list_releases(ListReleasesRequest {
+                app: app.id.clone(),
+            })
+            .await?
+            .releases
+            .iter()
+            .map(|r| r.number)
+            .max()
+            .unwrap_or(release.number);
+        if newest > release.number {
+            Outcome::Superseded {
+                newest,
+                live_number,
+            }
+        } else {
+            Outcome::NotLive { live_number }
+        }
+    };
 
     let existing = api
         .list_routes(ListRoutesRequest {
@@ -194,19 +242,38 @@ pub async fn deploy(
             urls.push(r.url.clone());
             continue;
         }
-        let r = api
+        let created = api
             .create_route(CreateRouteRequest {
                 app: app.id.clone(),
                 host: host.clone(),
                 path_prefix: path.clone(),
                 validate_only: false,
             })
-            .await?
-            .route
-            .ok_or_else(|| CallError {
+            .await;
+        let r = match created {
+            Ok(r) => r.route.ok_or_else(|| CallError {
                 code: "internal".into(),
                 message: "empty route".into(),
-            })?;
+            })?,
+            // A concurrent deploy of this app added it first: fine. (Taken by another app
+            // is still an error.)
+            Err(e) if e.code == "already_exists" => {
+                let now = api
+                    .list_routes(ListRoutesRequest {
+                        app: app.id.clone(),
+                    })
+                    .await?
+                    .routes;
+                match now.into_iter().find(|r| same_route(r, host, path)) {
+                    Some(r) => {
+                        urls.push(r.url);
+                        continue;
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         say(&format!("added route {}{}", r.host, r.path_prefix));
         urls.push(r.url);
     }
@@ -233,6 +300,7 @@ pub async fn deploy(
     Ok(Deployed {
         app: app.name,
         release,
+        outcome,
         new_release,
         urls,
         module,
@@ -245,6 +313,60 @@ fn same_route(r: &Route, host: &str, path: &str) -> bool {
     let stored = platform_runtime::RouteSpec::parse(&format!("{}{}", r.host, r.path_prefix));
     let wanted = platform_runtime::RouteSpec::parse(&format!("{}{}", host.trim(), path.trim()));
     matches!((stored, wanted), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Polls `release` (backing off from 100 ms to 2 s) until it is ready or failed, for at most
+/// `timeout`. A ready release is settled: it went live, or a newer one went live instead
+/// (the activation happens in the same transaction that makes it ready).
+async fn wait_settled(
+    api: &dyn Api,
+    mut release: Release,
+    app: &str,
+    timeout: Duration,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Release, CallError> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    let mut said_compiling = false;
+    loop {
+        match ReleaseState::try_from(release.state).unwrap_or(ReleaseState::Unspecified) {
+            ReleaseState::Failed => {
+                return Err(CallError {
+                    code: "failed_precondition".into(),
+                    message: format!("release #{} failed: {}", release.number, release.error),
+                });
+            }
+            ReleaseState::Ready => return Ok(release),
+            _ => {}
+        }
+        if !said_compiling {
+            say("compiling the module ahead of time (once per module) ...");
+            said_compiling = true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(CallError {
+                code: "deadline_exceeded".into(),
+                message: format!(
+                    "release #{} of {app} is still waiting for its module to compile after {} (--wait-timeout); it goes live by itself once compiled unless a newer release does first: follow it with `platform releases {app}`",
+                    release.number,
+                    humantime::format_duration(timeout)
+                ),
+            });
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(2));
+        release = api
+            .get_release(GetReleaseRequest {
+                id: release.id.clone(),
+            })
+            .await?
+            .release
+            .ok_or_else(|| CallError {
+                code: "internal".into(),
+                message: "empty release".into(),
+            })?;
+    }
 }
 
 fn same_release(r: &Release, want: &CreateReleaseRequest) -> bool {

@@ -162,9 +162,14 @@ pub enum TokenAction {
         /// Another tenant (admin tokens only); created when new.
         #[arg(long)]
         tenant: Option<String>,
-        /// Give it admin rights (admin tokens only).
+        /// Give it admin rights (admin tokens only); the same as --role admin.
         #[arg(long)]
         admin: bool,
+        /// member (its tenant), admin (every tenant) or runtime (reads the serving feed,
+        /// modules and artifacts, nothing else: for runtime pods). Admin tokens only for
+        /// admin and runtime.
+        #[arg(long, value_parser = ["member", "admin", "runtime"])]
+        role: Option<String>,
     },
     /// Revoke a token by id.
     Revoke {
@@ -208,6 +213,9 @@ pub struct DeployArgs {
     /// Outbound host SDK guests may call (repeatable).
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
+    /// How long to wait for the release to be compiled and settled, e.g. 10m.
+    #[arg(long, env = "PLATFORM_WAIT_TIMEOUT", default_value = "5m")]
+    pub wait_timeout: String,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -432,16 +440,21 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                         return print_json(&tokens);
                     }
                     println!(
-                        "{:<34} {:<24} {:<14} {:<6} STATE",
-                        "ID", "NAME", "PREFIX", "ADMIN"
+                        "{:<34} {:<24} {:<14} {:<8} STATE",
+                        "ID", "NAME", "PREFIX", "ROLE"
                     );
                     for t in tokens {
                         println!(
-                            "{:<34} {:<24} {:<14} {:<6} {}",
+                            "{:<34} {:<24} {:<14} {:<8} {}",
                             t.id,
                             t.name,
                             t.prefix,
-                            if t.admin { "yes" } else { "" },
+                            match TokenRole::try_from(t.role).unwrap_or(TokenRole::Unspecified) {
+                                TokenRole::Admin => "admin",
+                                TokenRole::Runtime => "runtime",
+                                _ if t.admin => "admin",
+                                _ => "member",
+                            },
                             if t.revoke_time.is_some() {
                                 "revoked"
                             } else {
@@ -454,12 +467,20 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     name,
                     tenant,
                     admin,
+                    role,
                 }) => {
+                    let role = match role.as_deref() {
+                        Some("admin") => TokenRole::Admin,
+                        Some("runtime") => TokenRole::Runtime,
+                        Some(_) => TokenRole::Member,
+                        None => TokenRole::Unspecified,
+                    };
                     let r = api
                         .create_token(CreateTokenRequest {
                             name,
                             tenant: tenant.unwrap_or_default(),
                             admin,
+                            role: role as i32,
                         })
                         .await?;
                     if conn.json {
@@ -488,7 +509,9 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             eprintln!("{s}");
         }
     };
-    let specs = if let Some(path) = &args.manifest {
+    let wait_timeout =
+        parse_duration(&args.wait_timeout).map_err(|e| anyhow::anyhow!("--wait-timeout: {e}"))?;
+    let mut specs = if let Some(path) = &args.manifest {
         let m = Manifest::load(path)?;
         manifest_specs(&m)
     } else {
@@ -560,13 +583,41 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             isolation,
             allowed_outbound_hosts: args.allow_hosts.clone(),
             prune_routes: false,
+            wait_timeout,
         }]
     };
+    for spec in &mut specs {
+        spec.wait_timeout = wait_timeout;
+    }
     let mut results = Vec::new();
     for spec in &specs {
         let d = deploy::deploy(&*api, spec, &say).await?;
         if !json {
-            println!("{} is live (release #{}):", d.app, d.release.number);
+            match d.outcome {
+                deploy::Outcome::Live | deploy::Outcome::Unchanged => {
+                    println!("{} is live (release #{}):", d.app, d.release.number)
+                }
+                deploy::Outcome::Superseded {
+                    newest,
+                    live_number,
+                } => {
+                    let live = if live_number == 0 {
+                        "none is live yet".to_string()
+                    } else {
+                        format!("#{live_number} is live")
+                    };
+                    println!(
+                        "{app} release #{n} is ready but superseded: release #{newest} was made after it by another deploy and goes live instead ({live}; `platform rollback {app} {n}` would serve #{n}):",
+                        app = d.app,
+                        n = d.release.number
+                    )
+                }
+                deploy::Outcome::NotLive { live_number } => println!(
+                    "{app} release #{n} is ready but not live: the app was rolled back to #{live_number} meanwhile (`platform rollback {app} {n}` would serve #{n}):",
+                    app = d.app,
+                    n = d.release.number
+                ),
+            }
             for u in &d.urls {
                 println!("  {u}");
             }
@@ -604,6 +655,7 @@ pub fn manifest_specs(m: &Manifest) -> Vec<DeploySpec> {
             },
             allowed_outbound_hosts: a.allowed_outbound_hosts.clone(),
             prune_routes: true,
+            wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
         })
         .collect()
 }

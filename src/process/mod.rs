@@ -112,7 +112,7 @@ pub async fn build_control(
     app_addresses: Option<platform_control::app_address::AppAddressTemplate>,
     process_name: &str,
 ) -> anyhow::Result<Arc<Control>> {
-    std::fs::create_dir_all(&common.data_dir)
+    platform_control::private_fs::private_dir(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
     let data_dir = common
         .data_dir
@@ -147,6 +147,8 @@ pub async fn build_control(
             staging_dir: data_dir.join("staging"),
             engine,
             app_addresses,
+            caps: store_args.limits.caps(),
+            quotas: store_args.limits.quotas(),
         },
     ))
 }

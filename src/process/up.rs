@@ -93,7 +93,7 @@ pub async fn run(
         caller: Caller {
             tenant: "default".into(),
             token_id: "platform-up".into(),
-            admin: true,
+            role: platform_control::auth::Role::Admin,
         },
     };
     let say = |s: &str| tracing::info!("{s}");
@@ -121,6 +121,7 @@ pub async fn run(
                 isolation: Default::default(),
                 allowed_outbound_hosts: vec![],
                 prune_routes: false,
+                wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
             };
             let d = deploy::deploy(&api, &spec, &say)
                 .await

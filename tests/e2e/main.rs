@@ -9,6 +9,7 @@
 mod support;
 
 mod cluster;
+mod concurrent;
 mod events;
 mod isolation;
 mod up;

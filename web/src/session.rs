@@ -52,7 +52,11 @@ impl Session {
         Caller {
             tenant: self.tenant.clone(),
             token_id: self.subject.clone(),
-            admin: self.admin,
+            role: if self.admin {
+                platform_control::auth::Role::Admin
+            } else {
+                platform_control::auth::Role::Member
+            },
         }
     }
 

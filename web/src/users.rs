@@ -1,4 +1,10 @@
 //! Local dashboard users of the embedded installation: names with argon2 password hashes.
+//!
+//! A user name is unique within its tenant, not across tenants (a global name would tell
+//! one tenant, by collision, which names another tenant uses). So sign-in names the tenant:
+//! `alice@acme` is user `alice` of tenant `acme`, and a plain `alice` is a user of tenant
+//! `default` (the embedded installation's own). The part after the last `@` is the tenant
+//! when it is a valid tenant name; names that would read that way cannot be created.
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash};
@@ -13,7 +19,7 @@ pub enum UserError {
     /// Bad name or password.
     #[error("{0}")]
     Invalid(String),
-    /// Taken.
+    /// Taken (in this tenant).
     #[error("the user name {0:?} is taken")]
     Taken(String),
     /// Database trouble.
@@ -38,6 +44,13 @@ pub async fn create(
         return Err(UserError::Invalid(
             "user names are 1-64 letters, digits and . _ - @".into(),
         ));
+    }
+    if let Some((_, suffix)) = username.rsplit_once('@')
+        && platform_control::auth::check_name("tenant", suffix).is_ok()
+    {
+        return Err(UserError::Invalid(format!(
+            "a user name may not end in @{suffix}: sign-in would read it as tenant {suffix:?} (sign in as {username}@TENANT instead)"
+        )));
     }
     if password.chars().count() < 10 {
         return Err(UserError::Invalid(
@@ -64,17 +77,44 @@ pub async fn create(
     }
 }
 
-/// The tenant of `username` when `password` is right. The hash is checked even for unknown
-/// names, so timing does not tell which names exist.
+/// Splits a sign-in name into user name and tenant: `alice@acme` is (`alice`, `acme`) when
+/// `acme` is a valid tenant name; anything else is a user of tenant `default`.
+pub fn split_login(login: &str) -> (&str, &str) {
+    let login = login.trim();
+    match login.rsplit_once('@') {
+        Some((user, tenant))
+            if !user.is_empty() && platform_control::auth::check_name("tenant", tenant).is_ok() =>
+        {
+            (user, tenant)
+        }
+        _ => (login, "default"),
+    }
+}
+
+/// The sign-in name of `username` in `tenant` (see [`split_login`]).
+pub fn login_name(username: &str, tenant: &str) -> String {
+    if tenant == "default" {
+        username.to_string()
+    } else {
+        format!("{username}@{tenant}")
+    }
+}
+
+/// The tenant of the user `login` names (`user` or `user@tenant`) when `password` is
+/// right. The hash is checked even for unknown names, so timing does not tell which names
+/// exist.
 pub async fn verify(
     state: &WebState,
-    username: &str,
+    login: &str,
     password: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query("SELECT tenant, password_hash FROM users WHERE username = $1")
-        .bind(username.trim())
-        .fetch_optional(state.ctl.store.pool())
-        .await?;
+    let (username, tenant) = split_login(login);
+    let row =
+        sqlx::query("SELECT tenant, password_hash FROM users WHERE tenant = $1 AND username = $2")
+            .bind(tenant)
+            .bind(username)
+            .fetch_optional(state.ctl.store.pool())
+            .await?;
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$W4AKc2oEHb2PH3eoKsG0EaV7BRvzlPL1aMbj6/d6Nn4";
     let (tenant, stored) = match &row {
         Some(r) => (

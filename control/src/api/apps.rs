@@ -24,13 +24,15 @@ pub async fn create_app(
     check_name("app", &req.name).map_err(|m| ApiError::invalid("name", m))?;
     let id = new_id();
     let now = now_ms();
+    let mut tx = ctl.store.begin().await?;
+    crate::quota::check_apps(&mut tx, &ctl.config.quotas, &caller.tenant).await?;
     let res =
         sqlx::query("INSERT INTO apps (id, tenant, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(&caller.tenant)
             .bind(&req.name)
             .bind(now)
-            .execute(ctl.store.pool())
+            .execute(&mut *tx)
             .await;
     match res {
         Ok(_) => {}
@@ -41,6 +43,7 @@ pub async fn create_app(
         }
         Err(e) => return Err(e.into()),
     }
+    tx.commit().await?;
     let mut conn = ctl.store.pool().acquire().await?;
     let app = resolve_app(&mut conn, &caller, &id).await?;
     Ok(CreateAppResponse {
@@ -91,11 +94,16 @@ pub async fn delete_app(
 ) -> Result<DeleteAppResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
-    for table in ["routes", "triggers", "activations", "releases"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE app_id = $1"))
-            .bind(&app.id)
-            .execute(&mut *tx)
-            .await?;
+    // The app's lock first, the order every release change follows (no deadlock with a
+    // release being created or activated meanwhile).
+    crate::store::Store::lock_app(&mut tx, &app.id).await?;
+    for delete in [
+        "DELETE FROM routes WHERE app_id = $1",
+        "DELETE FROM triggers WHERE app_id = $1",
+        "DELETE FROM activations WHERE app_id = $1",
+        "DELETE FROM releases WHERE app_id = $1",
+    ] {
+        sqlx::query(delete).bind(&app.id).execute(&mut *tx).await?;
     }
     sqlx::query("DELETE FROM apps WHERE id = $1")
         .bind(&app.id)

@@ -106,7 +106,7 @@ pub async fn list_domains(
     caller: Caller,
     req: ListDomainsRequest,
 ) -> Result<ListDomainsResponse, ApiError> {
-    let tenant = if caller.admin {
+    let tenant = if caller.is_admin() {
         Some(req.tenant.trim().to_string()).filter(|t| !t.is_empty())
     } else {
         Some(caller.tenant.clone())

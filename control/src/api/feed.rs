@@ -10,13 +10,13 @@ use crate::Control;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// Everything runtimes must serve (admin tokens only: it spans tenants).
+/// Everything runtimes must serve (admin and runtime tokens only: it spans tenants).
 pub async fn get_snapshot(
     ctl: Arc<Control>,
     caller: Caller,
     _req: GetSnapshotRequest,
 ) -> Result<GetSnapshotResponse, ApiError> {
-    caller.require_admin("reading the serving feed")?;
+    caller.require_feed_reader("reading the serving feed")?;
     Ok(GetSnapshotResponse {
         snapshot: Some(crate::feed::snapshot(&ctl).await?),
     })

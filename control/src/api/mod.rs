@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::Control;
 use crate::auth::Caller;
-use crate::connect::unary;
+use crate::connect::{unary, unary_runtime};
 use crate::error::ApiError;
 
 /// Every API route of the control plane, ready to merge into the admin listener.
@@ -102,7 +102,7 @@ pub fn router(ctl: Arc<Control>) -> Router {
         )
         .route(
             "/platform.v1.FeedService/GetSnapshot",
-            unary(feed::get_snapshot),
+            unary_runtime(feed::get_snapshot),
         )
         .route("/platform.v1.FeedService/GetInfo", unary(feed::get_info))
         .route(

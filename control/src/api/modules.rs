@@ -4,8 +4,9 @@
 //! configured limit, chunked or not) and `Authorization: Bearer <token>`. The body is
 //! streamed to a staging file while it is hashed; the file is then validated in place
 //! (memory-mapped: a 100 MB module is never copied into memory), stored under its digest
-//! (once, whoever uploads the same bytes) and recorded for the caller's tenant. Anything
-//! refused leaves no row and no blob behind.
+//! (one blob, whoever uploads the same bytes) and recorded for the caller's tenant with a
+//! compile job of its own, so nothing in the answer or its timing says whether another
+//! tenant uploaded the same bytes. Anything refused leaves no row and no blob behind.
 
 use std::sync::Arc;
 
@@ -145,57 +146,42 @@ pub async fn store_upload(
         ));
     }
 
-    // 3. Store the bytes once per digest, then record them for the tenant.
+    // 3. Store the bytes under their digest, then record them for the tenant. The blob is
+    // written even when it exists (same bytes, same key): skipping the write would make
+    // another tenant's earlier upload of these bytes visible in this upload's timing.
     let key = BlobStore::module_key(&digest);
-    if !ctl
-        .blobs
-        .exists(&key)
+    ctl.blobs
+        .put_file(&key, &staged_path)
         .await
-        .map_err(|e| ApiError::internal("blob store", e))?
-    {
-        ctl.blobs
-            .put_file(&key, &staged_path)
-            .await
-            .map_err(|e| ApiError::internal("blob store", e))?;
-    }
+        .map_err(|e| ApiError::internal("blob store", e))?;
     drop(staged_path);
     let now = now_ms();
+    // Concurrent uploads of the same bytes both succeed: the rows are inserted once
+    // (ON CONFLICT), never raced into a unique violation.
     let mut tx = ctl.store.begin().await?;
-    let exists = sqlx::query("SELECT digest FROM modules WHERE tenant = $1 AND digest = $2")
+    crate::quota::check_module(&mut tx, &ctl.config.quotas, &caller.tenant, &digest, size).await?;
+    sqlx::query("INSERT INTO modules (tenant, digest, size, abi, name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, digest) DO NOTHING")
         .bind(&caller.tenant)
         .bind(&digest)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    if !exists {
-        sqlx::query("INSERT INTO modules (tenant, digest, size, abi, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&caller.tenant)
-            .bind(&digest)
-            .bind(size as i64)
-            .bind(info.kind.as_str())
-            .bind(&name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
+        .bind(size as i64)
+        .bind(info.kind.as_str())
+        .bind(&name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     let engine = ctl.config.engine.as_str();
-    let has_artifact_row =
-        sqlx::query("SELECT state FROM artifacts WHERE digest = $1 AND engine = $2")
-            .bind(&digest)
-            .bind(engine)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-    if !has_artifact_row {
-        sqlx::query("INSERT INTO artifacts (digest, engine, state, updated_at) VALUES ($1, $2, 'pending', $3)")
-            .bind(&digest)
-            .bind(engine)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // A compile job of the tenant's own: compile state is never shared across tenants.
+    let new_job = sqlx::query("INSERT INTO artifacts (tenant, digest, engine, state, updated_at) VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (tenant, digest, engine) DO NOTHING")
+        .bind(&caller.tenant)
+        .bind(&digest)
+        .bind(engine)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
     tx.commit().await?;
-    if !has_artifact_row {
+    if new_job {
         ctl.events.publish_module(&digest).await;
     }
     tracing::info!(tenant = %caller.tenant, digest = %digest, size, abi = info.kind.as_str(), "module uploaded");
@@ -237,7 +223,7 @@ pub async fn get_module(
 /// The API form of a module with its compile state for the runtimes' engine.
 pub async fn module_for(ctl: &Control, caller: &Caller, digest: &str) -> Result<Module, ApiError> {
     let row = sqlx::query(
-        "SELECT m.digest, m.size, m.abi, m.name, m.created_at, a.state, a.error FROM modules m LEFT JOIN artifacts a ON a.digest = m.digest AND a.engine = $1 WHERE m.tenant = $2 AND m.digest = $3",
+        "SELECT m.digest, m.size, m.abi, m.name, m.created_at, a.state, a.error FROM modules m LEFT JOIN artifacts a ON a.tenant = m.tenant AND a.digest = m.digest AND a.engine = $1 WHERE m.tenant = $2 AND m.digest = $3",
     )
     .bind(ctl.config.engine.as_str())
     .bind(&caller.tenant)
@@ -271,17 +257,18 @@ pub async fn module_for(ctl: &Control, caller: &Caller, digest: &str) -> Result<
     })
 }
 
-/// `GET /v1/modules/{digest}/wasm`: the bytes, to the tenant owning them or an admin.
+/// `GET /v1/modules/{digest}/wasm`: the bytes, to the tenant owning them, an admin or a
+/// runtime.
 pub async fn download_module(
     State(ctl): State<Arc<Control>>,
     Path(digest): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match ctl.authenticate(&headers).await {
+    let caller = match ctl.authenticate_reader(&headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    if !caller.admin {
+    if caller.require_feed_reader("").is_err() {
         match module_for(&ctl, &caller, &digest).await {
             Ok(_) => {}
             Err(e) => return e.into_response(),
@@ -290,17 +277,17 @@ pub async fn download_module(
     stream_blob(&ctl, &BlobStore::module_key(&digest), "application/wasm").await
 }
 
-/// `GET /v1/artifacts/{digest}/{engine}`: a compiled artifact, to admins (runtimes).
+/// `GET /v1/artifacts/{digest}/{engine}`: a compiled artifact, to runtimes (and admins).
 pub async fn download_artifact(
     State(ctl): State<Arc<Control>>,
     Path((digest, engine)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match ctl.authenticate(&headers).await {
+    let caller = match ctl.authenticate_reader(&headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = caller.require_admin("downloading artifacts") {
+    if let Err(e) = caller.require_feed_reader("downloading artifacts") {
         return e.into_response();
     }
     if !is_hex(&digest)

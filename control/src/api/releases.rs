@@ -21,48 +21,71 @@ use crate::Control;
 use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 use crate::feed::{ReleaseConfig, commit_app_change, release_from_row};
-use crate::store::{Tx, new_id, now_ms};
+use crate::quota::{ReleaseCaps, capped};
+use crate::store::{Store, Tx, new_id, now_ms};
 
 const MAX_MEMORY: u64 = 4 << 30;
 const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 const MAX_BODY: u64 = 1 << 30;
 
-/// Checks and completes a release configuration (defaults for unset limits).
-pub fn release_config(req: &CreateReleaseRequest) -> Result<ReleaseConfig, ApiError> {
+/// Checks and completes a release configuration: unset limits take the defaults (lowered
+/// to the operator's caps), explicit ones above a cap are refused naming it.
+pub fn release_config(
+    req: &CreateReleaseRequest,
+    caps: &ReleaseCaps,
+) -> Result<ReleaseConfig, ApiError> {
     let defaults = Limits::default();
     let l = req.limits.unwrap_or_default();
-    let memory = if l.memory_bytes == 0 {
-        defaults.memory
-    } else {
-        l.memory_bytes
-    };
+    let asked = |v: u64| (v != 0).then_some(v);
+    let bytes = |v: u64| bytesize::ByteSize(v).to_string();
+    let memory = capped(
+        "limits.memory_bytes",
+        "the memory limit",
+        asked(l.memory_bytes),
+        defaults.memory,
+        caps.memory_bytes,
+        "--max-release-memory",
+        bytes,
+    )?;
     if !(4 << 20..=MAX_MEMORY).contains(&memory) {
         return Err(ApiError::invalid(
             "limits.memory_bytes",
             "memory limit must be between 4 MiB and 4 GiB",
         ));
     }
-    let timeout_ms = if l.timeout_ms == 0 {
-        defaults.timeout.as_millis() as u64
-    } else {
-        l.timeout_ms
-    };
+    let timeout_ms = capped(
+        "limits.timeout_ms",
+        "the timeout",
+        asked(l.timeout_ms),
+        defaults.timeout.as_millis() as u64,
+        caps.timeout_ms,
+        "--max-release-timeout",
+        |ms| format!("{ms} ms"),
+    )?;
     if timeout_ms > MAX_TIMEOUT_MS {
         return Err(ApiError::invalid(
             "limits.timeout_ms",
             "timeout must be at most 15 minutes",
         ));
     }
-    let max_body = if l.max_body_bytes == 0 {
-        defaults.max_body
-    } else {
-        l.max_body_bytes
-    };
-    let max_response = if l.max_response_bytes == 0 {
-        defaults.max_response
-    } else {
-        l.max_response_bytes
-    };
+    let max_body = capped(
+        "limits.max_body_bytes",
+        "the request body limit",
+        asked(l.max_body_bytes),
+        defaults.max_body,
+        caps.max_body_bytes,
+        "--max-release-body",
+        bytes,
+    )?;
+    let max_response = capped(
+        "limits.max_response_bytes",
+        "the response limit",
+        asked(l.max_response_bytes),
+        defaults.max_response,
+        caps.max_response_bytes,
+        "--max-release-response",
+        bytes,
+    )?;
     if max_body > MAX_BODY || max_response > MAX_BODY {
         return Err(ApiError::invalid(
             "limits",
@@ -117,7 +140,7 @@ pub async fn create_release(
     caller: Caller,
     req: CreateReleaseRequest,
 ) -> Result<CreateReleaseResponse, ApiError> {
-    let config = release_config(&req)?;
+    let config = release_config(&req, &ctl.config.caps)?;
     let digest = req
         .module_digest
         .trim()
@@ -125,6 +148,9 @@ pub async fn create_release(
         .to_ascii_lowercase();
     let mut tx = ctl.store.begin().await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    // Taking the number locks the app first (the lock order every release change follows),
+    // so concurrent releases of one app get distinct numbers and never deadlock.
+    let number = Store::next_release_number(&mut tx, &app.id).await?;
     let module = sqlx::query("SELECT abi FROM modules WHERE tenant = $1 AND digest = $2")
         .bind(&caller.tenant)
         .bind(&digest)
@@ -145,12 +171,14 @@ pub async fn create_release(
             ),
         ));
     }
-    let artifact =
-        sqlx::query("SELECT state, error FROM artifacts WHERE digest = $1 AND engine = $2")
-            .bind(&digest)
-            .bind(ctl.config.engine.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let artifact = sqlx::query(
+        "SELECT state, error FROM artifacts WHERE tenant = $1 AND digest = $2 AND engine = $3",
+    )
+    .bind(&caller.tenant)
+    .bind(&digest)
+    .bind(ctl.config.engine.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
     let (compile_state, compile_error) = match artifact {
         Some(r) => (
             r.try_get::<String, _>("state")?,
@@ -158,22 +186,18 @@ pub async fn create_release(
         ),
         None => ("pending".to_string(), None),
     };
-    if compile_state == "failed" && !req.force {
+    // `force` skips waiting for a compile, never a failed one: runtimes would only fail
+    // the same way on every request.
+    if compile_state == "failed" {
         return Err(ApiError::new(
             Code::FailedPrecondition,
             format!(
-                "the module failed to compile: {}",
+                "the module failed to compile, so no release can use it (not even with force): {}",
                 compile_error.unwrap_or_default()
             ),
         )
         .on("module_digest"));
     }
-    let number: i64 =
-        sqlx::query("SELECT COALESCE(MAX(number), 0) FROM releases WHERE app_id = $1")
-            .bind(&app.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
     let id = new_id();
     let ready = compile_state == "ready" || req.force;
     let state = if ready { "ready" } else { "pending" };
@@ -184,7 +208,7 @@ pub async fn create_release(
     )
     .bind(&id)
     .bind(&app.id)
-    .bind(number + 1)
+    .bind(number)
     .bind(&digest)
     .bind(&config_json)
     .bind(state)
@@ -250,6 +274,14 @@ async fn get(ctl: &Control, caller: &Caller, id: &str) -> Result<Release, ApiErr
     Ok(release_from_row(&row, live.as_deref())?)
 }
 
+/// Resolves the caller's app and locks its row for the rest of `tx`, then reads it again
+/// (its live release may have changed while the lock was awaited).
+async fn locked_app(tx: &mut Tx, caller: &Caller, app: &str) -> Result<AppRow, ApiError> {
+    let found = resolve_app(tx, caller, app).await?;
+    Store::lock_app(tx, &found.id).await?;
+    resolve_app(tx, caller, &found.id).await
+}
+
 /// Finds a release of `app` by id or number.
 async fn find_release(
     tx: &mut Tx,
@@ -281,7 +313,7 @@ pub async fn rollback_release(
     req: RollbackReleaseRequest,
 ) -> Result<RollbackReleaseResponse, ApiError> {
     let mut tx = ctl.store.begin().await?;
-    let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    let app = locked_app(&mut tx, &caller, &req.app).await?;
     let Some(current) = app.live_release_id.clone() else {
         return Err(ApiError::new(
             Code::FailedPrecondition,
@@ -341,7 +373,7 @@ pub async fn set_traffic_split(
         ));
     }
     let mut tx = ctl.store.begin().await?;
-    let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    let app = locked_app(&mut tx, &caller, &req.app).await?;
     if req.weight == 0 {
         sqlx::query("UPDATE apps SET split_release_id = NULL, split_weight = 0 WHERE id = $1")
             .bind(&app.id)
@@ -403,22 +435,37 @@ pub async fn make_live(tx: &mut Tx, app_id: &str, release_id: &str) -> Result<()
     Ok(())
 }
 
-/// Called when a module's compilation ends: pending releases of it become ready (and
-/// live when they asked to) or failed.
+/// Called when a tenant's compile of a module ends: that tenant's pending releases of it
+/// become ready (and live when they asked to) or failed.
 pub async fn activate_ready_releases(
     ctl: &Control,
+    tenant: &str,
     digest: &str,
     error: Option<&str>,
 ) -> Result<(), ApiError> {
-    let rows = sqlx::query("SELECT id, app_id, activate_when_ready FROM releases WHERE module_digest = $1 AND state = 'pending' ORDER BY created_at")
+    let rows = sqlx::query("SELECT r.id, r.app_id FROM releases r JOIN apps a ON a.id = r.app_id WHERE a.tenant = $1 AND r.module_digest = $2 AND r.state = 'pending' ORDER BY r.number")
+        .bind(tenant)
         .bind(digest)
         .fetch_all(ctl.store.pool())
         .await?;
     for row in rows {
         let id: String = row.try_get("id")?;
         let app_id: String = row.try_get("app_id")?;
-        let activate = row.try_get::<i64, _>("activate_when_ready")? != 0;
         let mut tx = ctl.store.begin().await?;
+        // The app's lock first, like every release change; then only a release that is
+        // still pending is settled (another worker, or the sweep, may have done it).
+        Store::lock_app(&mut tx, &app_id).await?;
+        let Some(current) = sqlx::query(
+            "SELECT activate_when_ready FROM releases WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.commit().await?;
+            continue;
+        };
+        let activate = current.try_get::<i64, _>(0)? != 0;
         match error {
             Some(err) => {
                 sqlx::query("UPDATE releases SET state = 'failed', error = $1, activate_when_ready = 0 WHERE id = $2")
@@ -454,4 +501,26 @@ pub async fn activate_ready_releases(
         }
     }
     Ok(())
+}
+
+/// Settles releases still pending although their module's compile has ended: the worker
+/// settles them as it finishes a compile, but a release created in the moment between the
+/// compile's end and that step, or a worker that died in between, would leave them waiting
+/// for ever. The worker runs this on every poll.
+pub async fn settle_pending_releases(ctl: &Control) -> Result<usize, ApiError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT a.tenant, r.module_digest, a.state, a.error FROM releases r JOIN apps ap ON ap.id = r.app_id JOIN artifacts a ON a.tenant = ap.tenant AND a.digest = r.module_digest AND a.engine = $1 WHERE r.state = 'pending' AND a.state IN ('ready', 'failed')",
+    )
+    .bind(ctl.config.engine.as_str())
+    .fetch_all(ctl.store.pool())
+    .await?;
+    for row in &rows {
+        let tenant: String = row.try_get("tenant")?;
+        let digest: String = row.try_get("module_digest")?;
+        let state: String = row.try_get("state")?;
+        let error: Option<String> = row.try_get("error")?;
+        let error = (state == "failed").then(|| error.unwrap_or_default());
+        activate_ready_releases(ctl, &tenant, &digest, error.as_deref()).await?;
+    }
+    Ok(rows.len())
 }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use platform_proto::v1::{
     CreateTokenRequest, CreateTokenResponse, ListTokensRequest, ListTokensResponse,
-    RevokeTokenRequest, RevokeTokenResponse, Token,
+    RevokeTokenRequest, RevokeTokenResponse, Token, TokenRole,
 };
 use sqlx::Row;
 
 use crate::Control;
-use crate::auth::{self, Caller, check_name};
+use crate::auth::{self, Caller, Role, check_name};
 use crate::error::ApiError;
 use crate::store::{now_ms, timestamp};
 
@@ -35,12 +35,26 @@ pub async fn create_token(
         caller.require_admin("creating tokens for another tenant")?;
         check_name("tenant", &tenant).map_err(|m| ApiError::invalid("tenant", m))?;
     }
-    if req.admin {
-        caller.require_admin("creating admin tokens")?;
+    let role = match TokenRole::try_from(req.role).unwrap_or(TokenRole::Unspecified) {
+        TokenRole::Unspecified if req.admin => Role::Admin,
+        TokenRole::Unspecified | TokenRole::Member => Role::Member,
+        TokenRole::Admin => Role::Admin,
+        TokenRole::Runtime => Role::Runtime,
+    };
+    if req.admin && role != Role::Admin {
+        return Err(ApiError::invalid(
+            "role",
+            "`admin` contradicts the role asked for: give one of them",
+        ));
+    }
+    match role {
+        Role::Admin => caller.require_admin("creating admin tokens")?,
+        Role::Runtime => caller.require_admin("creating runtime tokens")?,
+        Role::Member => {}
     }
     let mut tx = ctl.store.begin().await?;
     auth::ensure_tenant(&mut tx, &tenant).await?;
-    let t = auth::create_token(&mut tx, &tenant, name, req.admin, None).await?;
+    let t = auth::create_token(&mut tx, &tenant, name, role, None).await?;
     tx.commit().await?;
     Ok(CreateTokenResponse {
         token: Some(Token {
@@ -48,10 +62,11 @@ pub async fn create_token(
             name: name.to_string(),
             tenant,
             prefix: t.prefix,
-            admin: req.admin,
+            admin: role == Role::Admin,
             create_time: Some(timestamp(now_ms())),
             revoke_time: None,
             last_use_time: None,
+            role: role.to_proto() as i32,
         }),
         secret: t.secret,
     })
@@ -70,12 +85,14 @@ pub async fn list_tokens(
     let tokens = rows
         .iter()
         .map(|r| {
+            let role = Role::parse(&r.try_get::<String, _>("role")?);
             Ok(Token {
                 id: r.try_get("id")?,
                 name: r.try_get("name")?,
                 tenant: r.try_get("tenant")?,
                 prefix: r.try_get("prefix")?,
-                admin: r.try_get::<i64, _>("admin")? != 0,
+                admin: role == Role::Admin,
+                role: role.to_proto() as i32,
                 create_time: Some(timestamp(r.try_get("created_at")?)),
                 revoke_time: r.try_get::<Option<i64>, _>("revoked_at")?.map(timestamp),
                 last_use_time: r.try_get::<Option<i64>, _>("last_used_at")?.map(timestamp),

@@ -478,16 +478,19 @@ async fn failed_compile_fails_the_release(db: Db) {
         )
         .await;
     assert_eq!(m["module"]["compileState"], "COMPILE_STATE_FAILED");
-    // A new release of a failed module is refused unless forced.
-    let (s, v) = h
-        .call(
-            &h.admin,
-            "ReleaseService/CreateRelease",
-            json!({ "app": "shop", "moduleDigest": m["module"]["digest"], "activate": true }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert_eq!(v["code"], "failed_precondition");
+    // A new release of a failed module is refused, forced or not.
+    for force in [false, true] {
+        let (s, v) = h
+            .call(
+                &h.admin,
+                "ReleaseService/CreateRelease",
+                json!({ "app": "shop", "moduleDigest": m["module"]["digest"], "activate": true, "force": force }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "force {force}: {v}");
+        assert_eq!(v["code"], "failed_precondition");
+    }
+    assert_eq!(h.count("releases").await, 1);
 }
 
 both_databases!(bootstrap_happens_once_and_accepts_a_preset_secret);

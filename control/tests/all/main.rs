@@ -10,9 +10,12 @@
 mod support;
 
 mod api;
+mod concurrency;
 mod dedicated;
 mod domains;
 mod feed;
+mod limits;
+mod roles;
 mod tenancy;
 mod triggers;
 mod uploads;

@@ -63,9 +63,11 @@ impl Drop for Harness {
                     .unwrap();
                 rt.block_on(async {
                     if let Ok(pool) = sqlx::PgPool::connect(PG).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .execute(&pool)
-                            .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA {schema} CASCADE"
+                        )))
+                        .execute(&pool)
+                        .await;
                     }
                 });
             })
@@ -83,7 +85,7 @@ impl Harness {
         Self::with_config(db, |c| c.max_module_size = max_module_size).await
     }
 
-    /// A harness whose control plane's settings `configure` adjusts.
+    /// A control plane whose configuration `configure` adjusts (caps, quotas...).
     pub async fn with_config(db: Db, configure: impl FnOnce(&mut ControlConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut schema = None;
@@ -94,7 +96,7 @@ impl Harness {
                 let admin = sqlx::PgPool::connect(PG)
                     .await
                     .expect("PostgreSQL on 127.0.0.1:5432 (database test)");
-                sqlx::query(&format!("CREATE SCHEMA {name}"))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
                     .execute(&admin)
                     .await
                     .unwrap();
@@ -119,6 +121,8 @@ impl Harness {
             staging_dir: dir.path().join("staging"),
             engine: EngineFingerprint::of(&engine),
             app_addresses: None,
+            caps: Default::default(),
+            quotas: Default::default(),
         };
         configure(&mut config);
         let ctl = Control::new(store, blobs, events, config);
@@ -220,7 +224,7 @@ impl Harness {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(self.ctl.store.pool())
             .await
             .unwrap()

@@ -119,3 +119,56 @@ async fn tenants_are_isolated_on_every_service(db: Db) {
     let snap = h.ok(&h.admin, "FeedService/GetSnapshot", json!({})).await;
     assert_eq!(snap["snapshot"]["apps"][0]["tenant"], "acme");
 }
+
+both_databases!(compile_state_is_per_tenant);
+
+async fn compile_state_is_per_tenant(db: Db) {
+    // Tenant A uploads and compiles some bytes; tenant B uploading the same bytes must see
+    // its own pending compile, not A's finished one.
+    let h = Harness::new(db).await;
+    let a = h.tenant_token("alpha").await;
+    let b = h.tenant_token("beta").await;
+    let bytes = wagi("shared");
+    let (_, m) = h.upload(&a, bytes.clone()).await;
+    h.compile_all().await;
+    let m = h
+        .ok(
+            &a,
+            "ModuleService/GetModule",
+            json!({ "digest": m["digest"] }),
+        )
+        .await;
+    assert_eq!(m["module"]["compileState"], "COMPILE_STATE_READY");
+
+    let (s, m) = h.upload(&b, bytes).await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    assert_ne!(m["compileState"], "COMPILE_STATE_READY", "{m}");
+    h.ok(&b, "AppService/CreateApp", json!({ "name": "b" }))
+        .await;
+    let r = h
+        .ok(
+            &b,
+            "ReleaseService/CreateRelease",
+            json!({ "app": "b", "moduleDigest": m["digest"], "activate": true }),
+        )
+        .await;
+    assert_eq!(r["release"]["state"], "RELEASE_STATE_PENDING", "{r}");
+    // B's own compile runs, then its release goes live; the bytes are stored once.
+    h.compile_all().await;
+    let r = h
+        .ok(
+            &b,
+            "ReleaseService/GetRelease",
+            json!({ "id": r["release"]["id"] }),
+        )
+        .await;
+    assert_eq!(r["release"]["live"], true, "{r}");
+    assert_eq!(h.count("artifacts").await, 2);
+    let modules: Vec<_> = h
+        .blobs()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("modules/"))
+        .collect();
+    assert_eq!(modules.len(), 1, "{modules:?}");
+}

@@ -246,3 +246,38 @@ async fn idle_modules_leave_memory_and_come_back_from_the_artifact() {
     );
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_fails_to_compile_is_not_recompiled_per_request() {
+    // Valid WebAssembly (threads' shared memory) that this engine does not compile.
+    let artifacts = tempfile::tempdir().unwrap();
+    let dir = artifacts.path().to_path_buf();
+    let host = TestHost::start_with(move |c| c.artifact_dir = dir).await;
+    let wasm = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1 1 shared)
+            (func (export "_start")))"#,
+    )
+    .unwrap();
+    let module = artifacts.path().join("threads.wasm");
+    std::fs::write(&module, wasm).unwrap();
+    host.deploy(&[App::new("broken", &module, &["/broken"])]);
+    let c = client();
+    for _ in 0..3 {
+        let status = c.get(host.url("/broken")).send().await.unwrap().status();
+        assert!(status.is_server_error(), "{status}");
+    }
+    let first = host.rt.cache.compile_count();
+    assert!(first <= 1, "Cranelift ran {first} times for 3 requests");
+    for _ in 0..3 {
+        let status = c.get(host.url("/broken")).send().await.unwrap().status();
+        assert!(status.is_server_error(), "{status}");
+    }
+    assert_eq!(
+        host.rt.cache.compile_count(),
+        first,
+        "recompiled per request"
+    );
+    host.stop().await;
+}

@@ -166,7 +166,16 @@ pub async fn submit(
         .filter(|t| !t.is_empty())
     {
         match platform_control::auth::caller_for_secret(&state.ctl.store, token).await {
-            Ok(c) => (c.tenant, format!("token:{}", c.token_id), c.admin),
+            Ok(c) if c.role == platform_control::auth::Role::Runtime => {
+                return fail(
+                    "That is a runtime token: it only reads the serving feed. Sign in with a user or member token.",
+                    false,
+                );
+            }
+            Ok(c) => {
+                let admin = c.is_admin();
+                (c.tenant, format!("token:{}", c.token_id), admin)
+            }
             Err(_) => {
                 return fail(
                     "That token is not valid: it is unknown or was revoked. Check for a missing character.",

@@ -98,6 +98,7 @@ pub async fn create(
             name,
             tenant: String::new(),
             admin: false,
+            role: 0,
         },
     )
     .await
@@ -143,7 +144,15 @@ pub async fn create_user(
                 None,
                 None,
                 None,
-                Some(format!("User {user} can now sign in.")),
+                Some(if session.tenant == "default" {
+                    format!("User {} can now sign in.", user.trim())
+                } else {
+                    format!(
+                        "User {} can now sign in as {}.",
+                        user.trim(),
+                        crate::users::login_name(user.trim(), &session.tenant)
+                    )
+                }),
             )
             .await
         }

@@ -294,7 +294,7 @@ async fn app_page_shows_event_triggers_and_dedicated_status() {
     let caller = Caller {
         tenant: "default".into(),
         token_id: "test".into(),
-        admin: true,
+        role: platform_control::auth::Role::Admin,
     };
     platform_control::api::triggers::set_app_triggers(
         d.ctl.clone(),

@@ -430,3 +430,86 @@ async fn over_https_the_session_cookie_is_host_only() {
     let b = d.admin().await;
     d.get_as(&b, "/apps").await.assert_ok();
 }
+
+#[tokio::test]
+async fn user_names_are_per_tenant_and_sign_in_names_the_tenant() {
+    let d = Dash::new().await;
+    let admin = d.admin().await;
+    d.post_as(
+        &admin,
+        "/users",
+        &[("username", "alice"), ("password", "default tenant pass")],
+    )
+    .await
+    .assert_ok();
+    // A member of tenant acme creates its own alice: no collision tells it of the other.
+    let acme = platform_control::api::tokens::create_token(
+        d.ctl.clone(),
+        platform_control::auth::Caller {
+            tenant: "default".into(),
+            token_id: "test".into(),
+            role: platform_control::auth::Role::Admin,
+        },
+        platform_proto::v1::CreateTokenRequest {
+            name: "acme".into(),
+            tenant: "acme".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .secret;
+    let acme = d.sign_in(&[("token", &acme)]).await.unwrap();
+    let p = d
+        .post_as(
+            &acme,
+            "/users",
+            &[("username", "alice"), ("password", "acme tenant password")],
+        )
+        .await;
+    p.assert_ok();
+    assert_eq!(
+        p.testid("flash"),
+        Some("User alice can now sign in as alice@acme.")
+    );
+    assert_eq!(d.count("SELECT COUNT(*) FROM users").await, 2);
+
+    // `alice` is default's alice, `alice@acme` is acme's; passwords do not cross.
+    let a = d
+        .sign_in(&[("username", "alice"), ("password", "default tenant pass")])
+        .await
+        .unwrap();
+    d.get_as(&a, "/tokens")
+        .await
+        .assert_has("Tenant: <strong>default</strong>");
+    let b = d
+        .sign_in(&[
+            ("username", "alice@acme"),
+            ("password", "acme tenant password"),
+        ])
+        .await
+        .unwrap();
+    d.get_as(&b, "/tokens")
+        .await
+        .assert_has("Tenant: <strong>acme</strong>");
+    assert!(
+        d.sign_in(&[
+            ("username", "alice@acme"),
+            ("password", "default tenant pass")
+        ])
+        .await
+        .is_err()
+    );
+    // A name that would read as user@tenant cannot be created.
+    let p = d
+        .post_as(
+            &admin,
+            "/users",
+            &[
+                ("username", "bob@acme"),
+                ("password", "long enough password"),
+            ],
+        )
+        .await;
+    p.assert_has("may not end in @acme");
+}

@@ -158,6 +158,8 @@ impl Dash {
                 staging_dir: dir.path().join("staging"),
                 engine: EngineFingerprint::of(&engine),
                 app_addresses: None,
+                caps: Default::default(),
+                quotas: Default::default(),
             },
         );
         let admin = ctl
@@ -290,7 +292,7 @@ impl Dash {
 
     /// Rows of a table (a quick look behind the dashboard's back).
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query(sql)
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(self.ctl.store.pool())
             .await
             .unwrap()

@@ -63,18 +63,30 @@ impl NatsKv {
                 .chars()
                 .take(1024)
                 .collect();
-                let store = self
-                    .js
-                    .create_key_value(async_nats::jetstream::kv::Config {
-                        bucket: name.clone(),
-                        description,
-                        history: 1,
-                        max_value_size: (MAX_VALUE + 1024) as i32,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| {
-                        KvError::Unavailable(format!("cannot create bucket {name}: {e}"))
+                // The bucket's stream, made the way `create_key_value` makes it. That call
+                // reads the account's JetStream info first, which async-nats 0.51 cannot
+                // parse from NATS 2.9 servers (no `reserved_memory`); creating the stream
+                // and opening it as a bucket works on every server version.
+                let config = async_nats::jetstream::stream::Config {
+                    name: format!("KV_{name}"),
+                    description: Some(description),
+                    subjects: vec![format!("$KV.{name}.>")],
+                    max_messages_per_subject: 1,
+                    max_message_size: (MAX_VALUE + 1024) as i32,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    deny_purge: false,
+                    allow_direct: true,
+                    discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                    num_replicas: 1,
+                    ..Default::default()
+                };
+                self.js.get_or_create_stream(config).await.map_err(|e| {
+                    KvError::Unavailable(format!("cannot create bucket {name}: {e}"))
+                })?;
+                let store =
+                    self.js.get_key_value(&name).await.map_err(|e| {
+                        KvError::Unavailable(format!("cannot open bucket {name}: {e}"))
                     })?;
                 tracing::info!(
                     bucket = %name,
