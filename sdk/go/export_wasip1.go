@@ -25,4 +25,5 @@ func platformWarmup() {
 	for _, f := range warmups {
 		f()
 	}
+	warmServePath()
 }
