@@ -17,7 +17,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -115,26 +117,22 @@ impl SdkPools {
 
     /// Sets the key-value backend SDK guests get.
     pub fn set_kv(&self, kv: Arc<dyn KvBackend>) {
-        if let Ok(mut k) = self.kv.lock() {
-            *k = Some(kv);
-        }
+        *self.kv.lock() = Some(kv);
     }
 
     /// The key-value backend, if configured.
     pub fn kv(&self) -> Option<Arc<dyn KvBackend>> {
-        self.kv.lock().ok().and_then(|k| k.clone())
+        self.kv.lock().clone()
     }
 
     /// Sets the outbound HTTP client SDK guests send through (one for the runtime).
     pub fn set_outbound(&self, client: Arc<OutboundClient>) {
-        if let Ok(mut o) = self.outbound.lock() {
-            *o = Some(client);
-        }
+        *self.outbound.lock() = Some(client);
     }
 
     /// The outbound HTTP client, if configured.
     pub fn outbound(&self) -> Option<Arc<OutboundClient>> {
-        self.outbound.lock().ok().and_then(|o| o.clone())
+        self.outbound.lock().clone()
     }
 
     fn now_ms(&self) -> u64 {
@@ -144,10 +142,7 @@ impl SdkPools {
     /// The pool of `spec`'s release (created on first use).
     pub fn pool(&self, spec: &Arc<AppSpec>) -> Arc<ReleasePool> {
         let key = format!("{}/{}/{}", spec.tenant, spec.app, spec.release);
-        let mut pools = match self.pools.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut pools = self.pools.lock();
         let pool = pools
             .entry(key)
             .or_insert_with(|| {
@@ -168,23 +163,18 @@ impl SdkPools {
     pub fn idle_instances(&self) -> usize {
         self.pools
             .lock()
-            .map(|p| {
-                p.values()
-                    .map(|pool| pool.idle.lock().map(|i| i.len()).unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
+            .values()
+            .map(|pool| pool.idle.lock().len())
+            .sum()
     }
 
     /// The largest linear memory among idle instances, in bytes (what a pooled instance
     /// kept after its requests; streaming bodies must not grow it).
     pub fn max_idle_memory(&self) -> u64 {
-        let Ok(pools) = self.pools.lock() else {
-            return 0;
-        };
+        let pools = self.pools.lock();
         pools
             .values()
-            .filter_map(|pool| pool.idle.lock().ok())
+            .map(|pool| pool.idle.lock())
             .flat_map(|idle| {
                 idle.iter()
                     .map(|i| {
@@ -207,19 +197,14 @@ impl SdkPools {
         let now = Instant::now();
         let now_ms = self.now_ms();
         let idle_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let Ok(mut pools) = self.pools.lock() else {
-            return;
-        };
+        let mut pools = self.pools.lock();
         pools.retain(|_, pool| {
-            if let Ok(mut idle) = pool.idle.lock() {
-                idle.retain(|i| now.duration_since(i.idle_since) < self.idle_timeout);
-                let unused =
-                    now_ms.saturating_sub(pool.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
-                let busy = pool.permits.available_permits() < self.settings.max_per_release.max(1);
-                !(idle.is_empty() && unused && !busy)
-            } else {
-                true
-            }
+            let mut idle = pool.idle.lock();
+            idle.retain(|i| now.duration_since(i.idle_since) < self.idle_timeout);
+            let unused =
+                now_ms.saturating_sub(pool.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
+            let busy = pool.permits.available_permits() < self.settings.max_per_release.max(1);
+            !(idle.is_empty() && unused && !busy)
         });
     }
 
@@ -248,7 +233,7 @@ impl SdkPools {
         spec: &Arc<AppSpec>,
     ) -> Result<SdkInstance, (GuestFailure, bytes::Bytes)> {
         if spec.isolation == Isolation::Pooled
-            && let Some(i) = pool.idle.lock().ok().and_then(|mut idle| idle.pop())
+            && let Some(i) = pool.idle.lock().pop()
         {
             return Ok(i);
         }
@@ -286,9 +271,8 @@ impl SdkPools {
         }
         inst.store.data_mut().limiter.hit = false;
         inst.idle_since = Instant::now();
-        if let Ok(mut idle) = pool.idle.lock() {
-            idle.push(inst);
-        }
+        // parking_lot: no poisoning, so a panic elsewhere never makes instances vanish.
+        pool.idle.lock().push(inst);
     }
 
     /// A new instance of `module` for `spec`: Go's start-up runs now (pooled), or was run
