@@ -252,6 +252,17 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
         "response_write",
         |mut c: C<'_>, (ptr, len): (i32, i32)| {
             Box::new(async move {
+                // A guest told its response went over the limit that keeps writing is
+                // stopped: it would otherwise spin until its deadline.
+                if sdk(&mut c)
+                    .and_then(|s| s.req.as_ref())
+                    .is_some_and(|r| r.response_too_large)
+                {
+                    return Err(wasmtime::Error::msg(
+                        "the function kept writing after its response went over the limit",
+                    ));
+                }
+                let code = async {
                 let data = match read(&mut c, ptr, len) {
                     Ok(b) => b,
                     Err(e) => return e,
@@ -299,6 +310,9 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                     return fail(&mut c, code::CLOSED, "the client went away");
                 }
                 0
+                }
+                .await;
+                Ok(code)
             })
         },
     )?;

@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod events;
+mod fault_matrix;
 mod faults;
 mod kv;
 mod outbound;
