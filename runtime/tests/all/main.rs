@@ -14,6 +14,7 @@ mod fault_matrix;
 mod faults;
 mod kv;
 mod outbound;
+mod properties;
 mod routing;
 mod sdk;
 mod wagi;
