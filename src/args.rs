@@ -162,9 +162,9 @@ pub struct StoreArgs {
     /// Database: postgres://... for clusters [default: sqlite://<data-dir>/platform.db].
     #[arg(long, env = "PLATFORM_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// NATS server for events, e.g. nats://127.0.0.1:4222 [default: in-process events].
-    #[arg(long, env = "PLATFORM_NATS_URL")]
-    pub nats_url: Option<String>,
+    /// NATS for events between the parts (without it: in-process events).
+    #[command(flatten)]
+    pub nats: crate::nats_connection::NatsArgs,
     /// Blob store: file:///path or s3://bucket/prefix [default: file://<data-dir>/blobs].
     #[arg(long, env = "PLATFORM_BLOB_URL")]
     pub blob_url: Option<String>,

@@ -9,6 +9,7 @@ mod demo;
 mod feed_client;
 mod local_feed;
 mod manifest;
+mod nats_connection;
 mod process;
 mod telemetry;
 
@@ -61,9 +62,10 @@ enum Command {
         /// Control plane to follow, e.g. http://control:8081.
         #[arg(long, env = "PLATFORM_CONTROL_URL")]
         control_url: Option<String>,
-        /// NATS server carrying feed events [default: poll the control plane].
-        #[arg(long, env = "PLATFORM_NATS_URL")]
-        nats_url: Option<String>,
+        /// NATS carrying feed events, KV, triggers and telemetry (without it: poll the
+        /// control plane).
+        #[command(flatten)]
+        nats: nats_connection::NatsArgs,
         /// Admin token for the control plane.
         #[arg(long, env = "PLATFORM_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -149,13 +151,11 @@ fn main() -> std::process::ExitCode {
             Command::Runtime {
                 manifest,
                 control_url,
-                nats_url,
+                nats,
                 token,
                 common,
                 runtime,
-            } => {
-                process::runtime::run(manifest, control_url, nats_url, token, common, runtime).await
-            }
+            } => process::runtime::run(manifest, control_url, nats, token, common, runtime).await,
             Command::Control {
                 listen,
                 public_url,

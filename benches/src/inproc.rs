@@ -117,6 +117,62 @@ pub async fn wagi_executor(
     Ok(percentiles(&mut samples))
 }
 
+/// Whole requests through [`Runtime::handle`] (routing, admission, the executor, the body
+/// read to its end), without HTTP or sockets. Returns (p50, p99) in µs.
+pub async fn through_runtime(
+    rt: &Arc<Runtime>,
+    host: &str,
+    path: &str,
+    iterations: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 50 {
+        let t0 = Instant::now();
+        one_request(rt, host, path).await?;
+        if i >= 50 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok(percentiles(&mut samples))
+}
+
+/// Sends requests through [`Runtime::handle`] for `duration` (for a profiler to watch).
+pub async fn run_for(
+    rt: &Arc<Runtime>,
+    host: &str,
+    path: &str,
+    duration: Duration,
+) -> anyhow::Result<u64> {
+    let until = Instant::now() + duration;
+    let mut n = 0;
+    while Instant::now() < until {
+        one_request(rt, host, path).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+async fn one_request(rt: &Arc<Runtime>, host: &str, path: &str) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(path)
+        .header("host", host)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))?;
+    let conn = platform_runtime::host::ConnInfo {
+        remote: "127.0.0.1:1".parse()?,
+        local: "127.0.0.1:2".parse()?,
+        role: platform_runtime::host::ListenerRole::Traffic,
+    };
+    let resp = rt.handle(req, conn).await;
+    anyhow::ensure!(resp.status().is_success(), "{path}: {}", resp.status());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::hint::black_box(body.to_bytes());
+    Ok(())
+}
+
 /// Maps a compiled artifact `n` times. Returns (p50, p99) in µs.
 pub fn artifact_load(
     engine: &wasmtime::Engine,

@@ -50,6 +50,14 @@ struct Args {
     /// Routes in the start-up runs' manifest.
     #[arg(long, default_value_t = 1000)]
     routes: usize,
+    /// Only send requests for PATH through the runtime in-process for --seconds (no
+    /// report), for a profiler: `perf record -g ... platform-benches --profile /sdk-pr`.
+    /// Set PLATFORM_WASM_PROFILER=perfmap to name guest functions.
+    #[arg(long, value_name = "PATH")]
+    profile: Option<String>,
+    /// Host header for --profile.
+    #[arg(long, default_value = "bench.local")]
+    profile_host: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -138,6 +146,21 @@ fn main() -> anyhow::Result<()> {
         ));
         Ok::<_, anyhow::Error>((rt, addr))
     })?;
+    if let Some(path) = &args.profile {
+        eprintln!(
+            "profiling: {path} on host {} for {} s (pid {}) ...",
+            args.profile_host,
+            args.seconds,
+            std::process::id()
+        );
+        let n = server_rt.block_on(inproc::run_for(&rt, &args.profile_host, path, warmup))?;
+        eprintln!("warm-up: {n} requests");
+        let started = std::time::Instant::now();
+        let n = server_rt.block_on(inproc::run_for(&rt, &args.profile_host, path, secs))?;
+        let per = started.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
+        println!("{n} requests in {} s: {per:.1} µs each", args.seconds);
+        return Ok(());
+    }
     eprintln!("platform: Go WAGI hello ...");
     let go_wagi = load(platform_addr, "/go", args.concurrency)?;
     eprintln!("platform: Rust WAGI hello ...");
@@ -257,6 +280,35 @@ fn main() -> anyhow::Result<()> {
         flood.rps,
         flood.errors,
         "503 with Retry-After once it is at its own cap"
+    ));
+
+    // In-process through the runtime (no HTTP): the SDK's two modes side by side.
+    eprintln!("in-process SDK runs ...");
+    let sdk_pooled_inproc = server_rt.block_on(inproc::through_runtime(
+        &rt,
+        "bench.local",
+        "/sdk",
+        args.iterations,
+    ))?;
+    let sdk_pr_inproc = server_rt.block_on(inproc::through_runtime(
+        &rt,
+        "bench.local",
+        "/sdk-pr",
+        args.iterations,
+    ))?;
+    report.inproc(
+        "Platform, Go SDK hello, pooled, in-process (Runtime::handle)",
+        sdk_pooled_inproc,
+        None,
+    );
+    report.inproc(
+        "Platform, Go SDK hello, per-request, in-process (Runtime::handle)",
+        sdk_pr_inproc,
+        Some(sdk_pooled_inproc),
+    );
+    report.note(format!(
+        "Per-request over pooled, in-process p50: +{:.1} µs (target: at most +15 µs)",
+        sdk_pr_inproc.0 - sdk_pooled_inproc.0
     ));
 
     // In-process: the same guest bytes through bare wasmtime and through the WAGI executor.

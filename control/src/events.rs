@@ -49,14 +49,16 @@ impl EventBus {
         }
     }
 
-    /// Connects to NATS (retrying in the background if the server is not up yet).
-    /// `reconnected` is notified on every (re)connection, when events may have been missed.
+    /// Connects to NATS (retrying in the background if the server is not up yet), with
+    /// the credentials in `options`. `reconnected` is notified on every (re)connection,
+    /// when events may have been missed.
     pub async fn nats(
         url: &str,
+        options: async_nats::ConnectOptions,
         name: &str,
         reconnected: Option<std::sync::Arc<tokio::sync::Notify>>,
     ) -> Result<Self, async_nats::ConnectError> {
-        let client = async_nats::ConnectOptions::new()
+        let client = options
             .name(name)
             .retry_on_initial_connect()
             .event_callback(move |event| {

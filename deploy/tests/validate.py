@@ -496,6 +496,19 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
     # What each part must be given (flags/env of the `platform` binary).
     if PARTS <= set(parts_seen):
         check_parts(name, parts_seen, services, features)
+    # Guests' outbound HTTP never reaches the cluster's own ranges, even where the network
+    # policy would let a packet through (the runtime checks every connect against these).
+    internet = next((o for o in objs if o.get("kind") == "NetworkPolicy"
+                     and o["metadata"]["name"] == "platform-runtime-egress-internet"), None)
+    if internet is not None:
+        declared = [c.strip() for c in (internet["metadata"].get("annotations") or {})
+                    .get("platform.dev/cluster-cidrs", "").split(",") if c.strip()]
+        for part in ("runtime", "events"):
+            if part in parts_seen:
+                deny = [c.strip() for c in str(parts_seen[part][2].get("PLATFORM_OUTBOUND_DENY", "")).split(",")
+                        if c.strip()]
+                R.check(bool(declared) and set(declared) <= set(deny),
+                        f"{name}: {part} PLATFORM_OUTBOUND_DENY holds the cluster's CIDRs {declared}", str(deny))
     if "events" in parts_seen and "runtime" in parts_seen:
         check_events(name, parts_seen, services, objs)
 
@@ -1245,8 +1258,8 @@ NATS_EXPECTATIONS = {
         ("sub", ">", False), ("sub", "orders.created", False), ("sub", "$JS.API.>", False), ("sub", "platform.>", False),
     ],
     "worker": [
-        ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc", True),
-        ("pub", "platform.feed.v1", False), ("pub", "platform.obs.v1.x", False), ("pub", "orders.created", False),
+        ("pub", "platform.modules.v1", True), ("pub", "_INBOX.abc", True), ("pub", "platform.feed.v1", True),
+        ("pub", "platform.obs.v1.x", False), ("pub", "orders.created", False), ("pub", "platform.feed.v2", False),
         ("sub", "platform.modules.v1", True), ("sub", "_INBOX.>", True),
         ("sub", "platform.feed.v1", False), ("sub", "platform.obs.v1.>", False), ("sub", ">", False),
     ],

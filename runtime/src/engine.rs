@@ -66,6 +66,11 @@ pub fn build_engine(settings: &EngineSettings) -> Result<Engine, EngineError> {
     // Guests must not run host code with unlimited native stack.
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
+    // `PLATFORM_WASM_PROFILER=perfmap` writes /tmp/perf-<pid>.map, so `perf report` names
+    // guest functions (for profiling; not a serving setting).
+    if std::env::var("PLATFORM_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if settings.pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(settings.max_instances)

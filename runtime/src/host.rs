@@ -35,7 +35,6 @@ use crate::module_cache::{LoadKind, ModuleCache, ModuleSource};
 use crate::request_target::RoutingTarget;
 use crate::route_table::{RouteMatch, RouteTableHandle};
 use crate::sdk::SdkPools;
-use crate::wagi::{self, CgiRequest};
 
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -489,35 +488,16 @@ impl Runtime {
                     Ok(b) => b,
                     Err(resp) => return (resp, cold),
                 };
-                let _permits = match self.admit(spec, gate, None, request_id).await {
+                let permits = match self.admit(spec, gate, None, request_id).await {
                     Ok(p) => p,
                     Err(resp) => return (resp, cold),
                 };
-                let cgi = CgiRequest {
-                    parts: &parts,
-                    route_prefix: &matched.route.prefix,
-                    content_length: body.len(),
-                    remote: conn.remote,
-                    local: conn.local,
-                    request_id,
+                let exec = crate::wagi::WagiExec {
+                    loaded,
+                    spec: spec.clone(),
+                    permits,
                 };
-                let outcome = wagi::run(&self.engine, &loaded, spec, &cgi, body).await;
-                self.emit_guest_output(
-                    spec,
-                    request_id,
-                    LogStream::Stderr,
-                    &outcome.stderr,
-                    outcome.stderr_dropped,
-                );
-                match outcome.result {
-                    Ok(r) => {
-                        let mut resp = Response::new(full(r.body));
-                        *resp.status_mut() = r.status;
-                        *resp.headers_mut() = r.headers;
-                        resp
-                    }
-                    Err(f) => self.failure_response(spec, &f, request_id),
-                }
+                crate::wagi::serve(self, exec, &parts, body, conn, &matched.route, request_id).await
             }
             AbiKind::Sdk => {
                 let pool = self.sdk_pools.pool(spec);

@@ -10,7 +10,9 @@
 //! The request the guest sees: method POST, the payload as body, NATS headers as HTTP
 //! headers, `Nats-Subject` with the subject the message came on, `Content-Type` from the
 //! message or `application/octet-stream`. The reply carries the response body, with the
-//! status in a `Status` header and the request id in `X-Request-Id`.
+//! status in a `Status` header and the request id in `X-Request-Id`. Replies go only to
+//! `_INBOX.>` subjects ([`is_reply_subject`]): a sender cannot make a runtime publish a
+//! guest's answer on a platform subject or another tenant's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,9 +69,12 @@ fn wanted(table: &RouteTable) -> HashMap<SubscriptionKey, String> {
         .collect()
 }
 
-/// Connects to NATS for [`follow`].
-pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+/// Connects to NATS for [`follow`]; `options` carry the runtime role's credentials.
+pub async fn connect(
+    url: &str,
+    options: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    options
         .name("platform-runtime-triggers")
         .retry_on_initial_connect()
         .connect(url)
@@ -223,10 +228,19 @@ async fn deliver(
             Instant::now(),
         )
         .await;
-    let Some(reply) = msg.reply else {
-        // Nobody waits for an answer; still read the body so streaming guests finish.
-        let _ = collect_within(resp.into_body(), usize::MAX).await;
-        return;
+    let reply = match msg.reply {
+        Some(r) if is_reply_subject(&r) => r,
+        other => {
+            if let Some(r) = other {
+                // A sender chose a reply subject that is not an inbox (perhaps a platform
+                // subject or another app's trigger): the guest's answer is not published
+                // there, whatever the sender may do with NATS itself.
+                tracing::warn!(request_id, reply = %r, "reply subject is not under _INBOX.; the reply is dropped");
+            }
+            // Nobody waits for an answer; still read the body so streaming guests finish.
+            let _ = collect_within(resp.into_body(), usize::MAX).await;
+            return;
+        }
     };
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
@@ -254,6 +268,17 @@ async fn deliver(
     }
 }
 
+/// Whether a reply may go to `subject`: only request-reply inboxes (`_INBOX.>`), never a
+/// subject that means something to the platform or to another app.
+pub fn is_reply_subject(subject: &str) -> bool {
+    subject.strip_prefix("_INBOX.").is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest
+                .split('.')
+                .any(|t| t.is_empty() || t == "*" || t == ">")
+    })
+}
+
 /// The whole body, or `None` when it is over `max` bytes or fails.
 async fn collect_within(mut body: crate::host::ResponseBody, max: usize) -> Option<Bytes> {
     let mut out = bytes::BytesMut::new();
@@ -267,4 +292,28 @@ async fn collect_within(mut body: crate::host::ResponseBody, max: usize) -> Opti
         }
     }
     Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reply_subject;
+
+    #[test]
+    fn replies_go_only_to_inboxes() {
+        assert!(is_reply_subject("_INBOX.abc"));
+        assert!(is_reply_subject("_INBOX.abc.def"));
+        for bad in [
+            "platform.feed.v1",
+            "orders.created",
+            "_INBOX",
+            "_INBOX.",
+            "_INBOX.>",
+            "_INBOX.*",
+            "_INBOX..x",
+            "$JS.API.STREAM.DELETE.x",
+            "_inbox.abc",
+        ] {
+            assert!(!is_reply_subject(bad), "{bad:?} accepted");
+        }
+    }
 }

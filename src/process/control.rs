@@ -49,10 +49,11 @@ pub async fn run(
         web_config.secure_cookies = true;
     }
     // The dashboard's logs and traffic: what the runtimes publish on NATS, when there is one.
-    let obs: Arc<dyn platform_web::Observability> = match &store.nats_url {
+    let obs: Arc<dyn platform_web::Observability> = match store.nats.url().as_deref() {
         Some(url) => Arc::new(
             platform_web::observe::NatsObservability::connect(
                 url,
+                store.nats.options().await?,
                 platform_runtime::obs::wire::DEFAULT_PREFIX,
             )
             .await

@@ -158,10 +158,10 @@ pub async fn build_control(
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
     let blobs = BlobStore::open(&blob_url).with_context(|| format!("blob store {blob_url}"))?;
-    let bus = match &store_args.nats_url {
-        Some(url) => EventBus::nats(url, process_name, None)
+    let bus = match store_args.nats.url().as_deref() {
+        Some(url) => EventBus::nats(url, store_args.nats.options().await?, process_name, None)
             .await
-            .with_context(|| format!("NATS at {url}"))?,
+            .with_context(|| format!("NATS at {}", store_args.nats.display_url()))?,
         None => EventBus::in_process(),
     };
     let (_, engine) = engine_fingerprint()?;
@@ -305,7 +305,7 @@ pub fn display_base(addr: SocketAddr) -> String {
     }
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("****"));

@@ -16,12 +16,13 @@ use crate::args::{CommonArgs, RuntimeArgs};
 use crate::feed_client::{self, ControlClient, ControlModuleSource};
 use crate::local_feed;
 use crate::manifest::Manifest;
+use crate::nats_connection::NatsArgs;
 
 /// Runs the data plane until SIGTERM.
 pub async fn run(
     manifest: Option<PathBuf>,
     control_url: Option<String>,
-    nats_url: Option<String>,
+    nats: NatsArgs,
     token: Option<String>,
     common: CommonArgs,
     args: RuntimeArgs,
@@ -56,11 +57,16 @@ pub async fn run(
         let source = ControlModuleSource::new(client.clone(), common.data_dir.join("modules"));
         let runtime = build_runtime(&common, &args, Arc::new(source), &listeners)?;
         let resync = Arc::new(Notify::new());
-        let bus = match &nats_url {
+        let bus = match nats.url().as_deref() {
             Some(n) => Some(
-                EventBus::nats(n, "platform-runtime", Some(resync.clone()))
-                    .await
-                    .with_context(|| format!("NATS at {n}"))?,
+                EventBus::nats(
+                    n,
+                    nats.options().await?,
+                    "platform-runtime",
+                    Some(resync.clone()),
+                )
+                .await
+                .with_context(|| format!("NATS at {}", nats.display_url()))?,
             ),
             None => None,
         };
@@ -89,16 +95,16 @@ pub async fn run(
 
     // Key-value stores of SDK apps: shared JetStream buckets when the runtime is part of a
     // cluster, so every replica sees the same values; else files under the data directory.
-    if let Some(n) = &nats_url {
-        let kv = platform_runtime::sdk::kv::NatsKv::connect(n)
+    if let Some(n) = nats.url().as_deref() {
+        let kv = platform_runtime::sdk::kv::NatsKv::connect(n, nats.options().await?)
             .await
             .context("key-value store")?;
         runtime.sdk_pools.set_kv(Arc::new(kv));
-        tracing::info!(nats = %n, "SDK key-value stores on NATS JetStream");
+        tracing::info!(nats = %nats.display_url(), "SDK key-value stores on NATS JetStream");
         // Apps' NATS subject triggers: messages invoke handlers.
-        let client = platform_runtime::subject_triggers::connect(n)
+        let client = platform_runtime::subject_triggers::connect(n, nats.options().await?)
             .await
-            .with_context(|| format!("NATS at {n} (subject triggers)"))?;
+            .with_context(|| format!("NATS at {} (subject triggers)", nats.display_url()))?;
         tokio::spawn(platform_runtime::subject_triggers::follow(
             runtime.clone(),
             client,
@@ -108,9 +114,9 @@ pub async fn run(
 
     // Logs and traffic for the control plane's dashboard, batched onto NATS (telemetry:
     // dropped rather than waited for when NATS is slow).
-    let telemetry = match &nats_url {
+    let telemetry = match nats.url().as_deref() {
         Some(n) => Some(
-            ObsPublisher::connect(n, &runtime, PublishConfig::default())
+            ObsPublisher::connect(n, nats.options().await?, &runtime, PublishConfig::default())
                 .await
                 .context("telemetry publisher")?,
         ),

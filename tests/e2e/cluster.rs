@@ -49,21 +49,171 @@ fn psql(sql: &str) {
     assert!(ok, "psql {sql}");
 }
 
-pub(crate) fn nats(port: u16, dir: &Path) -> Proc {
-    Proc::spawn(
-        "nats-server",
-        Path::new("/usr/sbin/nats-server"),
-        &[
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-js",
-            "-sd",
-            &dir.display().to_string(),
-        ]
-        .map(String::from),
-    )
+/// The NATS users of `deploy/base/nats` (its `auth.conf`, used as deployed), with a
+/// password per role generated for this test.
+pub(crate) struct NatsRoles {
+    port: u16,
+    dir: std::path::PathBuf,
+    password: String,
+}
+
+impl NatsRoles {
+    /// Writes the server config for `port` under `dir`: the deploy's `auth.conf`, JetStream
+    /// in `dir/js`, loopback only.
+    pub(crate) fn new(port: u16, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/nats/config.yaml"),
+        )
+        .unwrap();
+        let auth: String = config
+            .lines()
+            .skip_while(|l| l.trim() != "auth.conf: |")
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+            .map(|l| l.get(4..).unwrap_or("").to_string() + "\n")
+            .collect();
+        assert!(
+            auth.contains("authorization"),
+            "no auth.conf in deploy/base/nats/config.yaml"
+        );
+        std::fs::write(dir.join("auth.conf"), auth).unwrap();
+        std::fs::write(
+            dir.join("nats.conf"),
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\ninclude auth.conf\n",
+                dir.join("js").display()
+            ),
+        )
+        .unwrap();
+        // A letter first: NATS reads a value that starts with a digit as a number.
+        let password = format!("p{:x}{:x}", std::process::id(), free_port());
+        NatsRoles {
+            port,
+            dir: dir.to_path_buf(),
+            password,
+        }
+    }
+
+    /// The role's password (every role's user is named after the role).
+    pub(crate) fn password(&self, role: &str) -> String {
+        format!("{}{role}", self.password)
+    }
+
+    /// A URL carrying the role's credentials.
+    pub(crate) fn url_for(&self, role: &str) -> String {
+        format!(
+            "nats://{role}:{}@127.0.0.1:{}",
+            self.password(role),
+            self.port
+        )
+    }
+
+    /// Options for a client of `role` (async-nats ignores credentials in URLs).
+    pub(crate) fn options(&self, role: &str) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::with_user_and_password(role.into(), self.password(role))
+    }
+
+    /// The server's URL, without credentials.
+    pub(crate) fn plain_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Connects as `role`.
+    pub(crate) async fn connect(&self, role: &str) -> async_nats::Client {
+        self.options(role).connect(self.plain_url()).await.unwrap()
+    }
+
+    /// Starts the server (again) with this config; returns once it is ready.
+    pub(crate) fn start(&self) -> Proc {
+        let mut env = Vec::new();
+        for role in ["control", "worker", "runtime", "publisher"] {
+            let upper = role.to_uppercase();
+            env.push((format!("NATS_{upper}_USER"), role.to_string()));
+            env.push((format!("NATS_{upper}_PASSWORD"), self.password(role)));
+        }
+        let mut p = Proc::spawn_env(
+            "nats-server",
+            Path::new("/usr/sbin/nats-server"),
+            &[
+                "-c".to_string(),
+                self.dir.join("nats.conf").display().to_string(),
+            ],
+            &env,
+        );
+        p.wait_line("Server is ready", Duration::from_secs(10));
+        p
+    }
+}
+
+/// NATS is part of the trust boundary: without credentials there is no connection, and
+/// neither a runtime's credentials (a compromised runtime) nor a tenant publisher's can put
+/// an event on the route feed: the server refuses the publish, nobody receives it.
+fn forged_feed_is_refused(nats_url: &str, nats: &NatsRoles) {
+    use futures::StreamExt as _;
+    use prost::Message as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(
+            async_nats::connect(nats_url).await.is_err(),
+            "NATS accepted a client without credentials"
+        );
+        let wrong = async_nats::ConnectOptions::with_user_and_password(
+            "runtime".into(),
+            nats.password("runtime") + "x",
+        )
+        .connect(nats.plain_url())
+        .await;
+        assert!(wrong.is_err(), "NATS accepted a wrong password");
+        let control = nats.connect("control").await;
+        let mut feed = control.subscribe("platform.feed.v1").await.unwrap();
+        control.flush().await.unwrap();
+        // What a forger would send: "this app is gone", at a revision far ahead.
+        let forged = platform_proto::v1::FeedEvent {
+            revision: 1 << 40,
+            change: Some(platform_proto::v1::feed_event::Change::AppRemoved(
+                "hello".into(),
+            )),
+        }
+        .encode_to_vec();
+        for role in ["runtime", "publisher"] {
+            let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+            let c = nats
+                .options(role)
+                .event_callback(move |e| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(e.to_string());
+                    }
+                })
+                .connect(nats.plain_url())
+                .await
+                .unwrap();
+            c.publish("platform.feed.v1", forged.clone().into())
+                .await
+                .unwrap();
+            c.flush().await.unwrap();
+            let refusal = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(e) = events.recv().await {
+                    if e.to_lowercase().contains("permissions violation") {
+                        return e;
+                    }
+                }
+                String::new()
+            })
+            .await
+            .unwrap_or_default();
+            assert!(
+                !refusal.is_empty(),
+                "the server did not refuse {role}'s publish on the feed"
+            );
+            let seen = tokio::time::timeout(Duration::from_millis(500), feed.next()).await;
+            assert!(seen.is_err(), "{role} published on the feed: {seen:?}");
+        }
+    });
 }
 
 fn body(url: &str) -> Option<(u16, String)> {
@@ -116,18 +266,23 @@ pub(crate) fn cli(server: &str, token: &str, args: &[&str]) -> String {
 /// PostgreSQL (a schema of its own), NATS, `platform control` and `platform worker`: a
 /// cluster's control side, ready for runtimes to follow.
 /// Fields drop in order: the processes stop before their data and schema go.
+/// NATS asks every part for its role's credentials, as deployed.
 pub(crate) struct ControlPlane {
     pub worker: Proc,
     pub control: Proc,
     pub nats_server: Proc,
     pub dir: tempfile::TempDir,
     pub schema: Schema,
-    pub nats_port: u16,
+    /// NATS without credentials (every client is refused there).
     pub nats_url: String,
+    /// NATS users and their passwords; restarts the server.
+    pub nats: NatsRoles,
     /// The API (and dashboard) base URL.
     pub server: String,
     /// The bootstrap admin token.
     pub token: String,
+    /// A token with the `runtime` role, for runtimes.
+    pub runtime_token: String,
 }
 
 impl ControlPlane {
@@ -136,15 +291,25 @@ impl ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let nats_port = free_port();
         let nats_url = format!("nats://127.0.0.1:{nats_port}");
-        let mut nats_server = nats(nats_port, &dir.path().join("nats"));
-        nats_server.wait_line("Server is ready", Duration::from_secs(10));
+        let nats = NatsRoles::new(nats_port, &dir.path().join("nats"));
+        let nats_server = nats.start();
         let blob_url = format!("file://{}", dir.path().join("blobs").display());
+        // Control and worker give their credentials as flags (runtimes in the URL).
         let common = |data: &str| -> Vec<String> {
+            let role = if data == "control" {
+                "control"
+            } else {
+                "worker"
+            };
             vec![
                 "--database-url".into(),
                 schema.url(),
                 "--nats-url".into(),
                 nats_url.clone(),
+                "--nats-user".into(),
+                role.into(),
+                "--nats-password".into(),
+                nats.password(role),
                 "--blob-url".into(),
                 blob_url.clone(),
                 "--data-dir".into(),
@@ -179,16 +344,27 @@ impl ControlPlane {
             .concat(),
         );
         worker.wait_line("compile worker running", Duration::from_secs(60));
+        let runtime_token = cli(
+            &server,
+            &token,
+            &["tokens", "create", "runtimes", "--role", "runtime"],
+        )
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
         ControlPlane {
             schema,
             dir,
-            nats_port,
             nats_url,
+            nats,
             nats_server,
             control,
             worker,
             server,
             token,
+            runtime_token,
         }
     }
 }
@@ -242,18 +418,27 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     let ControlPlane {
         schema: _schema,
         dir,
-        nats_port,
         nats_url,
+        nats,
         mut nats_server,
         control,
         worker,
         server,
         token,
+        runtime_token,
     } = ControlPlane::start();
     let mut runtimes = Vec::new();
     let mut urls = Vec::new();
     for i in 0..2 {
-        let (rt, url) = start_runtime(dir.path(), &server, &nats_url, &token, i, &[]);
+        // Runtimes: the runtime role's NATS user (in the URL) and a runtime-role token.
+        let (rt, url) = start_runtime(
+            dir.path(),
+            &server,
+            &nats.url_for("runtime"),
+            &runtime_token,
+            i,
+            &[],
+        );
         urls.push(url);
         runtimes.push(rt);
     }
@@ -279,6 +464,13 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         Duration::from_secs(1),
     );
     eprintln!("deploy reached both runtimes in {took:?}");
+    forged_feed_is_refused(&nats_url, &nats);
+    converge(
+        &urls,
+        "/hello",
+        (200, "hello from Go"),
+        Duration::from_secs(1),
+    );
     // Runtimes fetched the worker's artifact rather than compiling it themselves.
     for i in 0..2 {
         let n = std::fs::read_dir(dir.path().join(format!("rt{i}/artifacts")))
@@ -355,8 +547,7 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
             "still the last known state"
         );
     }
-    let mut nats_server = nats(nats_port, &dir.path().join("nats"));
-    nats_server.wait_line("Server is ready", Duration::from_secs(10));
+    let nats_server = nats.start();
     let took = converge(
         &urls,
         "/hi/items/8",

@@ -50,9 +50,17 @@ fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
     let events = guests::go_sdk("events");
     let cp = ControlPlane::start();
-    let (server, token, nats_url) = (cp.server.clone(), cp.token.clone(), cp.nats_url.clone());
+    let (server, token) = (cp.server.clone(), cp.token.clone());
+    let runtime_nats = cp.nats.url_for("runtime");
     let start_runtime = |i: usize, extra: &[&str]| {
-        start_runtime(cp.dir.path(), &server, &nats_url, &token, i, extra)
+        start_runtime(
+            cp.dir.path(),
+            &server,
+            &runtime_nats,
+            &cp.runtime_token,
+            i,
+            extra,
+        )
     };
     let (mut rt0, url0) = start_runtime(0, &[]);
     let (mut rt1, url1) = start_runtime(1, &["--exclude-dedicated"]);
@@ -112,7 +120,8 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let nc = async_nats::connect(&nats_url).await.unwrap();
+        // A tenant's client, with the publisher role's credentials.
+        let nc = cp.nats.connect("publisher").await;
         let mut answer = None;
         for _ in 0..100 {
             if let Ok(Ok(m)) = tokio::time::timeout(

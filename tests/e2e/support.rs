@@ -164,8 +164,19 @@ pub struct Proc {
 impl Proc {
     /// Starts `program args`.
     pub fn spawn(name: &str, program: &Path, args: &[String]) -> Proc {
+        Self::spawn_env(name, program, args, &[])
+    }
+
+    /// Starts `program args` with `env` added to its environment.
+    pub fn spawn_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Proc {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("PORT")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -84,6 +84,29 @@ pub fn check_subject(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Whether some subject matches both NATS subject patterns (`*` is one token, a final `>`
+/// one or more): tenants' subject triggers must not overlap, or one tenant would receive
+/// (part of) another's messages, e.g. `orders.>` against `orders.created`.
+pub fn subjects_overlap(a: &str, b: &str) -> bool {
+    let a: Vec<&str> = a.split('.').collect();
+    let b: Vec<&str> = b.split('.').collect();
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (None, None) => return true,
+            // `>` needs at least one token where it stands.
+            (Some(&">"), Some(_)) | (Some(_), Some(&">")) => return true,
+            (Some(x), Some(y)) => {
+                if *x != "*" && *y != "*" && x != y {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+}
+
 /// Checks the request path a trigger posts to ("/" when empty).
 pub fn check_trigger_path(p: &str) -> Result<String, String> {
     let p = p.trim();
@@ -136,7 +159,30 @@ pub async fn set_app_triggers(
     }
 
     let mut tx = ctl.store.begin().await?;
+    // The overlap check and the insert see one state: no concurrent trigger change between.
+    ctl.store.lock_serving(&mut tx).await?;
     let app = resolve_app(&mut tx, &caller, &req.app).await?;
+    if wanted.iter().any(|(kind, _, _)| *kind == KIND_SUBJECT) {
+        let others = sqlx::query(
+            "SELECT t.value FROM triggers t JOIN apps a ON a.id = t.app_id WHERE t.kind = $1 AND a.tenant <> $2",
+        )
+        .bind(KIND_SUBJECT)
+        .bind(&app.tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in others {
+            let theirs: String = row.try_get("value")?;
+            if let Some((_, mine, _)) = wanted
+                .iter()
+                .find(|(kind, v, _)| *kind == KIND_SUBJECT && subjects_overlap(v, &theirs))
+            {
+                return Err(ApiError::exists(format!(
+                    "subject {mine:?} overlaps a subject another tenant's app subscribes to: pick subjects under a first token of your own"
+                ))
+                .on("subject"));
+            }
+        }
+    }
     for (kind, value, _) in &wanted {
         let holder = sqlx::query(
             "SELECT a.name, a.tenant FROM triggers t JOIN apps a ON a.id = t.app_id WHERE t.kind = $1 AND t.value = $2 AND t.app_id <> $3",
@@ -283,6 +329,34 @@ mod tests {
             "a.b>",
         ] {
             assert!(check_subject(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn subject_overlap_follows_nats_wildcards() {
+        for (a, b) in [
+            ("orders.created", "orders.created"),
+            ("orders.>", "orders.created"),
+            ("orders.>", "orders.eu.created"),
+            ("orders.*", "orders.created"),
+            ("orders.*.eu", "orders.created.*"),
+            ("orders.>", "orders.*"),
+            ("a.*.c", "a.>"),
+        ] {
+            assert!(subjects_overlap(a, b), "{a} and {b} overlap");
+            assert!(subjects_overlap(b, a), "{b} and {a} overlap");
+        }
+        for (a, b) in [
+            ("orders.created", "orders.deleted"),
+            ("orders.>", "orders"),
+            ("orders.*", "orders"),
+            ("orders.*", "orders.a.b"),
+            ("orders.*.eu", "orders.x.us"),
+            ("orders.>", "invoices.>"),
+            ("ordersx.>", "orders.a"),
+        ] {
+            assert!(!subjects_overlap(a, b), "{a} and {b} are disjoint");
+            assert!(!subjects_overlap(b, a), "{b} and {a} are disjoint");
         }
     }
 

@@ -27,6 +27,9 @@ pub struct DedicatedConfig {
     pub config_map: String,
     /// Secret (key `token`) with the runtime's control-plane token.
     pub token_secret: String,
+    /// Secret (keys `user`, `password`) with the runtime role's NATS credentials, given
+    /// to the pods as `PLATFORM_NATS_USER`/`PLATFORM_NATS_PASSWORD`.
+    pub nats_secret: String,
     /// Most pods per app.
     pub max_scale: u32,
     /// Hard cap of in-flight requests per pod.
@@ -42,6 +45,7 @@ impl Default for DedicatedConfig {
             image: "ghcr.io/platform-dev/platform:0.1.0".into(),
             config_map: "platform-config".into(),
             token_secret: "platform-runtime-token".into(),
+            nats_secret: "platform-nats-runtime".into(),
             max_scale: 3,
             container_concurrency: 200,
             runtime_class: None,
@@ -121,6 +125,8 @@ pub fn knative_service(app: &DedicatedApp, cfg: &DedicatedConfig) -> Value {
                 {"name": "PLATFORM_ADMIN_LISTEN", "value": "0.0.0.0:8081"},
                 {"name": "PLATFORM_ARTIFACT_DIR", "value": "/var/cache/platform/artifacts"},
                 {"name": "PLATFORM_TOKEN", "valueFrom": {"secretKeyRef": {"name": cfg.token_secret, "key": "token"}}},
+                {"name": "PLATFORM_NATS_USER", "valueFrom": {"secretKeyRef": {"name": cfg.nats_secret, "key": "user"}}},
+                {"name": "PLATFORM_NATS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": cfg.nats_secret, "key": "password"}}},
             ],
             "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8081}, "periodSeconds": 0, "successThreshold": 1},
             "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8081}, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},

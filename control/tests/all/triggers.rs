@@ -123,6 +123,37 @@ async fn triggers_are_validated_unique_and_fed_to_runtimes(db: Db) {
         v["message"].as_str().unwrap().contains("another tenant"),
         "other tenants' app names are not revealed: {v}"
     );
+    // Wildcards may not reach across tenants either way: a subject under another tenant's
+    // `orders.>`, or a wildcard covering another tenant's literal subject.
+    for subject in ["orders.created", "orders.*", "orders.*.eu"] {
+        let (s, v) = h
+            .call(
+                &other,
+                "AppService/SetAppTriggers",
+                json!({ "app": "spy", "subjectTriggers": [{ "subject": subject }] }),
+            )
+            .await;
+        assert_eq!(s, 409, "{subject}: {v}");
+        assert_eq!(v["field"], "subject", "{v}");
+    }
+    h.ok(
+        &other,
+        "AppService/SetAppTriggers",
+        json!({ "app": "spy", "subjectTriggers": [{ "subject": "invoices.paid" }, { "subject": "orders" }] }),
+    )
+    .await;
+    for subject in ["invoices.>", "invoices.*", "invoices.paid"] {
+        let (s, v) = h
+            .call(
+                &h.admin,
+                "AppService/SetAppTriggers",
+                json!({ "app": "billing", "subjectTriggers": [{ "subject": subject }] }),
+            )
+            .await;
+        assert_eq!(s, 409, "{subject}: {v}");
+    }
+    h.ok(&other, "AppService/SetAppTriggers", json!({ "app": "spy" }))
+        .await;
     // The failed calls changed nothing.
     let got = h
         .ok(&h.admin, "AppService/GetApp", json!({ "app": "orders" }))

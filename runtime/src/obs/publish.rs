@@ -112,13 +112,14 @@ impl std::fmt::Debug for ObsPublisher {
 
 impl ObsPublisher {
     /// Connects to NATS at `url` (retrying in the background while it is away) and starts
-    /// publishing `runtime`'s logs and traffic.
+    /// publishing `runtime`'s logs and traffic. `options` carry the role's credentials.
     pub async fn connect(
         url: &str,
+        options: async_nats::ConnectOptions,
         runtime: &Runtime,
         config: PublishConfig,
     ) -> Result<Self, ObsPublishError> {
-        let client = async_nats::ConnectOptions::new()
+        let client = options
             .name("platform-runtime-telemetry")
             .retry_on_initial_connect()
             .connect(url)

@@ -37,6 +37,61 @@ pub struct WagiOutcome {
     pub stderr_dropped: u64,
 }
 
+/// What an admitted WAGI request runs with: the module, the release, and the permits that
+/// admitted it (held until the guest exits).
+pub(crate) struct WagiExec {
+    /// The compiled module.
+    pub loaded: std::sync::Arc<LoadedModule>,
+    /// The release.
+    pub spec: std::sync::Arc<AppSpec>,
+    /// Admission permits.
+    pub permits: crate::admission::ExecPermits,
+}
+
+/// Serves one request whose body was read whole: runs the guest and turns its CGI output,
+/// or its failure, into the response. The counterpart of [`crate::sdk::serve`].
+pub(crate) async fn serve(
+    rt: &crate::host::Runtime,
+    exec: WagiExec,
+    parts: &http::request::Parts,
+    body: Bytes,
+    conn: crate::host::ConnInfo,
+    route: &crate::route_table::RouteSpec,
+    request_id: &str,
+) -> http::Response<crate::host::ResponseBody> {
+    let WagiExec {
+        loaded,
+        spec,
+        permits,
+    } = exec;
+    let cgi = CgiRequest {
+        parts,
+        route_prefix: &route.prefix,
+        content_length: body.len(),
+        remote: conn.remote,
+        local: conn.local,
+        request_id,
+    };
+    let outcome = run(rt.engine(), &loaded, &spec, &cgi, body).await;
+    drop(permits);
+    rt.emit_guest_output(
+        &spec,
+        request_id,
+        crate::logs::LogStream::Stderr,
+        &outcome.stderr,
+        outcome.stderr_dropped,
+    );
+    match outcome.result {
+        Ok(r) => {
+            let mut resp = http::Response::new(crate::host::full(r.body));
+            *resp.status_mut() = r.status;
+            *resp.headers_mut() = r.headers;
+            resp
+        }
+        Err(f) => rt.failure_response(&spec, &f, request_id),
+    }
+}
+
 /// Runs one request through a fresh instance of `module`.
 pub async fn run(
     engine: &Engine,

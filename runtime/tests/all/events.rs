@@ -1,6 +1,7 @@
 //! Events in: CloudEvents over HTTP (binary and structured mode) and NATS subject triggers
 //! (against the real nats-server on 127.0.0.1:4222) invoking a Go handler.
 
+use futures::StreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,9 +188,10 @@ async fn nats_messages_invoke_the_handler_once_across_runtimes() {
     let b = TestHost::start().await;
     for host in [&a, &b] {
         install(host, &[], &[(&subject, "/orders")]);
-        let client = platform_runtime::subject_triggers::connect(NATS)
-            .await
-            .expect("NATS on 127.0.0.1:4222");
+        let client =
+            platform_runtime::subject_triggers::connect(NATS, async_nats::ConnectOptions::new())
+                .await
+                .expect("NATS on 127.0.0.1:4222");
         tokio::spawn(platform_runtime::subject_triggers::follow(
             host.rt.clone(),
             client,
@@ -235,6 +237,26 @@ async fn nats_messages_invoke_the_handler_once_across_runtimes() {
     assert_eq!(
         reply.headers.unwrap().get("Status").unwrap().as_str(),
         "500"
+    );
+
+    // A reply subject that is not an inbox (here standing in for `platform.feed.v1` or
+    // another tenant's trigger) gets nothing: the guest runs, its answer is dropped.
+    let mut victim = nats.subscribe(format!("{prefix}.victim")).await.unwrap();
+    nats.flush().await.unwrap();
+    let before = served(&a) + served(&b);
+    nats.publish_with_reply(
+        format!("{prefix}.orders.eu"),
+        format!("{prefix}.victim"),
+        "forged".into(),
+    )
+    .await
+    .unwrap();
+    nats.flush().await.unwrap();
+    settle(|| served(&a) + served(&b) >= before + 1.0).await;
+    let leaked = tokio::time::timeout(Duration::from_millis(700), victim.next()).await;
+    assert!(
+        leaked.is_err(),
+        "a reply was published on a non-inbox subject: {leaked:?}"
     );
 
     // Fire-and-forget messages: each invokes the app exactly once, across both runtimes

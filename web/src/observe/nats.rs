@@ -88,9 +88,14 @@ impl std::fmt::Debug for NatsObservability {
 
 impl NatsObservability {
     /// Connects to NATS at `url` (retrying in the background while it is away) and listens
-    /// under `prefix` (normally [`wire::DEFAULT_PREFIX`]).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, NatsObservabilityError> {
-        let client = async_nats::ConnectOptions::new()
+    /// under `prefix` (normally [`wire::DEFAULT_PREFIX`]). `options` carry the control
+    /// role's credentials.
+    pub async fn connect(
+        url: &str,
+        options: async_nats::ConnectOptions,
+        prefix: &str,
+    ) -> Result<Self, NatsObservabilityError> {
+        let client = options
             .name("platform-control-telemetry")
             .retry_on_initial_connect()
             .connect(url)

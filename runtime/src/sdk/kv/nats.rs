@@ -27,9 +27,9 @@ impl std::fmt::Debug for NatsKv {
 
 impl NatsKv {
     /// Connects to the NATS server at `url` (JetStream enabled), for cluster mode: every
-    /// runtime then sees the same stores.
-    pub async fn connect(url: &str) -> Result<Self, KvError> {
-        let client = async_nats::ConnectOptions::new()
+    /// runtime then sees the same stores. `options` carry the runtime role's credentials.
+    pub async fn connect(url: &str, options: async_nats::ConnectOptions) -> Result<Self, KvError> {
+        let client = options
             .name("platform-runtime-kv")
             .connect(url)
             .await
