@@ -218,6 +218,9 @@ pub async fn follow(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    // Ready means the first snapshot's modules are on local disk, not just its routes
+    // installed: held here, released by the first snapshot's prefetch.
+    let mut first_hold = Some(rt.hold_readiness("first feed snapshot"));
     let mut events = None;
     let mut state: Option<FeedState> = None;
     let mut backoff = Duration::from_millis(100);
@@ -239,7 +242,7 @@ pub async fn follow(
             match source.snapshot().await {
                 Ok(s) => {
                     let st = FeedState::from_snapshot(s);
-                    install(&rt, &st, &scope);
+                    install(&rt, &st, &scope, first_hold.take());
                     tracing::info!(
                         revision = st.revision(),
                         apps = st.len(),
@@ -272,7 +275,7 @@ pub async fn follow(
                     if let Some(st) = state.as_mut() {
                         match st.apply(&ev) {
                             Applied::Changed => {
-                                install(&rt, st, &scope);
+                                install(&rt, st, &scope, None);
                                 tracing::info!(revision = st.revision(), "feed event applied");
                             }
                             Applied::Ignored => {}
@@ -296,7 +299,17 @@ pub async fn follow(
     }
 }
 
-fn install(rt: &Runtime, state: &FeedState, scope: &ServeScope) {
+/// How many modules are fetched at once ahead of traffic.
+const PREFETCH_CONCURRENCY: usize = 4;
+
+/// Installs `state`'s routes and fetches their modules' artifacts in the background;
+/// `hold` (readiness) is released once every fetch was tried.
+fn install(
+    rt: &Runtime,
+    state: &FeedState,
+    scope: &ServeScope,
+    hold: Option<platform_runtime::readiness::ReadinessHold>,
+) {
     let table = state.route_table_for(scope);
     let digests: std::collections::BTreeSet<(Digest, bool)> = table
         .routes()
@@ -315,13 +328,28 @@ fn install(rt: &Runtime, state: &FeedState, scope: &ServeScope) {
     // releases need their snapshot too.
     let cache = rt.cache.clone();
     tokio::spawn(async move {
-        for (d, per_request) in digests {
-            if let Err(e) = cache.prefetch(&d).await {
-                tracing::debug!(module = ?d, error = %e, "artifact prefetch failed; the first request will load it");
-            }
-            if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
-                tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
-            }
+        let started = std::time::Instant::now();
+        let count = digests.len();
+        futures::stream::iter(digests)
+            .for_each_concurrent(PREFETCH_CONCURRENCY, |(d, per_request)| {
+                let cache = cache.clone();
+                async move {
+                    if let Err(e) = cache.prefetch(&d).await {
+                        tracing::warn!(module = ?d, error = %e, "artifact prefetch failed; the first request will load it");
+                    }
+                    if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
+                        tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
+                    }
+                }
+            })
+            .await;
+        if hold.is_some() {
+            tracing::info!(
+                modules = count,
+                ms = started.elapsed().as_millis() as u64,
+                "modules of the first snapshot fetched; ready"
+            );
         }
+        drop(hold);
     });
 }

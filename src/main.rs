@@ -175,6 +175,10 @@ fn main() -> std::process::ExitCode {
             Command::Client(c) => cli::run(c).await,
         }
     });
+    // Whatever still runs on a blocking thread (a compile started before SIGTERM) is not
+    // waited for: shutdown keeps to its grace period. Artifacts are written atomically, so
+    // an abandoned compile leaves nothing half-written.
+    rt.shutdown_background();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -395,3 +395,94 @@ limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
         assert_eq!(e.line, Some(2));
     }
 }
+
+/// Property-based tests: bounded here, longer through `scripts/fuzz` (`PROPTEST_CASES`).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A directory holding `shop.wasm`, so manifests naming it can be accepted.
+    fn manifest_path() -> PathBuf {
+        static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        let dir = DIR.get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("shop.wasm"), b"\0asm").unwrap();
+            d
+        });
+        dir.path().join("platform.toml")
+    }
+
+    /// Manifest-shaped text from pieces users write, right and wrong.
+    fn manifest_text() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            Just("\"shop\"".to_string()),
+            Just("\"shop.wasm\"".to_string()),
+            Just("[\"/a\", \"x.com/b\", \"*.x.com/\"]".to_string()),
+            Just("[\"/a/../b\"]".to_string()),
+            Just("{ memory = \"64MiB\", timeout = \"2s\" }".to_string()),
+            Just("{ memory = \"lots\" }".to_string()),
+            Just("\"per-request\"".to_string()),
+            Just("{ A = \"1\" }".to_string()),
+            Just("1".to_string()),
+            Just("[1, 2]".to_string()),
+            "\"[ -~]{0,12}\"",
+        ];
+        let key = prop_oneof![
+            Just("name"),
+            Just("module"),
+            Just("routes"),
+            Just("limits"),
+            Just("isolation"),
+            Just("env"),
+            Just("allowed_outbound_hosts"),
+            Just("timeout"),
+        ];
+        proptest::collection::vec(
+            (
+                prop_oneof![Just("[[apps]]\n"), Just(""), Just("[apps]\n")],
+                proptest::collection::vec((key, value), 0..6),
+            ),
+            0..4,
+        )
+        .prop_map(|tables| {
+            let mut out = String::new();
+            for (header, fields) in tables {
+                out.push_str(header);
+                for (k, v) in fields {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
+            }
+            out
+        })
+    }
+
+    proptest! {
+        /// Any text: a manifest or an error with a position inside the text (the line after
+        /// a final newline is the end of the file), never a panic.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "(?s).{0,200}") {
+            if let Err(e) = Manifest::parse(&manifest_path(), &text) {
+                prop_assert!(e.line.is_none_or(|l| l <= text.matches('\n').count() + 1));
+            }
+        }
+
+        /// Manifest-shaped text: accepted manifests hold what a deploy needs.
+        #[test]
+        fn manifest_shaped_text(text in manifest_text()) {
+            match Manifest::parse(&manifest_path(), &text) {
+                Ok(m) => {
+                    prop_assert!(!m.apps.is_empty());
+                    for app in &m.apps {
+                        prop_assert!(check_app_name(&app.name).is_ok());
+                        prop_assert!(!app.routes.is_empty());
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!e.message.is_empty());
+                    prop_assert!(e.line.is_none_or(|l| l <= text.matches('\n').count() + 1));
+                }
+            }
+        }
+    }
+}

@@ -45,15 +45,33 @@ pub async fn run(
         engine = ctl.config.engine.as_str(),
         "compile worker started"
     );
-    loop {
+    'serve: loop {
         loop {
-            match run_one(&ctl, &engine).await {
-                Ok(true) => continue,
-                Ok(false) => break,
+            // Shutdown wins over the next job, and cancels the one running: its claim
+            // expires and another worker (or this one, restarted) takes it again.
+            let job = tokio::select! {
+                biased;
+                () = &mut shutdown => break 'serve,
+                job = claim(&ctl) => job,
+            };
+            let (tenant, digest) = match job {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, "compile job failed to run; retrying later");
+                    tracing::error!(error = %e, "cannot claim a compile job; retrying later");
                     break;
                 }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    release_claim(&ctl, &tenant, &digest).await;
+                    break 'serve;
+                }
+                done = run_claimed(&ctl, &engine, &tenant, &digest) => if let Err(e) = done {
+                    tracing::error!(error = %e, "compile job failed to run; retrying later");
+                    break;
+                },
             }
         }
         if let Err(e) = settle_pending_releases(&ctl).await {
@@ -61,7 +79,7 @@ pub async fn run(
         }
         let wait = tokio::time::sleep(Duration::from_secs(5));
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break 'serve,
             () = wait => {}
             _ = async {
                 match notices.as_mut() {
@@ -79,6 +97,39 @@ pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
     let Some((tenant, digest)) = claim(ctl).await.map_err(|e| e.to_string())? else {
         return Ok(false);
     };
+    run_claimed(ctl, engine, &tenant, &digest).await?;
+    Ok(true)
+}
+
+/// Hands a claimed job back (shutdown during its compile), so the next worker to look
+/// takes it at once instead of after [`STALE_CLAIM_MS`].
+async fn release_claim(ctl: &Control, tenant: &str, digest: &str) {
+    let released = sqlx::query("UPDATE artifacts SET state = 'pending' WHERE tenant = $1 AND digest = $2 AND engine = $3 AND state = 'compiling'")
+        .bind(tenant)
+        .bind(digest)
+        .bind(ctl.config.engine.as_str())
+        .execute(ctl.store.pool());
+    match tokio::time::timeout(Duration::from_secs(2), released).await {
+        Ok(Ok(_)) => {
+            tracing::info!(digest = %digest, "shutdown: compile cancelled, job handed back")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(digest = %digest, error = %e, "shutdown: cannot hand the compile job back; it is retried once its claim expires")
+        }
+        Err(_) => {
+            tracing::warn!(digest = %digest, "shutdown: handing the compile job back timed out; it is retried once its claim expires")
+        }
+    }
+}
+
+/// Compiles a job this worker claimed and records the outcome.
+async fn run_claimed(
+    ctl: &Control,
+    engine: &Engine,
+    tenant: &str,
+    digest: &str,
+) -> Result<(), String> {
+    let (tenant, digest) = (tenant.to_string(), digest.to_string());
     let started = std::time::Instant::now();
     let result = compile(ctl, engine, &digest).await;
     let now = now_ms();
@@ -116,7 +167,7 @@ pub async fn run_one(ctl: &Control, engine: &Engine) -> Result<bool, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    Ok(true)
+    Ok(())
 }
 
 /// Claims the oldest pending job: (tenant, digest).

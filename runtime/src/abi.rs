@@ -79,6 +79,18 @@ pub enum AbiError {
         "the module exports neither `_start` (a WASI command, run as WAGI) nor `{SDK_EXPORT_HANDLE}` (the Platform SDK): nothing to call"
     )]
     NoEntryPoint,
+    /// Declares a minimum no instance could ever get.
+    #[error(
+        "the module declares a minimum {what} of {asked}, more than any release may have ({limit}); lower the minimum the module declares"
+    )]
+    TooLarge {
+        /// "memory" or "table".
+        what: &'static str,
+        /// The declared minimum, readable.
+        asked: String,
+        /// The host's limit, readable.
+        limit: String,
+    },
     /// Exports no memory; WASI needs one.
     #[error("the module exports no memory named `memory`")]
     NoMemory,
@@ -172,6 +184,18 @@ pub fn detect(bytes: &[u8]) -> Result<AbiInfo, AbiError> {
                     }
                 }
             }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(|e| AbiError::Invalid(e.to_string()))?;
+                    check_memory_minimum(&memory)?;
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    let table = table.map_err(|e| AbiError::Invalid(e.to_string()))?;
+                    check_table_minimum(table.ty.initial)?;
+                }
+            }
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(|e| AbiError::Invalid(e.to_string()))?;
@@ -207,6 +231,37 @@ pub fn detect(bytes: &[u8]) -> Result<AbiInfo, AbiError> {
         has_initialize,
         has_warmup,
     })
+}
+
+/// The largest linear memory any release may be given (its memory limit's maximum).
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Refuses a memory whose declared minimum exceeds what any release may have: every
+/// instance would fail to start.
+fn check_memory_minimum(memory: &wasmparser::MemoryType) -> Result<(), AbiError> {
+    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+    let bytes = memory.initial.saturating_mul(page);
+    if bytes > MAX_MEMORY_BYTES {
+        return Err(AbiError::TooLarge {
+            what: "memory",
+            asked: format!("{} pages ({} MiB)", memory.initial, bytes >> 20),
+            limit: format!("{} MiB", MAX_MEMORY_BYTES >> 20),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a table whose declared minimum exceeds the host's table size.
+fn check_table_minimum(initial: u64) -> Result<(), AbiError> {
+    let limit = crate::guest::MAX_TABLE_ELEMENTS as u64;
+    if initial > limit {
+        return Err(AbiError::TooLarge {
+            what: "table",
+            asked: format!("{initial} elements"),
+            limit: format!("{limit} elements"),
+        });
+    }
+    Ok(())
 }
 
 fn check_import(module: &str, name: &str, ty: TypeRef) -> Result<(), AbiError> {

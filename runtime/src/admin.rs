@@ -28,10 +28,15 @@ async fn readyz(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
             StatusCode::OK,
             format!("ready: {} routes\n", rt.routes.load().len()),
         )
-    } else {
+    } else if !rt.routes.is_loaded() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: routes not loaded yet\n".to_string(),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: apps still starting (modules being compiled or fetched)\n".to_string(),
         )
     }
 }

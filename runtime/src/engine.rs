@@ -80,6 +80,7 @@ pub fn build_engine(settings: &EngineSettings) -> Result<Engine, EngineError> {
             .total_component_instances(settings.max_instances)
             .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(settings.keep_resident)
+            .table_elements(crate::guest::MAX_TABLE_ELEMENTS)
             .table_keep_resident(1 << 20)
             .max_unused_warm_slots(settings.max_warm_slots)
             .pagemap_scan(Enabled::Auto);

@@ -8,6 +8,7 @@ use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
 use crate::admission::Capacity;
+use crate::guest::LimitHits;
 
 /// A request the guest did not answer properly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +25,13 @@ pub enum GuestFailure {
     /// Exited with a non-zero status.
     #[error("the function exited with status {0}")]
     Exit(i32),
-    /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, ...).
+    /// Recursed too deep: a WebAssembly stack overflow, or Go's own stack limit.
+    #[error("the function overflowed its stack (recursion too deep)")]
+    StackOverflow,
+    /// Tried to grow a table past the host's limit.
+    #[error("the function grew a table past its limit")]
+    TableLimit,
+    /// A WebAssembly trap (unreachable, out-of-bounds access, ...).
     #[error("the function trapped: {0}")]
     Trap(String),
     /// Output that is not a valid response.
@@ -70,6 +77,8 @@ impl GuestFailure {
             GuestFailure::MemoryLimit => "memory",
             GuestFailure::Panic(_) => "panic",
             GuestFailure::Exit(_) => "exit",
+            GuestFailure::StackOverflow => "stack_overflow",
+            GuestFailure::TableLimit => "table",
             GuestFailure::Trap(_) => "trap",
             GuestFailure::BadOutput(_) => "bad_output",
             GuestFailure::ResponseTooLarge(_) => "response_too_large",
@@ -88,29 +97,36 @@ impl GuestFailure {
         }
     }
 
-    /// Classifies the error a guest call ended with. `memory_hit` says whether the memory
-    /// limiter refused a growth; `stderr` is what the guest printed (Go prints panics there).
-    pub fn classify(err: &wasmtime::Error, memory_hit: bool, stderr: &[u8]) -> Self {
+    /// Classifies the error a guest call ended with. `hits` says which limits refused a
+    /// growth; `stderr` is what the guest printed (Go prints panics there).
+    pub fn classify(err: &wasmtime::Error, hits: LimitHits, stderr: &[u8]) -> Self {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
-            if memory_hit {
+            if hits.memory {
                 return GuestFailure::MemoryLimit;
             }
             if let Some(msg) = panic_message(stderr) {
+                // Go's "fatal error: stack overflow" (past its goroutine stack limit).
+                if msg.starts_with("fatal error: stack overflow") {
+                    return GuestFailure::StackOverflow;
+                }
                 return GuestFailure::Panic(msg);
             }
             return GuestFailure::Exit(exit.0);
         }
         if let Some(trap) = err.downcast_ref::<Trap>() {
-            if *trap == Trap::Interrupt {
-                return GuestFailure::Timeout;
-            }
-            if memory_hit {
-                return GuestFailure::MemoryLimit;
-            }
-            return GuestFailure::Trap(trap.to_string());
+            return match trap {
+                Trap::Interrupt => GuestFailure::Timeout,
+                Trap::StackOverflow => GuestFailure::StackOverflow,
+                _ if hits.memory => GuestFailure::MemoryLimit,
+                _ if hits.table => GuestFailure::TableLimit,
+                other => GuestFailure::Trap(other.to_string()),
+            };
         }
-        if memory_hit {
+        if hits.memory {
             return GuestFailure::MemoryLimit;
+        }
+        if hits.table {
+            return GuestFailure::TableLimit;
         }
         GuestFailure::Trap(format!("{err:#}"))
     }

@@ -12,14 +12,55 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::engine::EPOCH_TICK;
 
-/// Per-instance memory cap, recording whether the guest hit it (so a Go "out of memory"
-/// exit is reported as the memory limit, not as a generic crash).
+/// Most elements any table of a guest may have: the instance pool's capacity per table
+/// (the engine reserves room for it), the limit `table.grow` meets, and the largest
+/// declared minimum an upload may have.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+/// Per-instance memory and table caps, recording whether the guest hit one (so a Go "out
+/// of memory" exit is reported as the memory limit, not as a generic crash).
 #[derive(Debug)]
 pub struct MemoryLimiter {
     /// Largest linear memory allowed, in bytes.
     pub max_memory: u64,
-    /// Set once a growth was refused.
+    /// Set once a memory growth was refused.
     pub hit: bool,
+    /// Set once a table growth was refused.
+    pub table_hit: bool,
+}
+
+/// Which limits a guest ran into (for classifying how it failed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitHits {
+    /// A memory growth was refused.
+    pub memory: bool,
+    /// A table growth was refused.
+    pub table: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing `max_memory` bytes of linear memory.
+    pub fn new(max_memory: u64) -> Self {
+        MemoryLimiter {
+            max_memory,
+            hit: false,
+            table_hit: false,
+        }
+    }
+
+    /// The limits hit so far.
+    pub fn hits(&self) -> LimitHits {
+        LimitHits {
+            memory: self.hit,
+            table: self.table_hit,
+        }
+    }
+
+    /// Forgets the limits hit (an instance that serves again).
+    pub fn reset(&mut self) {
+        self.hit = false;
+        self.table_hit = false;
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -40,9 +81,13 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         _current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        if desired > MAX_TABLE_ELEMENTS || maximum.is_some_and(|m| desired > m) {
+            self.table_hit = true;
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 

@@ -167,6 +167,8 @@ pub struct Runtime {
     pub sdk_pools: Arc<SdkPools>,
     /// The last hour of traffic per app (dashboard charts).
     pub traffic: Arc<crate::traffic::TrafficStats>,
+    /// Start-up work (compiles, artifact fetches) readiness waits for.
+    pub readiness: crate::readiness::ReadinessGate,
     /// Concurrency caps (per app, per tenant, per host).
     pub admission: Admission,
     queue_timeout: Duration,
@@ -221,6 +223,7 @@ impl Runtime {
             logs: Arc::new(LogBus::default()),
             sdk_pools,
             traffic: Arc::default(),
+            readiness: Default::default(),
             admission: Admission::new(config.admission_limits()),
             queue_timeout: config.queue_timeout,
             idle_timeout: config.idle_timeout,
@@ -251,9 +254,17 @@ impl Runtime {
         self.header_read_timeout
     }
 
-    /// True once routes are loaded (readiness).
+    /// True once routes are loaded and no start-up work holds readiness back (see
+    /// [`crate::readiness`]).
     pub fn is_ready(&self) -> bool {
-        self.routes.is_loaded()
+        self.routes.is_loaded() && self.readiness.is_clear()
+    }
+
+    /// Holds readiness back until the returned guard is dropped: take it before the admin
+    /// listener serves, for work a ready runtime must have done (compiling or fetching the
+    /// modules it serves).
+    pub fn hold_readiness(&self, what: &'static str) -> crate::readiness::ReadinessHold {
+        self.readiness.hold(what)
     }
 
     /// Serves one request.

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod metrics;
 pub mod module_cache;
 pub mod obs;
+pub mod readiness;
 pub mod request_target;
 pub mod reserved_cookies;
 pub mod route_table;

@@ -28,21 +28,25 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
-    /// Watches SIGTERM and SIGINT.
+    /// Watches SIGTERM and SIGINT. The handlers are installed before this returns, so a
+    /// signal arriving right after is never the default "terminate at once".
     pub fn on_signals() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
         tokio::spawn(async move {
-            let ctrl_c = tokio::signal::ctrl_c();
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
                     tokio::select! {
-                        _ = ctrl_c => tracing::info!("SIGINT received"),
+                        _ = int.recv() => tracing::info!("SIGINT received"),
                         _ = term.recv() => tracing::info!("SIGTERM received"),
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot watch SIGTERM");
-                    let _ = ctrl_c.await;
+                (term, int) => {
+                    let e = term.err().or(int.err());
+                    tracing::error!(error = ?e, "cannot watch SIGTERM and SIGINT");
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
             let _ = tx.send(true);
@@ -53,6 +57,30 @@ impl Shutdown {
     /// Resolves once shutdown was requested.
     pub async fn wait(mut self) {
         let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Waits for `task` until `deadline` (the end of the shutdown grace period); past it the
+/// task is abandoned with a warning, so shutdown never waits for work that does not stop.
+/// Returns the task's output when it finished in time.
+pub async fn join_until<T>(
+    deadline: tokio::time::Instant,
+    what: &str,
+    task: tokio::task::JoinHandle<T>,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(what, error = %e, "task failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                what,
+                "still running at the end of the shutdown grace period; abandoned"
+            );
+            None
+        }
     }
 }
 

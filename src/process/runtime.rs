@@ -50,7 +50,7 @@ pub async fn run(
         listeners.push(e.local_addr()?);
     }
 
-    let (runtime, follow_task) = if let Some(url) = &control_url {
+    let (runtime, follow_task, warm) = if let Some(url) = &control_url {
         let token =
             token.context("--token (or PLATFORM_TOKEN) is needed to follow the control plane")?;
         let client = ControlClient::new(url, &token)?;
@@ -78,16 +78,19 @@ pub async fn run(
             args.scope(),
             shutdown.clone().wait(),
         ));
-        (runtime, Some(task))
+        (runtime, Some(task), None)
     } else {
         let store =
             LocalModuleStore::new(common.data_dir.join("modules")).context("module store")?;
         let runtime = build_runtime(&common, &args, Arc::new(store.clone()), &listeners)?;
+        let mut warm = None;
         if let Some(m) = &manifest {
+            // Routes are installed now; readiness waits for the modules to be compiled.
+            let hold = runtime.hold_readiness("compiling the manifest's modules");
             let apps = local_feed::install_manifest(&runtime, &store, m)?;
-            local_feed::warm_up(&runtime, &apps).await;
+            warm = Some((apps, hold));
         }
-        (runtime, None)
+        (runtime, None, warm)
     };
 
     // Key-value stores of SDK apps: shared JetStream buckets when the runtime is part of a
@@ -153,13 +156,27 @@ pub async fn run(
             }
         }
     }
-    traffic_task.await??;
-    let _ = admin_task.await;
+    // Compile the manifest's modules ahead of traffic (requests meanwhile share the same
+    // compiles); SIGTERM cancels this.
+    if let Some((apps, hold)) = warm {
+        tokio::select! {
+            () = local_feed::warm_up(&runtime, &apps) => drop(hold),
+            () = shutdown.clone().wait() => {
+                tracing::info!("shutdown requested during start-up; compiles abandoned");
+            }
+        }
+    }
+    shutdown.clone().wait().await;
+    let deadline = tokio::time::Instant::now() + args.shutdown_grace;
+    if let Some(r) = super::join_until(deadline, "traffic listener", traffic_task).await {
+        r?;
+    }
+    super::join_until(deadline, "admin listener", admin_task).await;
     if let Some(e) = events_task {
-        let _ = e.task.await;
+        super::join_until(deadline, "events listener", e.task).await;
     }
     if let Some(t) = follow_task {
-        let _ = t.await;
+        super::join_until(deadline, "feed", t).await;
     }
     if let Some(p) = telemetry {
         // The last requests' lines and counts, if NATS takes them promptly.

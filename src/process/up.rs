@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use platform_control::auth::Caller;
 use platform_proto::v1::ListAppsRequest;
+use platform_runtime::Runtime;
 use tokio::sync::Notify;
 
 use super::{
@@ -35,6 +36,8 @@ pub async fn run(
         common.otlp_endpoint.as_deref(),
         "platform",
     )?;
+    // Signals are watched from the start: SIGTERM at any point of start-up stops cleanly.
+    let shutdown = Shutdown::on_signals();
     // A bad manifest fails fast, with its location, before anything starts.
     let manifest = manifest.map(|p| Manifest::load(&p)).transpose()?;
     let traffic = bind(args.traffic_addr(), "traffic").await?;
@@ -51,10 +54,11 @@ pub async fn run(
 
     let ctl = build_control(&common, &store, public_url, addresses, "platform").await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
-    let shutdown = Shutdown::on_signals();
 
     let source = BlobModuleSource::new(ctl.blobs.clone(), common.data_dir.join("modules"));
     let runtime = build_runtime(&common, &args, Arc::new(source), &listeners)?;
+    // Not ready until the apps serve (taken before the admin listener answers).
+    let startup_hold = runtime.hold_readiness("platform up: deploying apps");
     let (engine, _) = engine_fingerprint()?;
     let worker = tokio::spawn(platform_control::worker::run(
         ctl.clone(),
@@ -87,7 +91,8 @@ pub async fn run(
         args.shutdown_grace,
     ));
 
-    // Deploy the manifest (or, on an empty installation, the demo) through the API.
+    // Deploy the manifest (or, on an empty installation, the demo) through the API. Until
+    // every app serves, /readyz says not ready; SIGTERM meanwhile cancels the start-up work.
     let api = InProcessApi {
         ctl: ctl.clone(),
         caller: Caller {
@@ -96,17 +101,65 @@ pub async fn run(
             role: platform_control::auth::Role::Admin,
         },
     };
+    let stopped = shutdown.clone().wait();
+    tokio::select! {
+        started = start_apps(&api, &runtime, manifest.as_ref()) => {
+            let started = started?;
+            drop(startup_hold);
+            print_banner(&started.lines, admin_addr, &common.data_dir, started.demo);
+            if let Some(e) = &events_task {
+                print!("{}", e.banner_line());
+            }
+        }
+        () = stopped => {
+            tracing::info!("shutdown requested during start-up; start-up work cancelled");
+        }
+    }
+
+    // Every part stops within the grace period: the listeners drain requests in flight
+    // for up to `shutdown_grace`; what is still running then (a compile, a dashboard
+    // stream) is abandoned.
+    shutdown.clone().wait().await;
+    let deadline = tokio::time::Instant::now() + args.shutdown_grace;
+    if let Some(r) = super::join_until(deadline, "traffic listener", traffic_task).await {
+        r?;
+    }
+    super::join_until(deadline, "admin listener", admin_task).await;
+    if let Some(e) = events_task {
+        super::join_until(deadline, "events listener", e.task).await;
+    }
+    super::join_until(deadline, "compile worker", worker).await;
+    super::join_until(deadline, "feed", follow).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What start-up deployed: the banner's lines.
+struct Started {
+    lines: Vec<(String, String)>,
+    demo: bool,
+}
+
+/// Deploys the manifest (or the demo on an empty installation) and waits until the runtime
+/// serves every deployed route with its module loaded.
+async fn start_apps(
+    api: &InProcessApi,
+    runtime: &Runtime,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<Started> {
     let say = |s: &str| tracing::info!("{s}");
     let mut lines = Vec::new();
     let mut demo = false;
-    if let Some(m) = &manifest {
+    let mut deployed = Vec::new();
+    if let Some(m) = manifest {
         for spec in crate::cli::manifest_specs(m) {
-            let d = deploy::deploy(&api, &spec, &say)
+            let d = deploy::deploy(api, &spec, &say)
                 .await
                 .with_context(|| format!("{}: deploying app {:?}", m.path.display(), spec.app))?;
-            for u in d.urls {
-                lines.push((d.app.clone(), u));
+            for u in &d.urls {
+                lines.push((d.app.clone(), u.clone()));
             }
+            deployed.push((spec, d));
         }
     } else {
         let apps = api.list_apps(ListAppsRequest {}).await?.apps;
@@ -123,13 +176,16 @@ pub async fn run(
                 prune_routes: false,
                 wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
             };
-            let d = deploy::deploy(&api, &spec, &say)
+            let d = deploy::deploy(api, &spec, &say)
                 .await
                 .context("deploying the demo app")?;
-            for u in d.urls {
-                lines.push((d.app.clone(), u));
+            for u in &d.urls {
+                lines.push((d.app.clone(), u.clone()));
             }
+            deployed.push((spec, d));
         } else {
+            // Apps deployed before: the feed's first snapshot holds readiness until their
+            // modules are fetched.
             for a in apps {
                 for r in a.routes {
                     lines.push((a.name.clone(), r.url));
@@ -140,27 +196,71 @@ pub async fn run(
             }
         }
     }
-    // Routes reach the runtime through the feed; wait for them before saying "up".
-    for _ in 0..200 {
-        if runtime.is_ready() && runtime.routes.load().len() >= lines.len().min(1) {
-            break;
+    // Routes reach the runtime through the feed: wait until each deployed route resolves to
+    // its app, then load the module it runs, so the first request finds it ready.
+    for (spec, d) in &deployed {
+        for (host, path) in &spec.routes {
+            let target = wait_routed(runtime, host, path, &d.app).await;
+            for (_, release) in &target.releases {
+                let started = std::time::Instant::now();
+                match runtime.cache.get(&release.module).await {
+                    Ok(_) => tracing::info!(
+                        app = %d.app,
+                        ms = started.elapsed().as_millis() as u64,
+                        "module loaded"
+                    ),
+                    Err(e) => {
+                        tracing::error!(app = %d.app, error = %e, "module cannot be loaded")
+                    }
+                }
+                if release.isolation == platform_runtime::Isolation::PerRequest
+                    && let Err(e) = runtime.cache.prepare_snapshot(&release.module).await
+                {
+                    tracing::error!(app = %d.app, error = %e, "per-request snapshot failed");
+                }
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    print_banner(&lines, admin_addr, &common.data_dir, demo);
-    if let Some(e) = &events_task {
-        print!("{}", e.banner_line());
-    }
+    Ok(Started { lines, demo })
+}
 
-    traffic_task.await??;
-    let _ = admin_task.await;
-    if let Some(e) = events_task {
-        let _ = e.task.await;
+/// Waits until the runtime's route table sends `host` + `path` to `app`.
+async fn wait_routed(
+    runtime: &Runtime,
+    host: &str,
+    path: &str,
+    app: &str,
+) -> Arc<platform_runtime::AppTarget> {
+    // A wildcard host route is looked up with a name it covers.
+    let host = match host.trim() {
+        "" => None,
+        h => Some(
+            h.strip_prefix("*.")
+                .map_or_else(|| h.to_string(), |d| format!("x.{d}")),
+        ),
+    };
+    let mut changes = runtime.routes.changes();
+    let started = std::time::Instant::now();
+    let mut warned = 0;
+    loop {
+        if let Some(m) = runtime.routes.load().lookup(host.as_deref(), path)
+            && m.target.app == app
+        {
+            return m.target;
+        }
+        let waited = started.elapsed().as_secs();
+        if waited >= 10 * (warned + 1) {
+            warned += 1;
+            tracing::warn!(
+                app,
+                path,
+                waited_s = waited,
+                "route not in the runtime's table yet"
+            );
+        }
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed()).await;
     }
-    let _ = worker.await;
-    let _ = follow.await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 fn print_banner(

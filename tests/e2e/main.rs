@@ -12,4 +12,5 @@ mod cluster;
 mod concurrent;
 mod events;
 mod isolation;
+mod startup;
 mod up;

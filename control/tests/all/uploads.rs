@@ -34,6 +34,17 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
             wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "main")))"#).unwrap(),
             "neither `_start`",
         ),
+        // Minimums no release could ever give: every instance would fail to start.
+        (
+            "huge memory minimum",
+            wat::parse_str(r#"(module (memory (export "memory") i64 100000) (func (export "_start")))"#).unwrap(),
+            "declares a minimum memory of 100000 pages",
+        ),
+        (
+            "huge table minimum",
+            wat::parse_str(r#"(module (memory (export "memory") 1) (table 5000000 funcref) (func (export "_start")))"#).unwrap(),
+            "declares a minimum table of 5000000 elements",
+        ),
     ];
     for (what, bytes, says) in cases {
         let (status, body) = h.upload(&h.admin, bytes).await;

@@ -107,7 +107,26 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
         "response_send",
         response_send(status, hp, hl, bp, bl, flags)
     );
-    async_host_call!(linker, "response_write", response_write(ptr, len));
+    // Not through the macro: a guest told its response went over the limit that keeps
+    // writing is stopped with a trap (it would otherwise spin until its deadline).
+    linker.func_wrap_async(
+        SDK_IMPORT_MODULE,
+        "response_write",
+        |mut c: C<'_>, (ptr, len): (i32, i32)| {
+            Box::new(async move {
+                if sdk(&mut c)
+                    .and_then(|s| s.req.as_ref())
+                    .is_some_and(|r| r.response_too_large)
+                {
+                    return Err(wasmtime::Error::msg(
+                        "the function kept writing after its response went over the limit",
+                    ));
+                }
+                let r = response_write(&mut c, ptr, len).await;
+                Ok(finish(&mut c, r))
+            })
+        },
+    )?;
     async_host_call!(linker, "response_trailers", response_trailers(ptr, len));
     // Configuration and errors.
     host_call!(linker, "env_get", env_get(buf, cap));

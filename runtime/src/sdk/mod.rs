@@ -178,7 +178,7 @@ where
         guest::set_deadline(&mut inst.store, deadline);
         let call = inst.handle.call_async(&mut inst.store, 0);
         let res = tokio::time::timeout(run_spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
-        let memory_hit = inst.store.data().limiter.hit;
+        let hits = inst.store.data().limiter.hits();
         let stdout = inst.stdout.take();
         let stderr = inst.stderr.take();
         let ctx = inst
@@ -198,7 +198,7 @@ where
         };
         let (mut failure, code) = match res {
             Err(_elapsed) => (Some(GuestFailure::Timeout), -1),
-            Ok(Err(e)) => (Some(GuestFailure::classify(&e, memory_hit, &stderr.0)), -1),
+            Ok(Err(e)) => (Some(GuestFailure::classify(&e, hits, &stderr.0)), -1),
             Ok(Ok(code)) => {
                 let failure = match code {
                     abi::result::OK => None,
@@ -213,7 +213,9 @@ where
                 (failure, code)
             }
         };
-        if response_too_large && failure.is_none() {
+        // Over the response limit is the cause whatever came after (a trap for writing on,
+        // the deadline for a guest that ignored the error).
+        if response_too_large {
             failure = Some(GuestFailure::ResponseTooLarge(run_spec.limits.max_response));
         }
         // A streamed body ends cleanly only with an explicit end; a guest that failed

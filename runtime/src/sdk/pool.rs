@@ -269,7 +269,7 @@ impl SdkPools {
         if let Some(s) = inst.store.data_mut().sdk.as_mut() {
             s.reset();
         }
-        inst.store.data_mut().limiter.hit = false;
+        inst.store.data_mut().limiter.reset();
         inst.idle_since = Instant::now();
         // parking_lot: no poisoning, so a panic elsewhere never makes instances vanish.
         pool.idle.lock().push(inst);
@@ -294,10 +294,7 @@ impl SdkPools {
             .build_p1();
         let state = GuestState {
             wasi,
-            limiter: MemoryLimiter {
-                max_memory: spec.limits.memory,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(spec.limits.memory),
             sdk: Some(SdkHostState {
                 outbound: self.outbound(),
                 ..SdkHostState::new(spec.clone(), self.kv())
@@ -330,7 +327,7 @@ impl SdkPools {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {
                     let (err, _) = stderr.take();
-                    let hit = store.data().limiter.hit;
+                    let hit = store.data().limiter.hits();
                     let failure = if e.to_string().contains("platform.Handle") {
                         GuestFailure::Instantiate(e.to_string())
                     } else {

@@ -77,10 +77,7 @@ async fn make_here(
     let spec = Arc::new(AppSpec::for_tests("snapshot"));
     let state = GuestState {
         wasi,
-        limiter: MemoryLimiter {
-            max_memory: 4 << 30,
-            hit: false,
-        },
+        limiter: MemoryLimiter::new(4 << 30),
         sdk: Some(SdkHostState::new(spec, None)),
     };
     let mut store = guest::new_store(engine, state, Instant::now() + Duration::from_secs(60));

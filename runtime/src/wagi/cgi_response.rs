@@ -41,7 +41,8 @@ pub enum CgiParseError {
         /// The line, cut to 80 characters.
         text: String,
     },
-    /// `Status` is not a three-digit code.
+    /// `Status` is not a three-digit code of a final response (1xx codes are interim
+    /// responses an HTTP server cannot send as the answer).
     #[error("invalid Status field {0:?}")]
     BadStatus(String),
     /// None of the required fields.
@@ -98,6 +99,7 @@ impl CgiResponse {
                     .filter(|c| c.len() == 3)
                     .and_then(|c| c.parse::<u16>().ok())
                     .and_then(|c| StatusCode::from_u16(c).ok())
+                    .filter(|c| !c.is_informational())
                     .ok_or_else(|| CgiParseError::BadStatus(text.clone()))?;
                 status = Some(code);
                 continue;
@@ -209,6 +211,15 @@ mod tests {
         );
         assert!(matches!(
             parse("Status: abc\n\n"),
+            Err(CgiParseError::BadStatus(_))
+        ));
+        // Found by the property tests: an interim status is no answer.
+        assert!(matches!(
+            parse("Status: 100 Continue\n\n"),
+            Err(CgiParseError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse("Status: 101 Switching Protocols\n\n"),
             Err(CgiParseError::BadStatus(_))
         ));
         assert!(matches!(

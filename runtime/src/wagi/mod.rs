@@ -119,10 +119,7 @@ pub async fn run(
         engine,
         GuestState {
             wasi,
-            limiter: MemoryLimiter {
-                max_memory: spec.limits.memory,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(spec.limits.memory),
             sdk: None,
         },
         deadline,
@@ -134,7 +131,7 @@ pub async fn run(
         start.call_async(&mut store, ()).await
     };
     let outcome = tokio::time::timeout(spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
-    let memory_hit = store.data().limiter.hit;
+    let hits = store.data().limiter.hits();
     drop(store);
 
     let (stderr_bytes, stderr_dropped) = stderr.take();
@@ -145,7 +142,7 @@ pub async fn run(
             if out.len() >= stdout_cap {
                 Err(GuestFailure::ResponseTooLarge(spec.limits.max_response))
             } else {
-                Err(GuestFailure::classify(&e, memory_hit, &stderr_bytes))
+                Err(GuestFailure::classify(&e, hits, &stderr_bytes))
             }
         }
         Ok(_) => {

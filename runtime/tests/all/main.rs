@@ -10,9 +10,11 @@ mod support;
 
 mod admin;
 mod events;
+mod fault_matrix;
 mod faults;
 mod kv;
 mod outbound;
+mod properties;
 mod routing;
 mod sdk;
 mod wagi;

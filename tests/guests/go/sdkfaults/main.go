@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -17,6 +18,13 @@ var (
 	served int
 	sink   [][]byte
 )
+
+// recurse goes deeper until Go's goroutine stack limit stops it.
+func recurse(n int) int {
+	var pad [64]byte
+	pad[n%64] = byte(n)
+	return recurse(n+1) + int(pad[0])
+}
 
 func main() {
 	mux := http.NewServeMux()
@@ -69,6 +77,62 @@ func main() {
 			w.(http.Flusher).Flush()
 			time.Sleep(20 * time.Millisecond)
 		}
+	})
+	mux.HandleFunc("/recurse", func(w http.ResponseWriter, r *http.Request) {
+		debug.SetMaxStack(8 << 20)
+		fmt.Fprintln(w, recurse(0))
+	})
+	mux.HandleFunc("/stdout-flood", func(w http.ResponseWriter, r *http.Request) {
+		chunk := strings.Repeat("o", 1<<16)
+		for {
+			os.Stdout.WriteString(chunk)
+		}
+	})
+	mux.HandleFunc("/stderr-flood", func(w http.ResponseWriter, r *http.Request) {
+		chunk := strings.Repeat("e", 1<<10) + "\n"
+		for {
+			os.Stderr.WriteString(chunk)
+		}
+	})
+	mux.HandleFunc("/response-flood", func(w http.ResponseWriter, r *http.Request) {
+		// Ignores write errors: only the host can stop it.
+		chunk := strings.Repeat("r", 1<<16)
+		for {
+			io.WriteString(w, chunk)
+		}
+	})
+	mux.HandleFunc("/ignore-body", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "body ignored")
+	})
+	mux.HandleFunc("/slow-read", func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1024)
+		n := 0
+		for {
+			k, err := r.Body.Read(buf)
+			n += k
+			if err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "read %d bytes slowly\n", n)
+	})
+	mux.HandleFunc("/spin-sleep", func(w http.ResponseWriter, r *http.Request) {
+		for {
+			time.Sleep(time.Microsecond)
+		}
+	})
+	mux.HandleFunc("/big-stream", func(w http.ResponseWriter, r *http.Request) {
+		chunk := strings.Repeat("b", 1<<16)
+		for i := 0; i < 512; i++ {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("b", 4<<20))
 	})
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s %s %s %s", r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("X-Test"), platform.RequestID(r))
