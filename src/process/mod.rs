@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use platform_control::blobs::BlobStore;
 use platform_control::events::EventBus;
+use platform_control::secrets::SecretKeys;
 use platform_control::store::Store;
 use platform_control::{Control, ControlConfig};
 use platform_runtime::engine::{EngineFingerprint, EngineSettings};
@@ -111,6 +112,7 @@ pub async fn build_control(
     public_url: String,
     app_addresses: Option<platform_control::app_address::AppAddressTemplate>,
     process_name: &str,
+    default_secrets_key: bool,
 ) -> anyhow::Result<Arc<Control>> {
     platform_control::private_fs::private_dir(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
@@ -137,7 +139,8 @@ pub async fn build_control(
         None => EventBus::in_process(),
     };
     let (_, engine) = engine_fingerprint()?;
-    Ok(Control::new(
+    let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
+    let ctl = Control::new(
         store,
         blobs,
         bus,
@@ -149,8 +152,35 @@ pub async fn build_control(
             app_addresses,
             caps: store_args.limits.caps(),
             quotas: store_args.limits.quotas(),
+            secrets,
         },
-    ))
+    );
+    if ctl.config.secrets.is_some() {
+        platform_control::api::secrets::reseal_all(&ctl)
+            .await
+            .map_err(|e| anyhow::anyhow!("sealing secrets under the current key: {e}"))?;
+    }
+    Ok(ctl)
+}
+
+/// The keys sealing secrets: --secrets-key-file (with `default_key`, <data-dir>/secrets-key,
+/// created 0600 when missing) and the old keys of a rotation.
+fn secret_keys(
+    store_args: &StoreArgs,
+    data_dir: &Path,
+    default_key: bool,
+) -> anyhow::Result<Option<SecretKeys>> {
+    let current = match &store_args.secrets_key_file {
+        Some(p) => SecretKeys::read_key_file(p)?,
+        None if default_key => SecretKeys::read_or_create_key_file(&data_dir.join("secrets-key"))?,
+        None => return Ok(None),
+    };
+    let old = store_args
+        .secrets_old_key_file
+        .iter()
+        .map(|p| SecretKeys::read_key_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(SecretKeys::from_bytes(&current, &old)))
 }
 
 /// Creates the first admin token on an empty database and tells the person at the terminal.

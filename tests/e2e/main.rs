@@ -13,3 +13,4 @@ mod concurrent;
 mod events;
 mod isolation;
 mod up;
+mod workflow;

@@ -1,0 +1,82 @@
+//! The developer's workflow as a new user meets it: `platform init` → build → `platform up`,
+//! and shell completions.
+
+use std::time::Duration;
+
+use platform_test_guests::{self as guests, GoBuild};
+
+use crate::support::{self, start};
+
+/// Every template builds for wasip1, and `platform up` accepts its manifest and serves it.
+#[test]
+fn init_templates_build_and_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (template, mode) in [
+        ("sdk", GoBuild::Reactor),
+        ("wagi", GoBuild::Command),
+        ("json-api", GoBuild::Reactor),
+    ] {
+        let name = format!("{template}-app");
+        let dir = tmp.path().join(&name);
+        let out = support::run(&[
+            "init",
+            &name,
+            "--template",
+            template,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(made["files"].as_array().unwrap().len(), 5, "{made}");
+        // A second init refuses to overwrite.
+        let again = support::run(&["init", &name, "--dir", dir.to_str().unwrap()]);
+        assert!(!again.status.success());
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("not overwriting"),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+
+        let wasm = guests::go_dir(&dir, mode);
+        std::fs::copy(&wasm, dir.join("app.wasm")).unwrap();
+        let manifest = dir.join("platform.toml");
+        let p = start(&["up", "--manifest", manifest.to_str().unwrap()]);
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let r = client.get(p.url(&format!("/{name}/"))).send().unwrap();
+        assert_eq!(r.status(), 200, "{template}: {}", p.stderr_text());
+        let body = r.text().unwrap();
+        if template == "json-api" {
+            assert!(body.contains(&format!("\"app\":\"{name}\"")), "{body}");
+            let created = client
+                .post(p.url(&format!("/{name}/items")))
+                .body(r#"{"name":"first"}"#)
+                .send()
+                .unwrap();
+            assert_eq!(created.status(), 201);
+        } else {
+            assert_eq!(body, format!("hello from {name}\n"), "{template}");
+            let hi = client.get(p.url(&format!("/{name}/hello/gopher"))).send().unwrap();
+            assert_eq!(hi.text().unwrap(), "hello, gopher\n");
+        }
+    }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = support::run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("platform"), "{shell}: {text}");
+        assert!(text.contains("secrets") || text.contains("deploy"), "{shell}");
+    }
+}
