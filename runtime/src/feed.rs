@@ -184,6 +184,7 @@ fn app_spec(app: &ServingApp, w: &WeightedRelease) -> Option<AppSpec> {
         app: app.name.clone(),
         tenant: app.tenant.clone(),
         release: r.id.clone(),
+        release_number: r.number,
         module: Digest::parse(&r.module_digest)?,
         env: r
             .env

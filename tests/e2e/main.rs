@@ -12,5 +12,6 @@ mod cluster;
 mod concurrent;
 mod events;
 mod isolation;
+mod secrets;
 mod up;
 mod workflow;

@@ -80,3 +80,78 @@ fn completions_are_printed_for_each_shell() {
         assert!(text.contains("secrets") || text.contains("deploy"), "{shell}");
     }
 }
+
+/// `platform split` on `platform up`: a canary after a deploy, shown by `apps`, carried by
+/// metrics and request logs; `--clear` ends it.
+#[test]
+fn split_sends_a_share_to_a_canary() {
+    let p = start(&["up"]);
+    let hello = guests::go("hello");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(support::bin())
+            .args(args)
+            .arg("--server")
+            .arg(&p.admin)
+            .arg("--data-dir")
+            .arg(p.data_dir.path())
+            .env_remove("PLATFORM_TOKEN")
+            .env_remove("PLATFORM_SERVER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "platform {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for v in ["1", "2"] {
+        cli(&[
+            "deploy",
+            hello.to_str().unwrap(),
+            "--app",
+            "hello",
+            "--route",
+            "/hello",
+            "--env",
+            &format!("V={v}"),
+        ]);
+    }
+    let said = cli(&["split", "hello", "--canary", "50%"]);
+    assert_eq!(said.trim(), "hello: 50% to #1 (live), 50% to #2", "{said}");
+    let apps = cli(&["apps"]);
+    assert!(apps.contains("#1 50% / #2 50%"), "{apps}");
+    let view: serde_json::Value =
+        serde_json::from_str(&cli(&["split", "hello", "30=#1", "70=#2", "--json"])).unwrap();
+    assert_eq!(view["shares"][0]["release"], 1, "{view}");
+    assert_eq!(view["shares"][0]["weight"], 30, "{view}");
+    assert_eq!(view["shares"][1]["release"], 2, "{view}");
+    assert_eq!(view["shares"][1]["weight"], 70, "{view}");
+    let client = reqwest::blocking::Client::new();
+    for _ in 0..60 {
+        assert_eq!(client.get(p.url("/hello")).send().unwrap().status(), 200);
+    }
+    let m = client
+        .get(format!("{}/metrics", p.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for r in ["1", "2"] {
+        assert!(
+            m.contains(&format!(
+                r#"platform_requests_total{{tenant="default",app="hello",release="{r}",status="200"}}"#
+            )),
+            "{m}"
+        );
+    }
+    let cleared = cli(&["split", "hello", "--clear"]);
+    assert_eq!(cleared.trim(), "hello: 100% to #1 (live)");
+    let bad = std::process::Command::new(support::bin())
+        .args(["split", "hello", "60=#1", "60=#2", "--server", &p.admin, "--data-dir"])
+        .arg(p.data_dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not 100%"));
+}

@@ -54,7 +54,7 @@ pub struct WebState {
 
 /// The dashboard's routes, to merge into the admin listener.
 pub fn router(state: WebState) -> Router {
-    use pages::{apps, detail, login, logs, tokens};
+    use pages::{apps, detail, login, logs, secrets, tokens};
     let sso = oidc::SsoHandle(
         state
             .config
@@ -90,6 +90,9 @@ pub fn router(state: WebState) -> Router {
         .route("/apps/{app}/routes", post(detail::add_route))
         .route("/apps/{app}/routes/{id}/delete", post(detail::delete_route))
         .route("/apps/{app}/traffic", get(detail::traffic))
+        .route("/apps/{app}/secrets", post(secrets::set))
+        .route("/apps/{app}/secrets/{name}/delete", post(secrets::delete))
+        .route("/apps/{app}/split", post(secrets::split))
         .route("/logs", get(logs::page))
         .route("/logs/stream", get(logs::stream))
         .route("/tokens", get(tokens::page).post(tokens::create))
