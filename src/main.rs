@@ -119,7 +119,12 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "platform", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "platform",
+            &mut std::io::stdout(),
+        );
         return std::process::ExitCode::SUCCESS;
     }
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

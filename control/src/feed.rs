@@ -18,8 +18,8 @@ use sqlx::Row;
 use crate::Control;
 use crate::api::secrets::open_release_secrets;
 use crate::app_address::AppAddressTemplate;
-use crate::secrets::SecretKeys;
 use crate::error::ApiError;
+use crate::secrets::SecretKeys;
 use crate::store::{Store, Tx, timestamp};
 
 /// A release's configuration as stored (JSON in `releases.config`).
@@ -219,7 +219,8 @@ pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
     let mut apps = Vec::with_capacity(ids.len());
     let mut conn = store.pool().acquire().await?;
     for id in ids {
-        if let Some(a) = serving_app(&mut conn, &id, addresses, ctl.config.secrets.as_ref()).await? {
+        if let Some(a) = serving_app(&mut conn, &id, addresses, ctl.config.secrets.as_ref()).await?
+        {
             apps.push(a);
         }
     }
@@ -235,7 +236,8 @@ pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Resul
         ctl.config.app_addresses.as_ref(),
         ctl.config.secrets.as_ref(),
     )
-    .await? {
+    .await?
+    {
         Some(app) => feed_event::Change::AppChanged(app),
         None => feed_event::Change::AppRemoved(app_id.to_string()),
     };

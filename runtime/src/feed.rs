@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform_proto::v1::{
-    FeedEvent, FeedSnapshot, Isolation as ProtoIsolation, ServingApp, WeightedRelease,
-    feed_event,
+    FeedEvent, FeedSnapshot, Isolation as ProtoIsolation, ServingApp, WeightedRelease, feed_event,
 };
 
 use crate::app::{AppSpec, AppTarget, Isolation, Limits};

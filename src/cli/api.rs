@@ -578,11 +578,9 @@ impl Api for InProcessApi {
         &self,
         r: DeleteSecretRequest,
     ) -> Result<DeleteSecretResponse, CallError> {
-        Ok(platform_control::api::secrets::delete_secret(
-            self.ctl.clone(),
-            self.caller.clone(),
-            r,
+        Ok(
+            platform_control::api::secrets::delete_secret(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
         )
-        .await?)
     }
 }

@@ -127,7 +127,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
 /// Writes the project; refuses (writing nothing) when any file already exists.
 pub fn create(args: &InitArgs) -> anyhow::Result<Created> {
     check_app_name(&args.name).map_err(|m| anyhow::anyhow!("app name {:?}: {m}", args.name))?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     let sdk = if args.template.uses_sdk() {
         find_sdk(args.sdk.as_deref())?
     } else {
@@ -271,12 +274,18 @@ mod tests {
         let go_mod = std::fs::read_to_string(dir.join("go.mod")).unwrap();
         assert!(go_mod.contains(&format!("require {SDK_MODULE} v0.0.0")));
         // Built from a checkout, the replace points at its SDK.
-        assert!(go_mod.contains(&format!("replace {SDK_MODULE} => /")), "{go_mod}");
+        assert!(
+            go_mod.contains(&format!("replace {SDK_MODULE} => /")),
+            "{go_mod}"
+        );
         let before = std::fs::read_to_string(dir.join("README.md")).unwrap();
         std::fs::write(dir.join("main.go"), "mine").unwrap();
         let e = create(&args("shop", Template::Wagi, &dir)).unwrap_err();
         assert!(e.to_string().contains("not overwriting"), "{e}");
-        assert_eq!(std::fs::read_to_string(dir.join("main.go")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("main.go")).unwrap(),
+            "mine"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join("README.md")).unwrap(),
             before
@@ -292,6 +301,11 @@ mod tests {
         assert!(create(&args("Bad Name", Template::Sdk, &tmp.path().join("x"))).is_err());
         let mut a = args("x", Template::Sdk, &tmp.path().join("x"));
         a.sdk = Some(tmp.path().to_path_buf());
-        assert!(create(&a).unwrap_err().to_string().contains("not the Platform Go SDK"));
+        assert!(
+            create(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("not the Platform Go SDK")
+        );
     }
 }

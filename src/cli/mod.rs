@@ -1,5 +1,5 @@
 //! Client commands: `login`, `init`, `deploy`, `apps`, `releases`, `rollback`, `split`,
-//! `secrets`, `routes`, `triggers`, `dedicated`, `domains`, `tokens`.
+//! `secrets`, `logs`, `routes`, `triggers`, `dedicated`, `domains`, `tokens`.
 //!
 //! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
 //! saved login (`platform login`), then, on the machine running `platform up`, the admin
@@ -8,6 +8,7 @@
 pub mod api;
 pub mod deploy;
 pub mod init;
+pub mod logs;
 pub mod secrets;
 pub mod split;
 
@@ -92,6 +93,9 @@ pub enum ClientCommand {
         #[command(subcommand)]
         action: secrets::SecretAction,
     },
+    /// Show an app's recent log lines (request lines and guest output); `-f` follows new
+    /// ones: `platform logs shop -f --status 5xx --since 10m`.
+    Logs(logs::LogsArgs),
     /// List routes.
     Routes {
         #[command(flatten)]
@@ -241,6 +245,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Login { server, token } => login(&server, &token).await,
         ClientCommand::Init(args) => init::run(args),
         ClientCommand::Split(args) => split::run(args).await,
+        ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Secrets { action } => secrets::run(action).await,
         ClientCommand::Triggers {
             app,
@@ -700,6 +705,12 @@ fn split_route(r: &str, host: Option<&str>) -> (String, String) {
 
 /// Resolves server and token and returns an API client.
 pub fn connect(conn: &ConnArgs) -> anyhow::Result<Box<dyn Api>> {
+    let (server, token) = server_and_token(conn)?;
+    Ok(Box::new(HttpApi::new(&server, &token)?))
+}
+
+/// The control plane's URL and the token to call it with (see the module's docs).
+pub fn server_and_token(conn: &ConnArgs) -> anyhow::Result<(String, String)> {
     let saved = load_login();
     let server = conn
         .server
@@ -724,7 +735,7 @@ pub fn connect(conn: &ConnArgs) -> anyhow::Result<Box<dyn Api>> {
                 })?
         }
     };
-    Ok(Box::new(HttpApi::new(&server, &token)?))
+    Ok((server, token))
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

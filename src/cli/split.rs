@@ -112,7 +112,9 @@ pub async fn run(args: SplitArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let [(wa, a), (wb, b)] = shares.as_slice() else {
-            bail!("give two shares, e.g. `platform split APP 90=#12 10=#13` (or --canary 10%, or --clear)");
+            bail!(
+                "give two shares, e.g. `platform split APP 90=#12 10=#13` (or --canary 10%, or --clear)"
+            );
         };
         if wa + wb != 100 {
             bail!("the shares add up to {}%, not 100%", wa + wb);

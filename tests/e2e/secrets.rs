@@ -156,11 +156,25 @@ isolation = "per-request"
 
     let check = |p: &Platform, want: &str| {
         eventually(p, None, "/wagi/getenv/API_KEY", want);
-        eventually(p, Some("pooled--default.localhost"), "/getenv?name=API_KEY", want);
-        eventually(p, Some("fresh--default.localhost"), "/getenv?name=API_KEY", want);
+        eventually(
+            p,
+            Some("pooled--default.localhost"),
+            "/getenv?name=API_KEY",
+            want,
+        );
+        eventually(
+            p,
+            Some("fresh--default.localhost"),
+            "/getenv?name=API_KEY",
+            want,
+        );
     };
     for app in ["wagi", "pooled", "fresh"] {
-        let out = cli(&p, &["secrets", "set", app, "API_KEY"], Some(&format!("{FIRST}\n")));
+        let out = cli(
+            &p,
+            &["secrets", "set", app, "API_KEY"],
+            Some(&format!("{FIRST}\n")),
+        );
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("release #2 is live"), "{said}");
     }
@@ -171,7 +185,14 @@ isolation = "per-request"
     for app in ["wagi", "pooled", "fresh"] {
         cli(
             &p,
-            &["secrets", "set", app, "API_KEY", "--from-file", file.to_str().unwrap()],
+            &[
+                "secrets",
+                "set",
+                app,
+                "API_KEY",
+                "--from-file",
+                file.to_str().unwrap(),
+            ],
             None,
         );
     }

@@ -64,7 +64,10 @@ fn init_templates_build_and_serve() {
             assert_eq!(created.status(), 201);
         } else {
             assert_eq!(body, format!("hello from {name}\n"), "{template}");
-            let hi = client.get(p.url(&format!("/{name}/hello/gopher"))).send().unwrap();
+            let hi = client
+                .get(p.url(&format!("/{name}/hello/gopher")))
+                .send()
+                .unwrap();
             assert_eq!(hi.text().unwrap(), "hello, gopher\n");
         }
     }
@@ -77,7 +80,10 @@ fn completions_are_printed_for_each_shell() {
         assert!(out.status.success(), "{shell}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("platform"), "{shell}: {text}");
-        assert!(text.contains("secrets") || text.contains("deploy"), "{shell}");
+        assert!(
+            text.contains("secrets") || text.contains("deploy"),
+            "{shell}"
+        );
     }
 }
 
@@ -145,10 +151,58 @@ fn split_sends_a_share_to_a_canary() {
             "{m}"
         );
     }
+    // The request log lines name the release that served.
+    let logs = cli(&["logs", "hello", "--json", "--lines", "500"]);
+    let entries: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(entries.len() >= 60, "{logs}");
+    for r in ["#1", "#2"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["stream"] == "request" && e["line"].as_str().unwrap().ends_with(r)),
+            "{logs}"
+        );
+    }
+    // `logs -f` follows new lines as they come.
+    let mut follow = support::Proc::spawn(
+        "platform logs -f",
+        &support::bin(),
+        &[
+            "logs".to_string(),
+            "hello".to_string(),
+            "-f".to_string(),
+            "--lines".to_string(),
+            "1".to_string(),
+            "--server".to_string(),
+            p.admin.clone(),
+            "--data-dir".to_string(),
+            p.data_dir.path().display().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    client
+        .get(p.url("/hello/followed"))
+        .header("x-request-id", "follow-me-1")
+        .send()
+        .unwrap();
+    let line = follow.wait_line("follow-me-1", Duration::from_secs(20));
+    assert!(line.contains("GET /hello/followed"), "{line}");
+    follow.kill();
     let cleared = cli(&["split", "hello", "--clear"]);
     assert_eq!(cleared.trim(), "hello: 100% to #1 (live)");
     let bad = std::process::Command::new(support::bin())
-        .args(["split", "hello", "60=#1", "60=#2", "--server", &p.admin, "--data-dir"])
+        .args([
+            "split",
+            "hello",
+            "60=#1",
+            "60=#2",
+            "--server",
+            &p.admin,
+            "--data-dir",
+        ])
         .arg(p.data_dir.path())
         .output()
         .unwrap();

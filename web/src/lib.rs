@@ -10,6 +10,7 @@
 
 pub mod assets;
 pub mod charts;
+pub mod log_api;
 pub mod observe;
 pub mod oidc;
 pub mod pages;
@@ -95,6 +96,7 @@ pub fn router(state: WebState) -> Router {
         .route("/apps/{app}/split", post(secrets::split))
         .route("/logs", get(logs::page))
         .route("/logs/stream", get(logs::stream))
+        .route("/platform.v1.LogService/TailLogs", post(log_api::tail_logs))
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/users", post(tokens::create_user))

@@ -173,10 +173,7 @@ pub async fn app_message(
 }
 
 /// The number of release `id` (0 for none).
-async fn release_number(
-    conn: &mut sqlx::AnyConnection,
-    id: Option<&str>,
-) -> Result<u32, ApiError> {
+async fn release_number(conn: &mut sqlx::AnyConnection, id: Option<&str>) -> Result<u32, ApiError> {
     let Some(id) = id else { return Ok(0) };
     Ok(sqlx::query("SELECT number FROM releases WHERE id = $1")
         .bind(id)

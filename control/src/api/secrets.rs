@@ -138,10 +138,11 @@ pub async fn delete_secret(
         .await?
         .rows_affected();
     if gone == 0 {
-        return Err(
-            ApiError::not_found(format!("app {:?} has no secret {:?}", app.name, req.name))
-                .on("name"),
-        );
+        return Err(ApiError::not_found(format!(
+            "app {:?} has no secret {:?}",
+            app.name, req.name
+        ))
+        .on("name"));
     }
     let number = rerelease(&ctl, tx, &app.id, app.live_release_id.as_deref()).await?;
     tracing::info!(app = %app.name, secret = %req.name, release = number, "secret removed");

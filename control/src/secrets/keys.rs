@@ -139,7 +139,11 @@ impl SecretKeys {
             .map_err(|_| KeyError::Seal)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
-        Ok(format!("{VERSION}:{}:{}", self.current.id, hex::encode(out)))
+        Ok(format!(
+            "{VERSION}:{}:{}",
+            self.current.id,
+            hex::encode(out)
+        ))
     }
 
     /// Opens a value sealed for `at` by [`SecretKeys::seal`], under any loaded key.

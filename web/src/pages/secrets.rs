@@ -41,8 +41,9 @@ pub async fn set(
     )
     .await
     {
-        Ok(r) => Redirect::to(&format!("/apps/{app}?msg=secret-{}", r.release_number))
-            .into_response(),
+        Ok(r) => {
+            Redirect::to(&format!("/apps/{app}?msg=secret-{}", r.release_number)).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -63,8 +64,9 @@ pub async fn delete(
     )
     .await
     {
-        Ok(r) => Redirect::to(&format!("/apps/{app}?msg=unsecret-{}", r.release_number))
-            .into_response(),
+        Ok(r) => {
+            Redirect::to(&format!("/apps/{app}?msg=unsecret-{}", r.release_number)).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
