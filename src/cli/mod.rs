@@ -1,5 +1,5 @@
 //! Client commands: `login`, `init`, `deploy`, `apps`, `releases`, `rollback`, `split`,
-//! `secrets`, `logs`, `routes`, `triggers`, `dedicated`, `domains`, `tokens`.
+//! `secrets`, `logs`, `status`, `routes`, `triggers`, `dedicated`, `domains`, `tokens`.
 //!
 //! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
 //! saved login (`platform login`), then, on the machine running `platform up`, the admin
@@ -11,6 +11,7 @@ pub mod init;
 pub mod logs;
 pub mod secrets;
 pub mod split;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,9 @@ pub enum ClientCommand {
     /// Show an app's recent log lines (request lines and guest output); `-f` follows new
     /// ones: `platform logs shop -f --status 5xx --since 10m`.
     Logs(logs::LogsArgs),
+    /// What is live and how it is doing (last 5 minutes): a table of apps, or one app's
+    /// release, split, routes, error rate, p50/p99 and cold starts.
+    Status(status::StatusArgs),
     /// List routes.
     Routes {
         #[command(flatten)]
@@ -246,6 +250,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Init(args) => init::run(args),
         ClientCommand::Split(args) => split::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,
+        ClientCommand::Status(args) => status::run(args).await,
         ClientCommand::Secrets { action } => secrets::run(action).await,
         ClientCommand::Triggers {
             app,

@@ -151,6 +151,16 @@ fn split_sends_a_share_to_a_canary() {
             "{m}"
         );
     }
+    // `status` shows the split and the traffic of the last five minutes.
+    let st: serde_json::Value = serde_json::from_str(&cli(&["status", "hello", "--json"])).unwrap();
+    let a = &st["apps"][0];
+    assert!(a["requests"].as_u64().unwrap() >= 60, "{st}");
+    assert_eq!(a["app"]["split"]["weight"], 70, "{st}");
+    assert!(a["p99Ms"].as_f64().unwrap() > 0.0, "{st}");
+    let table = cli(&["status"]);
+    assert!(table.contains("#1 30% / #2 70%"), "{table}");
+    let one = cli(&["status", "hello"]);
+    assert!(one.contains(&format!("{}/hello", p.traffic)), "{one}");
     // The request log lines name the release that served.
     let logs = cli(&["logs", "hello", "--json", "--lines", "500"]);
     let entries: Vec<serde_json::Value> = logs

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod pages;
 pub mod session;
 pub mod sign_in_limits;
+pub mod status_api;
 pub mod users;
 
 use std::sync::Arc;
