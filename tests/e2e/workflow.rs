@@ -154,7 +154,9 @@ fn split_sends_a_share_to_a_canary() {
     // `status` shows the split and the traffic of the last five minutes.
     let st: serde_json::Value = serde_json::from_str(&cli(&["status", "hello", "--json"])).unwrap();
     let a = &st["apps"][0];
-    assert!(a["requests"].as_u64().unwrap() >= 60, "{st}");
+    // (proto3 JSON writes 64-bit integers as strings.)
+    let requests: u64 = a["requests"].as_str().unwrap().parse().unwrap();
+    assert!(requests >= 60, "{st}");
     assert_eq!(a["app"]["split"]["weight"], 70, "{st}");
     assert!(a["p99Ms"].as_f64().unwrap() > 0.0, "{st}");
     let table = cli(&["status"]);

@@ -98,6 +98,10 @@ pub fn router(state: WebState) -> Router {
         .route("/logs", get(logs::page))
         .route("/logs/stream", get(logs::stream))
         .route("/platform.v1.LogService/TailLogs", post(log_api::tail_logs))
+        .route(
+            "/platform.v1.StatusService/GetStatus",
+            post(status_api::get_status),
+        )
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/users", post(tokens::create_user))
