@@ -543,6 +543,9 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
     await expectText(page.getByTestId('flash'), /Secret removed; release #5 is live without it/);
     await expectText(page.getByTestId('secrets'), /No secrets/);
     await expectServed(routeUrl('/getenv/API_KEY'), /^$/);
+    // Back to #2, as the steps after this one expect.
+    await page.getByTestId('rollback-2').click();
+    await expectText(page.getByTestId('flash'), /Release #2 is live again/);
   });
 
   step('create a token: the secret is shown once', async () => {
