@@ -316,3 +316,63 @@ fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    fn store(args: &[&str]) -> StoreArgs {
+        Flags::parse_from(std::iter::once("t").chain(args.iter().copied())).store
+    }
+
+    #[test]
+    fn secret_keys_come_from_flags_or_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        // `platform control` without a key: secrets are off.
+        assert!(
+            secret_keys(&store(&[]), dir.path(), false)
+                .unwrap()
+                .is_none()
+        );
+        // `platform up`: made under the data directory, the same on the next start.
+        let a = secret_keys(&store(&[]), dir.path(), true).unwrap().unwrap();
+        let b = secret_keys(&store(&[]), dir.path(), true).unwrap().unwrap();
+        assert_eq!(a.current_id(), b.current_id());
+        // A rotation: the new key seals, the old one still opens.
+        let new = dir.path().join("new-key");
+        std::fs::write(&new, hex::encode(SecretKeys::random_bytes())).unwrap();
+        let old = dir.path().join("secrets-key");
+        let rotated = secret_keys(
+            &store(&[
+                "--secrets-key-file",
+                new.to_str().unwrap(),
+                "--secrets-old-key-file",
+                old.to_str().unwrap(),
+            ]),
+            dir.path(),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(rotated.current_id(), a.current_id());
+        let at = platform_control::secrets::Binding::Secret {
+            app_id: "a",
+            name: "N",
+        };
+        let sealed = a.seal(b"v", at).unwrap();
+        assert_eq!(rotated.open(&sealed, at).unwrap(), b"v");
+        // A file that is not a key is refused.
+        std::fs::write(&new, "nope").unwrap();
+        let bad = store(&["--secrets-key-file", new.to_str().unwrap()]);
+        assert!(secret_keys(&bad, dir.path(), true).is_err());
+    }
+}
