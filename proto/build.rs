@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
     files.sort();
+    // The directory too: a new .proto file must regenerate the code.
+    println!("cargo:rerun-if-changed=platform/v1");
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -172,6 +172,16 @@ pub struct StoreArgs {
     /// instead of a random one: lets a cluster's runtimes be configured before control starts.
     #[arg(long, env = "PLATFORM_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
+    /// Key sealing secrets at rest: a file of 64 hex digits (`openssl rand -hex 32`), mode
+    /// 0600 [`platform up`: <data-dir>/secrets-key, created when missing; `platform
+    /// control`: none, and secrets are off].
+    #[arg(long, env = "PLATFORM_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// A previous key, still opening secrets sealed before a rotation (repeatable; with
+    /// the env variable, comma-separated). At start every secret is sealed again under
+    /// --secrets-key-file, after which the old key can go.
+    #[arg(long, env = "PLATFORM_SECRETS_OLD_KEY_FILES", value_delimiter = ',')]
+    pub secrets_old_key_file: Vec<PathBuf>,
     /// Largest module accepted for upload.
     #[arg(long, env = "PLATFORM_MAX_MODULE_SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_module_size: u64,

@@ -223,6 +223,10 @@ pub async fn follow(
     let mut first_hold = Some(rt.hold_readiness("first feed snapshot"));
     let mut events = None;
     let mut state: Option<FeedState> = None;
+    // Set when the state must be read again from a snapshot: at start, after a revision
+    // gap or a lost stream, on request, and every 30 s as a safety net. The state read
+    // before stays in force (and is compared with the new one) until then.
+    let mut need_snapshot = true;
     let mut backoff = Duration::from_millis(100);
     let mut safety = tokio::time::interval(Duration::from_secs(30));
     safety.tick().await;
@@ -238,17 +242,27 @@ pub async fn follow(
                 }
             }
         }
-        if state.is_none() {
+        if need_snapshot {
             match source.snapshot().await {
                 Ok(s) => {
                     let st = FeedState::from_snapshot(s);
-                    install(&rt, &st, &scope, first_hold.take());
-                    tracing::info!(
-                        revision = st.revision(),
-                        apps = st.len(),
-                        "feed snapshot applied"
-                    );
+                    // The periodic resync usually finds nothing new: say so only at DEBUG.
+                    if state.as_ref() == Some(&st) {
+                        tracing::debug!(
+                            revision = st.revision(),
+                            apps = st.len(),
+                            "feed snapshot unchanged"
+                        );
+                    } else {
+                        install(&rt, &st, &scope, first_hold.take());
+                        tracing::info!(
+                            revision = st.revision(),
+                            apps = st.len(),
+                            "feed snapshot applied"
+                        );
+                    }
                     state = Some(st);
+                    need_snapshot = false;
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
@@ -272,7 +286,7 @@ pub async fn follow(
             () = &mut shutdown => return,
             ev = next => match ev {
                 Some(ev) => {
-                    if let Some(st) = state.as_mut() {
+                    if let Some(st) = state.as_mut().filter(|_| !need_snapshot) {
                         match st.apply(&ev) {
                             Applied::Changed => {
                                 install(&rt, st, &scope, None);
@@ -281,7 +295,7 @@ pub async fn follow(
                             Applied::Ignored => {}
                             Applied::Gap => {
                                 tracing::info!(have = st.revision(), got = ev.revision, "feed revision gap; resyncing");
-                                state = None;
+                                need_snapshot = true;
                             }
                         }
                     }
@@ -289,12 +303,12 @@ pub async fn follow(
                 None => {
                     tracing::warn!("feed event stream ended; resubscribing");
                     events = None;
-                    state = None;
+                    need_snapshot = true;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
-            () = resync.notified() => state = None,
-            _ = safety.tick() => state = None,
+            () = resync.notified() => need_snapshot = true,
+            _ = safety.tick() => need_snapshot = true,
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn install_manifest(
             app: app.name.clone(),
             tenant: "local".into(),
             release: format!("local-{}", digest.short()),
+            release_number: 0,
             module: digest.clone(),
             env: app.env.clone(),
             limits: app.limits.clone(),

@@ -1,7 +1,8 @@
 //! `platform`: one binary for every part of Platform.
 //!
 //! Processes: `up` (everything, embedded storage), `runtime`, `control`, `worker`.
-//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `tokens`.
+//! Client commands: `login`, `init`, `deploy`, `apps`, `releases`, `rollback`, `split`,
+//! `secrets`, `routes`, `tokens`; `completions` prints shell completion scripts.
 
 mod args;
 mod cli;
@@ -16,7 +17,7 @@ mod telemetry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::args::{AddressArgs, CommonArgs, DashboardArgs, RuntimeArgs, StoreArgs};
 
@@ -105,12 +106,29 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print a shell completion script: `platform completions bash > /etc/bash_completion.d/platform`,
+    /// `platform completions zsh > "${fpath[1]}/_platform"`,
+    /// `platform completions fish > ~/.config/fish/completions/platform.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "platform",
+            &mut std::io::stdout(),
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         #[expect(
             unsafe_code,
@@ -173,6 +191,7 @@ fn main() -> std::process::ExitCode {
                 store,
             } => process::worker::run(admin_listen, common, store).await,
             Command::Client(c) => cli::run(c).await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     // Whatever still runs on a blocking thread (a compile started before SIGTERM) is not

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::Control;
+use crate::api::secrets::open_release_secrets;
 use crate::app_address::AppAddressTemplate;
 use crate::error::ApiError;
+use crate::secrets::SecretKeys;
 use crate::store::{Store, Tx, timestamp};
 
 /// A release's configuration as stored (JSON in `releases.config`).
@@ -102,6 +104,7 @@ pub async fn serving_app(
     conn: &mut sqlx::AnyConnection,
     app_id: &str,
     addresses: Option<&AppAddressTemplate>,
+    keys: Option<&SecretKeys>,
 ) -> Result<Option<ServingApp>, sqlx::Error> {
     let Some(app) = sqlx::query(
         "SELECT id, tenant, name, live_release_id, split_release_id, split_weight, dedicated FROM apps WHERE id = $1",
@@ -164,9 +167,18 @@ pub async fn serving_app(
         .fetch_optional(&mut *conn)
         .await?
         {
+            let secret_env = match row.try_get::<Option<String>, _>("secrets")? {
+                Some(sealed) => open_release_secrets(keys, &id, &sealed).unwrap_or_else(|e| {
+                    // Serve without them rather than not at all; the error names no value.
+                    tracing::error!(app = %name, release = %id, error = %e, "cannot open the release's secrets");
+                    Default::default()
+                }),
+                None => Default::default(),
+            };
             releases.push(WeightedRelease {
                 weight,
                 release: Some(release_from_row(&row, Some(&live))?),
+                secret_env: secret_env.into_iter().collect(),
             });
         }
     }
@@ -207,7 +219,8 @@ pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
     let mut apps = Vec::with_capacity(ids.len());
     let mut conn = store.pool().acquire().await?;
     for id in ids {
-        if let Some(a) = serving_app(&mut conn, &id, addresses).await? {
+        if let Some(a) = serving_app(&mut conn, &id, addresses, ctl.config.secrets.as_ref()).await?
+        {
             apps.push(a);
         }
     }
@@ -217,7 +230,14 @@ pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
 /// Bumps the revision, captures `app_id`'s serving state, commits, and publishes the event.
 pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Result<u64, ApiError> {
     let revision = Store::bump_revision(&mut tx).await?;
-    let change = match serving_app(&mut tx, app_id, ctl.config.app_addresses.as_ref()).await? {
+    let change = match serving_app(
+        &mut tx,
+        app_id,
+        ctl.config.app_addresses.as_ref(),
+        ctl.config.secrets.as_ref(),
+    )
+    .await?
+    {
         Some(app) => feed_event::Change::AppChanged(app),
         None => feed_event::Change::AppRemoved(app_id.to_string()),
     };

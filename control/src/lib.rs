@@ -21,6 +21,7 @@ pub mod feed;
 pub mod host_ownership;
 pub mod private_fs;
 pub mod quota;
+pub mod secrets;
 pub mod store;
 pub mod worker;
 
@@ -56,6 +57,8 @@ pub struct ControlConfig {
     pub caps: quota::ReleaseCaps,
     /// The operator's per-tenant quotas.
     pub quotas: quota::TenantQuotas,
+    /// The keys sealing secrets; `None` turns secrets off.
+    pub secrets: Option<secrets::SecretKeys>,
 }
 
 /// The control plane: store, blobs, events and configuration, shared by every handler.

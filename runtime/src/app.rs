@@ -75,6 +75,9 @@ pub struct AppSpec {
     pub tenant: String,
     /// Release identifier, unique per app.
     pub release: String,
+    /// The release's number (1, 2, 3... per app; 0 when it has none, as in a manifest
+    /// served without a control plane): the `release` label of request metrics.
+    pub release_number: u32,
     /// The module to run, by content digest.
     pub module: Digest,
     /// Environment given to the guest (WAGI: on top of the CGI variables).
@@ -88,6 +91,14 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
+    /// The `release` label of metrics: the number, or `-` without one.
+    pub fn release_label(&self) -> String {
+        match self.release_number {
+            0 => "-".into(),
+            n => n.to_string(),
+        }
+    }
+
     /// A spec with default limits and no module, for unit tests of routing.
     #[doc(hidden)]
     pub fn for_tests(app: &str) -> Self {
@@ -95,6 +106,7 @@ impl AppSpec {
             app: app.to_string(),
             tenant: "default".into(),
             release: "1".into(),
+            release_number: 1,
             module: Digest::of(app.as_bytes()),
             env: Vec::new(),
             limits: Limits::default(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform_proto::v1::{
-    FeedEvent, FeedSnapshot, Isolation as ProtoIsolation, ServingApp, feed_event,
+    FeedEvent, FeedSnapshot, Isolation as ProtoIsolation, ServingApp, WeightedRelease, feed_event,
 };
 
 use crate::app::{AppSpec, AppTarget, Isolation, Limits};
@@ -51,7 +51,7 @@ pub enum Applied {
 }
 
 /// The served state and its revision.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedState {
     revision: u64,
     apps: BTreeMap<String, ServingApp>,
@@ -121,7 +121,7 @@ impl FeedState {
                 .iter()
                 .filter_map(|w| {
                     let r = w.release.as_ref()?;
-                    match app_spec(app, r) {
+                    match app_spec(app, w) {
                         Some(spec) => Some((w.weight, Arc::new(spec))),
                         None => {
                             tracing::warn!(app = %app.name, release = %r.id, "release has an invalid module digest; skipped");
@@ -172,7 +172,10 @@ impl FeedState {
     }
 }
 
-fn app_spec(app: &ServingApp, r: &platform_proto::v1::Release) -> Option<AppSpec> {
+/// The spec of one weighted release: its environment is the release's plus its secrets
+/// (a secret wins over a variable of the same name).
+fn app_spec(app: &ServingApp, w: &WeightedRelease) -> Option<AppSpec> {
+    let r = w.release.as_ref()?;
     let defaults = Limits::default();
     let l = r.limits.unwrap_or_default();
     let nonzero = |v: u64, d: u64| if v == 0 { d } else { v };
@@ -180,10 +183,12 @@ fn app_spec(app: &ServingApp, r: &platform_proto::v1::Release) -> Option<AppSpec
         app: app.name.clone(),
         tenant: app.tenant.clone(),
         release: r.id.clone(),
+        release_number: r.number,
         module: Digest::parse(&r.module_digest)?,
         env: r
             .env
             .iter()
+            .chain(&w.secret_env)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>()
             .into_iter()
@@ -210,7 +215,7 @@ fn app_spec(app: &ServingApp, r: &platform_proto::v1::Release) -> Option<AppSpec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_proto::v1::{Release, ServingRoute, WeightedRelease};
+    use platform_proto::v1::{Release, ServingRoute};
 
     fn app(id: &str, prefix: &str) -> ServingApp {
         ServingApp {
@@ -228,6 +233,7 @@ mod tests {
                     module_digest: "a".repeat(64),
                     ..Default::default()
                 }),
+                ..Default::default()
             }],
             ..Default::default()
         }

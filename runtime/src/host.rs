@@ -340,6 +340,7 @@ impl Runtime {
             .get_or_create(&RequestLabels {
                 tenant: "-".into(),
                 app: "-".into(),
+                release: "-".into(),
                 status,
             })
             .inc();
@@ -695,6 +696,7 @@ impl<'a> InFlight<'a> {
             .get_or_create(&RequestLabels {
                 tenant: self.spec.tenant.clone(),
                 app: self.spec.app.clone(),
+                release: self.spec.release_label(),
                 status: status.as_u16(),
             })
             .inc();
@@ -719,11 +721,15 @@ impl<'a> InFlight<'a> {
             stream: LogStream::Request,
             status: Some(status.as_u16()),
             line: format!(
-                "{} {} in {:.2} ms{}",
+                "{} {} in {:.2} ms{}{}",
                 self.request_line,
                 status.as_u16(),
                 elapsed.as_secs_f64() * 1000.0,
-                if cold { " (cold)" } else { "" }
+                if cold { " (cold)" } else { "" },
+                match self.spec.release_number {
+                    0 => String::new(),
+                    n => format!(" #{n}"),
+                }
             ),
         });
     }
@@ -747,6 +753,7 @@ impl Drop for InFlight<'_> {
                 .get_or_create(&RequestLabels {
                     tenant: self.spec.tenant.clone(),
                     app: self.spec.app.clone(),
+                    release: self.spec.release_label(),
                     status: 499,
                 })
                 .inc();

@@ -17,6 +17,9 @@ pub struct RequestLabels {
     pub tenant: String,
     /// App name (`-` when no route matched).
     pub app: String,
+    /// The number of the release that served (`-` when no route matched or the release
+    /// has no number), so a split's releases can be compared.
+    pub release: String,
     /// HTTP status code.
     pub status: u16,
 }

@@ -104,6 +104,20 @@ pub trait Api: Send + Sync {
     async fn revoke_token(&self, r: RevokeTokenRequest) -> Result<RevokeTokenResponse, CallError>;
     /// FeedService/GetInfo.
     async fn get_info(&self, r: GetInfoRequest) -> Result<GetInfoResponse, CallError>;
+    /// ReleaseService/SetTrafficSplit.
+    async fn set_traffic_split(
+        &self,
+        r: SetTrafficSplitRequest,
+    ) -> Result<SetTrafficSplitResponse, CallError>;
+    /// SecretService/SetSecret.
+    async fn set_secret(&self, r: SetSecretRequest) -> Result<SetSecretResponse, CallError>;
+    /// SecretService/ListSecrets.
+    async fn list_secrets(&self, r: ListSecretsRequest) -> Result<ListSecretsResponse, CallError>;
+    /// SecretService/DeleteSecret.
+    async fn delete_secret(
+        &self,
+        r: DeleteSecretRequest,
+    ) -> Result<DeleteSecretResponse, CallError>;
 }
 
 /// The API over HTTP.
@@ -317,6 +331,28 @@ impl Api for HttpApi {
     async fn get_info(&self, r: GetInfoRequest) -> Result<GetInfoResponse, CallError> {
         self.call("FeedService/GetInfo", &r).await
     }
+
+    async fn set_traffic_split(
+        &self,
+        r: SetTrafficSplitRequest,
+    ) -> Result<SetTrafficSplitResponse, CallError> {
+        self.call("ReleaseService/SetTrafficSplit", &r).await
+    }
+
+    async fn set_secret(&self, r: SetSecretRequest) -> Result<SetSecretResponse, CallError> {
+        self.call("SecretService/SetSecret", &r).await
+    }
+
+    async fn list_secrets(&self, r: ListSecretsRequest) -> Result<ListSecretsResponse, CallError> {
+        self.call("SecretService/ListSecrets", &r).await
+    }
+
+    async fn delete_secret(
+        &self,
+        r: DeleteSecretRequest,
+    ) -> Result<DeleteSecretResponse, CallError> {
+        self.call("SecretService/DeleteSecret", &r).await
+    }
 }
 
 /// The API called in-process (for `platform up`), as a given caller.
@@ -510,5 +546,41 @@ impl Api for InProcessApi {
 
     async fn get_info(&self, r: GetInfoRequest) -> Result<GetInfoResponse, CallError> {
         Ok(platform_control::api::feed::get_info(self.ctl.clone(), self.caller.clone(), r).await?)
+    }
+
+    async fn set_traffic_split(
+        &self,
+        r: SetTrafficSplitRequest,
+    ) -> Result<SetTrafficSplitResponse, CallError> {
+        Ok(platform_control::api::releases::set_traffic_split(
+            self.ctl.clone(),
+            self.caller.clone(),
+            r,
+        )
+        .await?)
+    }
+
+    async fn set_secret(&self, r: SetSecretRequest) -> Result<SetSecretResponse, CallError> {
+        Ok(
+            platform_control::api::secrets::set_secret(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
+    }
+
+    async fn list_secrets(&self, r: ListSecretsRequest) -> Result<ListSecretsResponse, CallError> {
+        Ok(
+            platform_control::api::secrets::list_secrets(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
+    }
+
+    async fn delete_secret(
+        &self,
+        r: DeleteSecretRequest,
+    ) -> Result<DeleteSecretResponse, CallError> {
+        Ok(
+            platform_control::api::secrets::delete_secret(self.ctl.clone(), self.caller.clone(), r)
+                .await?,
+        )
     }
 }

@@ -1,5 +1,5 @@
-//! Client commands: `login`, `deploy`, `apps`, `releases`, `rollback`, `routes`, `triggers`,
-//! `dedicated`, `domains`, `tokens`.
+//! Client commands: `login`, `init`, `deploy`, `apps`, `releases`, `rollback`, `split`,
+//! `secrets`, `logs`, `status`, `routes`, `triggers`, `dedicated`, `domains`, `tokens`.
 //!
 //! Server and token come from flags, then `PLATFORM_SERVER` / `PLATFORM_TOKEN`, then the
 //! saved login (`platform login`), then, on the machine running `platform up`, the admin
@@ -7,6 +7,11 @@
 
 pub mod api;
 pub mod deploy;
+pub mod init;
+pub mod logs;
+pub mod secrets;
+pub mod split;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +58,9 @@ pub enum ClientCommand {
         #[arg(long)]
         token: String,
     },
+    /// Start a Go project: `platform init hello [--template sdk|wagi|json-api]` writes
+    /// main.go, go.mod, platform.toml, .gitignore and a README into ./hello.
+    Init(init::InitArgs),
     /// Upload a module and serve it: `platform deploy hello.wasm --app hello --route /hello`,
     /// or every app of a manifest: `platform deploy --manifest platform.toml`.
     Deploy(Box<DeployArgs>),
@@ -77,6 +85,21 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Split traffic between two releases: `platform split APP 90=#12 10=#13`, or
+    /// `platform split APP --canary 10%` (the newest release gets 10%), or `--clear`.
+    Split(split::SplitArgs),
+    /// Write-only secrets, read by guests as environment variables:
+    /// `echo -n "$KEY" | platform secrets set APP API_KEY`, `list`, `unset`.
+    Secrets {
+        #[command(subcommand)]
+        action: secrets::SecretAction,
+    },
+    /// Show an app's recent log lines (request lines and guest output); `-f` follows new
+    /// ones: `platform logs shop -f --status 5xx --since 10m`.
+    Logs(logs::LogsArgs),
+    /// What is live and how it is doing (last 5 minutes): a table of apps, or one app's
+    /// release, split, routes, error rate, p50/p99 and cold starts.
+    Status(status::StatusArgs),
     /// List routes.
     Routes {
         #[command(flatten)]
@@ -224,6 +247,11 @@ pub struct DeployArgs {
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Login { server, token } => login(&server, &token).await,
+        ClientCommand::Init(args) => init::run(args),
+        ClientCommand::Split(args) => split::run(args).await,
+        ClientCommand::Logs(args) => logs::run(args).await,
+        ClientCommand::Status(args) => status::run(args).await,
+        ClientCommand::Secrets { action } => secrets::run(action).await,
         ClientCommand::Triggers {
             app,
             events,
@@ -306,16 +334,25 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 println!("no apps yet: platform deploy app.wasm --app NAME --route /path");
             }
             println!("{:<20} {:<8} ROUTES", "APP", "RELEASE");
+            // A split shows as `#13 90% / #12 10%`.
             for a in apps {
                 let mut routes: Vec<String> = a.routes.iter().map(|r| r.url.clone()).collect();
                 if !a.default_url.is_empty() {
                     routes.insert(0, a.default_url.clone());
                 }
-                let rel = if a.live_release_number == 0 {
+                let mut rel = if a.live_release_number == 0 {
                     "-".to_string()
                 } else {
                     format!("#{}", a.live_release_number)
                 };
+                if let Some(s) = a.split.as_ref().filter(|s| s.weight > 0) {
+                    rel = format!(
+                        "{rel} {}% / #{} {}%",
+                        100 - s.weight,
+                        s.release_number,
+                        s.weight
+                    );
+                }
                 println!("{:<20} {:<8} {}", a.name, rel, routes.join(" "));
             }
             Ok(())
@@ -673,6 +710,12 @@ fn split_route(r: &str, host: Option<&str>) -> (String, String) {
 
 /// Resolves server and token and returns an API client.
 pub fn connect(conn: &ConnArgs) -> anyhow::Result<Box<dyn Api>> {
+    let (server, token) = server_and_token(conn)?;
+    Ok(Box::new(HttpApi::new(&server, &token)?))
+}
+
+/// The control plane's URL and the token to call it with (see the module's docs).
+pub fn server_and_token(conn: &ConnArgs) -> anyhow::Result<(String, String)> {
     let saved = load_login();
     let server = conn
         .server
@@ -697,7 +740,7 @@ pub fn connect(conn: &ConnArgs) -> anyhow::Result<Box<dyn Api>> {
                 })?
         }
     };
-    Ok(Box::new(HttpApi::new(&server, &token)?))
+    Ok((server, token))
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -741,7 +784,7 @@ async fn login(server: &str, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -755,7 +798,7 @@ fn state_name(s: i32) -> &'static str {
     }
 }
 
-fn format_time(secs: i64) -> String {
+pub(crate) fn format_time(secs: i64) -> String {
     humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
     )

@@ -24,7 +24,15 @@ pub async fn run(
         "platform-control",
     )?;
     let public_url_is_https = public_url.starts_with("https://");
-    let ctl = build_control(&common, &store, public_url, addresses, "platform-control").await?;
+    let ctl = build_control(
+        &common,
+        &store,
+        public_url,
+        addresses,
+        "platform-control",
+        false,
+    )
+    .await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
     let shutdown = Shutdown::on_signals();
     if store.dedicated.dedicated_services {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use platform_control::blobs::BlobStore;
 use platform_control::events::EventBus;
+use platform_control::secrets::SecretKeys;
 use platform_control::store::Store;
 use platform_control::{Control, ControlConfig};
 use platform_runtime::engine::{EngineFingerprint, EngineSettings};
@@ -139,6 +140,7 @@ pub async fn build_control(
     public_url: String,
     app_addresses: Option<platform_control::app_address::AppAddressTemplate>,
     process_name: &str,
+    default_secrets_key: bool,
 ) -> anyhow::Result<Arc<Control>> {
     platform_control::private_fs::private_dir(&common.data_dir)
         .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
@@ -165,7 +167,8 @@ pub async fn build_control(
         None => EventBus::in_process(),
     };
     let (_, engine) = engine_fingerprint()?;
-    Ok(Control::new(
+    let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
+    let ctl = Control::new(
         store,
         blobs,
         bus,
@@ -177,8 +180,35 @@ pub async fn build_control(
             app_addresses,
             caps: store_args.limits.caps(),
             quotas: store_args.limits.quotas(),
+            secrets,
         },
-    ))
+    );
+    if ctl.config.secrets.is_some() {
+        platform_control::api::secrets::reseal_all(&ctl)
+            .await
+            .map_err(|e| anyhow::anyhow!("sealing secrets under the current key: {e}"))?;
+    }
+    Ok(ctl)
+}
+
+/// The keys sealing secrets: --secrets-key-file (with `default_key`, <data-dir>/secrets-key,
+/// created 0600 when missing) and the old keys of a rotation.
+fn secret_keys(
+    store_args: &StoreArgs,
+    data_dir: &Path,
+    default_key: bool,
+) -> anyhow::Result<Option<SecretKeys>> {
+    let current = match &store_args.secrets_key_file {
+        Some(p) => SecretKeys::read_key_file(p)?,
+        None if default_key => SecretKeys::read_or_create_key_file(&data_dir.join("secrets-key"))?,
+        None => return Ok(None),
+    };
+    let old = store_args
+        .secrets_old_key_file
+        .iter()
+        .map(|p| SecretKeys::read_key_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(SecretKeys::from_bytes(&current, &old)))
 }
 
 /// Creates the first admin token on an empty database and tells the person at the terminal.
@@ -312,5 +342,65 @@ pub(crate) fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    fn store(args: &[&str]) -> StoreArgs {
+        Flags::parse_from(std::iter::once("t").chain(args.iter().copied())).store
+    }
+
+    #[test]
+    fn secret_keys_come_from_flags_or_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        // `platform control` without a key: secrets are off.
+        assert!(
+            secret_keys(&store(&[]), dir.path(), false)
+                .unwrap()
+                .is_none()
+        );
+        // `platform up`: made under the data directory, the same on the next start.
+        let a = secret_keys(&store(&[]), dir.path(), true).unwrap().unwrap();
+        let b = secret_keys(&store(&[]), dir.path(), true).unwrap().unwrap();
+        assert_eq!(a.current_id(), b.current_id());
+        // A rotation: the new key seals, the old one still opens.
+        let new = dir.path().join("new-key");
+        std::fs::write(&new, hex::encode(SecretKeys::random_bytes())).unwrap();
+        let old = dir.path().join("secrets-key");
+        let rotated = secret_keys(
+            &store(&[
+                "--secrets-key-file",
+                new.to_str().unwrap(),
+                "--secrets-old-key-file",
+                old.to_str().unwrap(),
+            ]),
+            dir.path(),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(rotated.current_id(), a.current_id());
+        let at = platform_control::secrets::Binding::Secret {
+            app_id: "a",
+            name: "N",
+        };
+        let sealed = a.seal(b"v", at).unwrap();
+        assert_eq!(rotated.open(&sealed, at).unwrap(), b"v");
+        // A file that is not a key is refused.
+        std::fs::write(&new, "nope").unwrap();
+        let bad = store(&["--secrets-key-file", new.to_str().unwrap()]);
+        assert!(secret_keys(&bad, dir.path(), true).is_err());
     }
 }

@@ -52,7 +52,7 @@ pub async fn run(
     let public_url = public_url.unwrap_or_else(|| display_base(traffic_addr));
     let web_config = dashboard.web_config(&display_base(admin_addr))?;
 
-    let ctl = build_control(&common, &store, public_url, addresses, "platform").await?;
+    let ctl = build_control(&common, &store, public_url, addresses, "platform", true).await?;
     bootstrap_token(&ctl, &common.data_dir, store.bootstrap_token.as_deref()).await?;
 
     let source = BlobModuleSource::new(ctl.blobs.clone(), common.data_dir.join("modules"));

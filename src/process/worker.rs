@@ -18,7 +18,15 @@ pub async fn run(
         common.otlp_endpoint.as_deref(),
         "platform-worker",
     )?;
-    let ctl = build_control(&common, &store, String::new(), None, "platform-worker").await?;
+    let ctl = build_control(
+        &common,
+        &store,
+        String::new(),
+        None,
+        "platform-worker",
+        false,
+    )
+    .await?;
     let (engine, _) = engine_fingerprint()?;
     let shutdown = Shutdown::on_signals();
     let ready = Arc::new(AtomicBool::new(true));

@@ -515,6 +515,39 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
     assert.deepEqual(await moduleOptions(), before);
   });
 
+  step('set a secret and split traffic from the app page; only the name is ever shown', async () => {
+    await onAppPage();
+    const value = `browser-secret-${suffix}`;
+    const form = page.getByTestId('secret-form');
+    await form.getByLabel('Name').fill('API_KEY');
+    await form.getByLabel('Value').fill(value);
+    assert.equal(await form.getByLabel('Value').getAttribute('type'), 'password');
+    await form.getByRole('button', { name: 'Set secret' }).click();
+    await expectText(page.getByTestId('flash'), /Secret set; release #4 is live with it/);
+    await expectText(page.getByTestId('secret-name'), /^API_KEY$/);
+    assert.ok(!(await page.content()).includes(value), 'the page shows a secret value');
+    await expectServed(routeUrl('/getenv/API_KEY'), new RegExp(`^${value}$`));
+    // Half the traffic to #3 (the hello module): both answers come back.
+    const split = page.getByTestId('split-form');
+    await split.getByLabel('Send').fill('50');
+    await split.getByLabel(/of traffic to release/).selectOption('3');
+    await split.getByRole('button', { name: 'Split' }).click();
+    await expectText(page.getByTestId('flash'), /Traffic split updated/);
+    await expectText(page.locator('main'), /50% of traffic to #3/);
+    await expectServed(routeUrl('/'), /^hello from Go\n$/);
+    await expectServed(routeUrl('/getenv/API_KEY'), new RegExp(`^${value}$`));
+    await split.getByLabel('Send').fill('0');
+    await split.getByRole('button', { name: 'Split' }).click();
+    await expectText(page.getByTestId('flash'), /Traffic split updated/);
+    await page.getByRole('button', { name: 'Remove secret API_KEY' }).click();
+    await expectText(page.getByTestId('flash'), /Secret removed; release #5 is live without it/);
+    await expectText(page.getByTestId('secrets'), /No secrets/);
+    await expectServed(routeUrl('/getenv/API_KEY'), /^$/);
+    // Back to #2, as the steps after this one expect.
+    await page.getByTestId('rollback-2').click();
+    await expectText(page.getByTestId('flash'), /Release #2 is live again/);
+  });
+
   step('create a token: the secret is shown once', async () => {
     await page.getByRole('link', { name: /Tokens/ }).click();
     await expectText(page.getByRole('heading', { level: 1 }), /Tokens/);

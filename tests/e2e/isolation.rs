@@ -322,7 +322,9 @@ fn the_dashboard_and_guests_stay_apart() {
         .text()
         .unwrap();
     assert!(
-        m.contains(r#"platform_requests_total{tenant="default",app="mux",status="200"}"#),
+        m.contains(
+            r#"platform_requests_total{tenant="default",app="mux",release="1",status="200"}"#
+        ),
         "{m}"
     );
 }

@@ -12,5 +12,7 @@ mod cluster;
 mod concurrent;
 mod events;
 mod isolation;
+mod secrets;
 mod startup;
 mod up;
+mod workflow;

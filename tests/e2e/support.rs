@@ -28,7 +28,13 @@ pub fn start(args: &[&str]) -> Platform {
 }
 
 pub fn start_in(args: &[&str], data_dir: tempfile::TempDir) -> Platform {
+    start_in_env(args, data_dir, &[])
+}
+
+/// Like [`start_in`], with extra environment variables.
+pub fn start_in_env(args: &[&str], data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Platform {
     let mut cmd = Command::new(bin());
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .arg("--listen=127.0.0.1:0")
         .arg("--admin-listen=127.0.0.1:0")

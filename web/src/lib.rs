@@ -10,11 +10,13 @@
 
 pub mod assets;
 pub mod charts;
+pub mod log_api;
 pub mod observe;
 pub mod oidc;
 pub mod pages;
 pub mod session;
 pub mod sign_in_limits;
+pub mod status_api;
 pub mod users;
 
 use std::sync::Arc;
@@ -54,7 +56,7 @@ pub struct WebState {
 
 /// The dashboard's routes, to merge into the admin listener.
 pub fn router(state: WebState) -> Router {
-    use pages::{apps, detail, login, logs, tokens};
+    use pages::{apps, detail, login, logs, secrets, tokens};
     let sso = oidc::SsoHandle(
         state
             .config
@@ -90,8 +92,16 @@ pub fn router(state: WebState) -> Router {
         .route("/apps/{app}/routes", post(detail::add_route))
         .route("/apps/{app}/routes/{id}/delete", post(detail::delete_route))
         .route("/apps/{app}/traffic", get(detail::traffic))
+        .route("/apps/{app}/secrets", post(secrets::set))
+        .route("/apps/{app}/secrets/{name}/delete", post(secrets::delete))
+        .route("/apps/{app}/split", post(secrets::split))
         .route("/logs", get(logs::page))
         .route("/logs/stream", get(logs::stream))
+        .route("/platform.v1.LogService/TailLogs", post(log_api::tail_logs))
+        .route(
+            "/platform.v1.StatusService/GetStatus",
+            post(status_api::get_status),
+        )
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/users", post(tokens::create_user))

@@ -100,6 +100,7 @@ pub async fn delete_app(
     for delete in [
         "DELETE FROM routes WHERE app_id = $1",
         "DELETE FROM triggers WHERE app_id = $1",
+        "DELETE FROM secrets WHERE app_id = $1",
         "DELETE FROM activations WHERE app_id = $1",
         "DELETE FROM releases WHERE app_id = $1",
     ] {
@@ -140,16 +141,8 @@ pub async fn app_message(
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let live_number = match &app.live_release_id {
-        Some(id) => sqlx::query("SELECT number FROM releases WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.try_get::<i64, _>(0))
-            .transpose()?
-            .unwrap_or(0) as u32,
-        None => 0,
-    };
+    let live_number = release_number(conn, app.live_release_id.as_deref()).await?;
+    let split_number = release_number(conn, app.split_release_id.as_deref()).await?;
     let (event_triggers, subject_triggers) =
         super::triggers::app_triggers(&mut *conn, &app.id).await?;
     let default_url = ctl
@@ -168,6 +161,7 @@ pub async fn app_message(
         split: app.split_release_id.clone().map(|release_id| TrafficSplit {
             release_id,
             weight: app.split_weight,
+            release_number: split_number,
         }),
         routes,
         live_release_number: live_number,
@@ -176,4 +170,16 @@ pub async fn app_message(
         dedicated: app.dedicated,
         dedicated_status: app.dedicated_status.clone(),
     })
+}
+
+/// The number of release `id` (0 for none).
+async fn release_number(conn: &mut sqlx::AnyConnection, id: Option<&str>) -> Result<u32, ApiError> {
+    let Some(id) = id else { return Ok(0) };
+    Ok(sqlx::query("SELECT number FROM releases WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<i64, _>(0))
+        .transpose()?
+        .unwrap_or(0) as u32)
 }

@@ -6,6 +6,7 @@ pub mod feed;
 pub mod modules;
 pub mod releases;
 pub mod routes;
+pub mod secrets;
 pub mod tokens;
 pub mod triggers;
 
@@ -87,6 +88,18 @@ pub fn router(ctl: Arc<Control>) -> Router {
         .route(
             "/platform.v1.DomainService/DeleteDomain",
             unary(domains::delete_domain),
+        )
+        .route(
+            "/platform.v1.SecretService/SetSecret",
+            unary(secrets::set_secret),
+        )
+        .route(
+            "/platform.v1.SecretService/ListSecrets",
+            unary(secrets::list_secrets),
+        )
+        .route(
+            "/platform.v1.SecretService/DeleteSecret",
+            unary(secrets::delete_secret),
         )
         .route(
             "/platform.v1.TokenService/CreateToken",

@@ -203,8 +203,11 @@ pub async fn create_release(
     let state = if ready { "ready" } else { "pending" };
     let config_json =
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding release", e))?;
+    // The release keeps the app's secrets of this moment (sealed), like its environment.
+    let (secrets, secrets_key_id) =
+        super::secrets::seal_release_secrets(&ctl, &mut tx, &app.id, &id).await?;
     sqlx::query(
-        "INSERT INTO releases (id, app_id, number, module_digest, config, state, activate_when_ready, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO releases (id, app_id, number, module_digest, config, state, activate_when_ready, created_at, secrets, secrets_key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
     .bind(&app.id)
@@ -214,6 +217,8 @@ pub async fn create_release(
     .bind(state)
     .bind(i64::from(req.activate && !ready))
     .bind(now_ms())
+    .bind(secrets)
+    .bind(secrets_key_id)
     .execute(&mut *tx)
     .await?;
     if req.activate && ready {

@@ -16,6 +16,7 @@ mod domains;
 mod feed;
 mod limits;
 mod roles;
+mod secrets;
 mod tenancy;
 mod triggers;
 mod uploads;

@@ -123,6 +123,10 @@ impl Harness {
             app_addresses: None,
             caps: Default::default(),
             quotas: Default::default(),
+            secrets: Some(platform_control::secrets::SecretKeys::from_bytes(
+                &platform_control::secrets::SecretKeys::random_bytes(),
+                &[],
+            )),
         };
         configure(&mut config);
         let ctl = Control::new(store, blobs, events, config);

@@ -110,6 +110,7 @@ impl TestHost {
                 app: app.name.into(),
                 tenant: app.tenant.into(),
                 release: app.release.into(),
+                release_number: 0,
                 module: digest,
                 env: app
                     .env

@@ -1,5 +1,5 @@
-//! An app's page: upload, module compile state, releases (create, roll back), routes,
-//! traffic charts.
+//! An app's page: upload, module compile state, releases (create, roll back, split),
+//! routes, secrets (names only), traffic charts.
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use platform_control::api::{apps, modules, releases, routes};
+use platform_control::api::{apps, modules, releases, routes, secrets};
 use platform_control::error::ApiError;
 use platform_proto::v1::*;
 
@@ -77,6 +77,9 @@ struct AppPage {
     route_form: RouteForm,
     routes: Vec<RouteRow>,
     releases: Vec<ReleaseRow>,
+    secrets: Vec<super::secrets::SecretRow>,
+    split_weight: u32,
+    split_release: u32,
     traffic: String,
 }
 
@@ -145,6 +148,11 @@ fn flash(msg: Option<&str>) -> Option<String> {
         "rolledback" => format!("Release #{n} is live again."),
         "route" => "Route added.".into(),
         "unrouted" => "Route removed.".into(),
+        "secret" if n != "0" => format!("Secret set; release #{n} is live with it."),
+        "secret" => "Secret set; the next release gets it.".into(),
+        "unsecret" if n != "0" => format!("Secret removed; release #{n} is live without it."),
+        "unsecret" => "Secret removed.".into(),
+        "split" => "Traffic split updated.".into(),
         _ => return None,
     })
 }
@@ -189,6 +197,22 @@ async fn app_page(
         let n = rels.iter().find(|r| r.id == s.release_id)?.number;
         Some(format!("{}% of traffic to #{n}", s.weight))
     });
+    let secret_rows = secrets::list_secrets(
+        ctl.clone(),
+        caller.clone(),
+        ListSecretsRequest {
+            app: app.id.clone(),
+        },
+    )
+    .await
+    .map(|r| r.secrets)
+    .unwrap_or_default()
+    .into_iter()
+    .map(|s| super::secrets::SecretRow {
+        updated: when(s.update_time.as_ref()),
+        name: s.name,
+    })
+    .collect();
     let mut form = form;
     if form.module.is_empty() {
         form.module = mods.first().map(|m| m.digest.clone()).unwrap_or_default();
@@ -237,6 +261,9 @@ async fn app_page(
                 created: when(r.create_time.as_ref()),
             })
             .collect(),
+        secrets: secret_rows,
+        split_weight: app.split.as_ref().map_or(0, |s| s.weight),
+        split_release: app.split.as_ref().map_or(0, |s| s.release_number),
         traffic,
         app,
     })

@@ -4,6 +4,7 @@ pub mod apps;
 pub mod detail;
 pub mod login;
 pub mod logs;
+pub mod secrets;
 pub mod tokens;
 
 use askama::Template;

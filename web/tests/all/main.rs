@@ -14,5 +14,6 @@ mod assets;
 mod csrf;
 mod login;
 mod oidc;
+mod secrets;
 mod tokens;
 mod uploads;

@@ -160,6 +160,10 @@ impl Dash {
                 app_addresses: None,
                 caps: Default::default(),
                 quotas: Default::default(),
+                secrets: Some(platform_control::secrets::SecretKeys::from_bytes(
+                    &platform_control::secrets::SecretKeys::random_bytes(),
+                    &[],
+                )),
             },
         );
         let admin = ctl

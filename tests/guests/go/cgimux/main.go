@@ -64,6 +64,9 @@ func main() {
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "GREETING=%s\n", os.Getenv("GREETING"))
 	})
+	mux.HandleFunc("GET /getenv/{name}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.PathValue("name")))
+	})
 	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{

@@ -28,6 +28,9 @@ func recurse(n int) int {
 
 func main() {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/getenv", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("name")))
+	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		served++
 		fmt.Fprintf(w, "ok %d\n", served)
