@@ -1,0 +1,246 @@
+//! Serving one request with a wasi:http component: a fresh instance per request.
+//!
+//! ```text
+//! request ─► incoming-request + response-outparam resources ─► guest task (own store,
+//!            epoch deadline, memory cap, permits) ─► incoming-handler.handle
+//!         ◄─ response head as soon as the guest sets it; body streams while the guest runs
+//! ```
+//!
+//! As `wasmtime serve` does, the guest runs in a task of its own, so it can keep writing
+//! the body after the head is sent. Until the head is sent, a guest failure becomes the
+//! same status a module's would ([`GuestFailure`]); after, it is logged and counted and
+//! the body is cut. The guest's stdout and stderr lines go to the log with the request id
+//! when it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tracing::Instrument;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use super::{ComponentState, body};
+use crate::admission::ExecPermits;
+use crate::app::AppSpec;
+use crate::failure::GuestFailure;
+use crate::guest;
+use crate::host::{BoxError, ConnInfo, REQUEST_ID, ResponseBody, Runtime};
+use crate::logs::{CappedPipe, LogStream};
+use crate::module_cache::LoadedModule;
+
+/// Bytes of stdout and of stderr kept per request; the rest is counted and dropped.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+/// What an admitted component request runs with: the component, the release, and the
+/// permits that admitted it (held until the guest ends, body included).
+pub struct ComponentExec {
+    /// The compiled component.
+    pub loaded: Arc<LoadedModule>,
+    /// The release.
+    pub spec: Arc<AppSpec>,
+    /// Admission permits.
+    pub permits: ExecPermits,
+}
+
+/// Aborts the guest task if the request is dropped (client gone) before the head is sent.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), GuestFailure>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Serves one request with a fresh instance of the component in `exec`.
+pub(crate) async fn serve<B>(
+    rt: &Runtime,
+    exec: ComponentExec,
+    req: Request<B>,
+    conn: ConnInfo,
+    request_id: &str,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let ComponentExec {
+        loaded,
+        spec,
+        permits,
+    } = exec;
+    let Some(pre) = loaded.proxy_pre().cloned() else {
+        let f = GuestFailure::Instantiate("the module is not a wasi:http component".into());
+        return rt.failure_response(&spec, &f, request_id);
+    };
+    let req = for_guest(req, &spec, conn, request_id);
+    let stdout = CappedPipe::new(OUTPUT_CAP);
+    let stderr = CappedPipe::new(OUTPUT_CAP);
+    let deadline = Instant::now() + spec.limits.timeout;
+    let mut store = Store::new(
+        rt.engine(),
+        ComponentState::new(&spec, stdout.clone(), stderr.clone()),
+    );
+    store.limiter(|s| &mut s.limiter);
+    guest::set_deadline(&mut store, deadline);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let resources = {
+        let mut http = store.data_mut().http();
+        http.new_incoming_request(Scheme::Http, req)
+            .and_then(|r| Ok((r, http.new_response_outparam(tx)?)))
+    };
+    let (incoming, outparam) = match resources {
+        Ok(v) => v,
+        Err(e) => {
+            let f = GuestFailure::Instantiate(format!("{e:#}"));
+            return rt.failure_response(&spec, &f, request_id);
+        }
+    };
+
+    let output = GuestOutput {
+        logs: rt.logs.clone(),
+        spec: spec.clone(),
+        request_id: request_id.to_string(),
+        stdout,
+        stderr,
+    };
+    let wall = spec.limits.timeout + guest::DEADLINE_GRACE;
+    let task = tokio::spawn(
+        async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            let outcome = tokio::time::timeout(wall, run).await;
+            let memory_hit = store.data().limiter.hit;
+            // Dropping the store ends the response body if the guest did not finish it.
+            drop(store);
+            drop(permits);
+            let stderr = output.flush();
+            match outcome {
+                Err(_elapsed) => Err(GuestFailure::Timeout),
+                Ok(Err(e)) => Err(GuestFailure::classify(&e, memory_hit, &stderr)),
+                Ok(Ok(())) => Ok(()),
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    let mut task = AbortOnDrop(Some(task));
+
+    match rx.await {
+        Ok(Ok(resp)) => {
+            // The head is out; the guest may still be writing the body. Report how it
+            // ends without holding the response back.
+            if let Some(task) = task.0.take() {
+                let (metrics, logs) = (rt.metrics.clone(), rt.logs.clone());
+                let (spec, request_id) = (spec.clone(), request_id.to_string());
+                tokio::spawn(async move {
+                    if let Ok(Err(f)) = task.await {
+                        crate::host::report_failure(&metrics, &logs, &spec, &f, &request_id);
+                    }
+                });
+            }
+            resp.map(|b| body::OutgoingBody::new(b, spec.limits.max_response).boxed())
+        }
+        Ok(Err(code)) => {
+            let _ = join(&mut task).await;
+            let f = GuestFailure::BadOutput(format!(
+                "the component answered with an error: {}",
+                describe(&code)
+            ));
+            rt.failure_response(&spec, &f, request_id)
+        }
+        Err(_) => {
+            let f = match join(&mut task).await {
+                Err(f) => f,
+                Ok(()) => GuestFailure::BadOutput(
+                    "the component returned without setting a response".into(),
+                ),
+            };
+            rt.failure_response(&spec, &f, request_id)
+        }
+    }
+}
+
+async fn join(task: &mut AbortOnDrop) -> Result<(), GuestFailure> {
+    match task.0.take() {
+        Some(t) => match t.await {
+            Ok(r) => r,
+            Err(e) => Err(GuestFailure::Trap(format!("the guest task failed: {e}"))),
+        },
+        None => Ok(()),
+    }
+}
+
+fn describe(code: &ErrorCode) -> String {
+    let text = format!("{code:?}");
+    text.chars().take(200).collect()
+}
+
+/// The request as the guest sees it: the routed path, a `Host` (the `wasi:http` request
+/// needs an authority), the request id, and the body cut at the release's limit.
+fn for_guest<B>(
+    req: Request<B>,
+    spec: &AppSpec,
+    conn: ConnInfo,
+    request_id: &str,
+) -> Request<impl Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, b) = req.into_parts();
+    if parts.uri.authority().is_none()
+        && !parts.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&conn.local.to_string())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(REQUEST_ID, v);
+    }
+    Request::from_parts(parts, body::incoming(b, spec.limits.max_body))
+}
+
+/// The guest's captured output, sent to the log line by line when the guest ends.
+struct GuestOutput {
+    logs: Arc<crate::logs::LogBus>,
+    spec: Arc<AppSpec>,
+    request_id: String,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+}
+
+impl GuestOutput {
+    /// Publishes stdout then stderr; returns stderr (failure classification reads it).
+    fn flush(&self) -> Bytes {
+        for (stream, pipe) in [
+            (LogStream::Stdout, &self.stdout),
+            (LogStream::Stderr, &self.stderr),
+        ] {
+            let (bytes, dropped) = pipe.take();
+            crate::logs::emit_guest_output(
+                &self.logs,
+                &self.spec,
+                &self.request_id,
+                stream,
+                &bytes,
+                dropped,
+            );
+            if stream == LogStream::Stderr {
+                return bytes;
+            }
+        }
+        Bytes::new()
+    }
+}

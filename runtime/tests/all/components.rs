@@ -1,0 +1,185 @@
+//! wasi:http components (wasip2), built from Rust source in `tests/guests/rust/`: served
+//! with a fresh instance per request, with the same limits and faults as modules.
+
+use std::time::Duration;
+
+use platform_runtime::Limits;
+use platform_runtime::abi::{self, AbiError, AbiKind};
+use platform_test_guests as guests;
+
+use crate::support::{App, TestHost, client, metric_value};
+
+async fn component_host() -> TestHost {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        env: &[("GREETING", "hello from the release")],
+        limits: Limits {
+            memory: 64 << 20,
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        ..App::new("comp", &component, &["/c"])
+    }]);
+    host
+}
+
+async fn get(host: &TestHost, path: &str) -> (u16, String) {
+    let r = client().get(host.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    assert!(
+        r.headers().contains_key("x-request-id"),
+        "{path}: no x-request-id"
+    );
+    (status, r.text().await.unwrap())
+}
+
+async fn assert_healthy(host: &TestHost) {
+    assert_eq!(
+        get(host, "/c").await,
+        (200, "hello from a component".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detected_as_a_wasi_http_component() {
+    let bytes = std::fs::read(guests::http_component()).unwrap();
+    assert_eq!(abi::detect(&bytes).unwrap().kind, AbiKind::Component);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_env_and_status() {
+    let host = component_host().await;
+    assert_healthy(&host).await;
+    // Fresh instance per request: the second request is served like the first.
+    assert_healthy(&host).await;
+    assert_eq!(
+        get(&host, "/c/env").await,
+        (200, "GREETING=hello from the release".to_string())
+    );
+    assert_eq!(get(&host, "/c/status/418").await.0, 418);
+    let m = host.rt.metrics.encode();
+    assert!(
+        metric_value(
+            &m,
+            "platform_requests_total",
+            &[("app", "comp"), ("status", "200")]
+        ) >= 3.0,
+        "{m}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_and_stderr_lines_carry_the_request_id() {
+    let host = component_host().await;
+    let mut events = host.rt.logs.subscribe();
+    let r = client().get(host.url("/c/log")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(r.text().await.unwrap(), "logged");
+    let (mut out, mut err) = (false, false);
+    while !(out && err) {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("guest output was never logged")
+            .unwrap();
+        if e.request_id == id {
+            out |= e.line == "component says hello on stdout";
+            err |= e.line == "component says hello on stderr";
+        }
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_is_a_500_and_the_host_keeps_serving() {
+    let host = component_host().await;
+    let (status, body) = get(&host, "/c/trap").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("crashed"), "{body}");
+    assert_healthy(&host).await;
+    let m = host.rt.metrics.encode();
+    assert_eq!(
+        metric_value(&m, "platform_traps_total", &[("kind", "trap")]),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        host.rt
+            .logs
+            .recent()
+            .iter()
+            .any(|e| e.line.contains("the component was asked to trap")),
+        "the panic message is not in the app's log"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_times_out_with_504() {
+    let host = component_host().await;
+    let (status, body) = get(&host, "/c/loop").await;
+    assert_eq!(status, 504);
+    assert!(body.contains("time limit"), "{body}");
+    assert_healthy(&host).await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_hits_the_limit_with_500() {
+    let host = component_host().await;
+    let (status, body) = get(&host, "/c/memory").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("out of memory"), "{body}");
+    assert_healthy(&host).await;
+    let m = host.rt.metrics.encode();
+    assert_eq!(
+        metric_value(&m, "platform_traps_total", &[("kind", "memory")]),
+        1.0,
+        "{m}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_streams_the_body_back() {
+    let host = component_host().await;
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let r = client()
+        .post(host.url("/c/echo"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice());
+    host.stop().await;
+}
+
+#[test]
+fn a_component_without_an_http_handler_is_refused_naming_its_exports() {
+    let bytes = std::fs::read(guests::no_handler_component()).unwrap();
+    let err = abi::detect(&bytes).unwrap_err();
+    assert!(matches!(err, AbiError::NoHttpHandler { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("wasi:cli/run@0.2"), "{text}");
+    assert!(text.contains("wasi:http/incoming-handler"), "{text}");
+}
+
+#[test]
+fn a_component_importing_what_the_host_lacks_is_refused_naming_it() {
+    // The hello component, wrapped so it also imports an interface no host provides.
+    let bytes = wat::parse_str(
+        r#"(component
+            (import "acme:missing/thing@1.0.0" (instance))
+            (export "wasi:http/incoming-handler@0.2.0" (instance 0))
+        )"#,
+    )
+    .unwrap();
+    let err = abi::detect(&bytes).unwrap_err();
+    assert!(
+        err.to_string().contains("acme:missing/thing@1.0.0"),
+        "{err}"
+    );
+}

@@ -1,0 +1,109 @@
+//! A wasi:http component for Platform's tests: one behaviour per path.
+//!
+//! The guest sees the full request path, route prefix included (as under `wasmtime
+//! serve`); it reads its behaviour from what follows the first segment, so `/c/env` on a
+//! route `/c` is `/env`.
+//!
+//! - `/` (and anything unknown): `hello from a component`
+//! - `/env`: the `GREETING` environment variable (wasi:cli/environment)
+//! - `/log`: writes a line to stdout and one to stderr, then answers
+//! - `/echo`: streams the request body back, chunk by chunk
+//! - `/trap`: panics (a WebAssembly trap)
+//! - `/loop`: never returns
+//! - `/memory`: allocates until memory runs out
+//! - `/status/<code>`: answers with that status
+
+use std::io::Write as _;
+
+use wasi::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+wasi::http::proxy::export!(Component);
+
+struct Component;
+
+impl wasi::exports::http::incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        let path = path.split('?').next().unwrap_or("/");
+        let path = match path.trim_start_matches('/').split_once('/') {
+            Some((_prefix, rest)) => format!("/{rest}"),
+            None => "/".to_string(),
+        };
+        match path.as_str() {
+            "/env" => {
+                let greeting = std::env::var("GREETING").unwrap_or_else(|_| "(unset)".into());
+                respond(out, 200, format!("GREETING={greeting}").as_bytes());
+            }
+            "/log" => {
+                println!("component says hello on stdout");
+                eprintln!("component says hello on stderr");
+                respond(out, 200, b"logged");
+            }
+            "/echo" => echo(request, out),
+            "/trap" => panic!("the component was asked to trap"),
+            "/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            p if p.starts_with("/status/") => {
+                let code = p["/status/".len()..].parse().unwrap_or(500);
+                respond(out, code, b"status");
+            }
+            _ => respond(out, 200, b"hello from a component"),
+        }
+    }
+}
+
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::new();
+    let _ = headers.set(
+        "content-type",
+        &[b"text/plain; charset=utf-8".to_vec()],
+    );
+    let resp = OutgoingResponse::new(headers);
+    let _ = resp.set_status_code(status);
+    let Ok(outgoing) = resp.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(resp));
+    if let Ok(mut stream) = outgoing.write() {
+        let _ = stream.write_all(body);
+        let _ = stream.flush();
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+/// Streams the request body back without holding it all in memory.
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let resp = OutgoingResponse::new(Fields::new());
+    let Ok(outgoing) = resp.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(resp));
+    let Ok(incoming) = request.consume() else {
+        return;
+    };
+    if let (Ok(input), Ok(mut output)) = (incoming.stream(), outgoing.write()) {
+        while let Ok(chunk) = input.blocking_read(64 * 1024) {
+            if output.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = output.flush();
+        drop(output);
+        drop(input);
+    }
+    let _ = IncomingBody::finish(incoming);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
