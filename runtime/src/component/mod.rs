@@ -9,8 +9,8 @@
 //!
 //! The guest gets no ambient authority: env only as the release configures it (through
 //! `wasi:cli/environment`), stdout/stderr captured per request into the log, no preopened
-//! directory, every socket address refused, and outbound `wasi:http` requests refused
-//! ([`hooks`]).
+//! directory, every socket address refused, and outbound `wasi:http` requests only to
+//! the release's allowed hosts within the operator's address policy ([`hooks`]).
 
 pub mod body;
 pub mod detect;
@@ -45,8 +45,14 @@ pub struct ComponentState {
 }
 
 impl ComponentState {
-    /// State for one request of `spec`: its env, captured stdout/stderr, its memory cap.
-    pub fn new(spec: &AppSpec, stdout: CappedPipe, stderr: CappedPipe) -> Self {
+    /// State for one request of `spec`: its env, captured stdout/stderr, its memory cap,
+    /// and its outbound HTTP policy.
+    pub fn new(
+        spec: &AppSpec,
+        stdout: CappedPipe,
+        stderr: CappedPipe,
+        hooks: hooks::PlatformHooks,
+    ) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
             .stderr(stderr)
@@ -60,7 +66,7 @@ impl ComponentState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: hooks::PlatformHooks,
+            hooks,
             limiter: MemoryLimiter {
                 max_memory: spec.limits.memory,
                 hit: false,

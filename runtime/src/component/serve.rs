@@ -83,9 +83,16 @@ where
     let stdout = CappedPipe::new(OUTPUT_CAP);
     let stderr = CappedPipe::new(OUTPUT_CAP);
     let deadline = Instant::now() + spec.limits.timeout;
+    let hooks = super::hooks::PlatformHooks::new(
+        rt.sdk_pools.outbound(),
+        spec.clone(),
+        rt.logs.clone(),
+        request_id.to_string(),
+        deadline,
+    );
     let mut store = Store::new(
         rt.engine(),
-        ComponentState::new(&spec, stdout.clone(), stderr.clone()),
+        ComponentState::new(&spec, stdout.clone(), stderr.clone(), hooks),
     );
     store.limiter(|s| &mut s.limiter);
     guest::set_deadline(&mut store, deadline);

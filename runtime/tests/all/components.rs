@@ -183,3 +183,58 @@ fn a_component_importing_what_the_host_lacks_is_refused_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_follows_the_allow_list_and_the_operator_policy() {
+    use crate::outbound::{Upstream, allow};
+    let up = Upstream::start(None).await;
+    let entry = format!("127.0.0.1:{}", up.port());
+    // The operator opened this one loopback destination; nothing else private.
+    let host = TestHost::start_with(|c| c.outbound.allow_private = allow(&[entry.as_str()])).await;
+    let component = guests::http_component();
+    let other = Upstream::start(None).await;
+    let other_entry = format!("127.0.0.1:{}", other.port());
+    let listed = [entry.as_str(), other_entry.as_str()];
+    host.deploy(&[
+        App {
+            outbound: &listed,
+            ..App::new("allowed", &component, &["/allowed"])
+        },
+        App {
+            outbound: &["*.example.com"],
+            ..App::new("denied", &component, &["/denied"])
+        },
+    ]);
+    let fetch = |route: &'static str, target: String| {
+        let url = host.url(&format!("{route}/fetch"));
+        async move {
+            let r = client()
+                .get(url)
+                .query(&[("url", target)])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let target = format!("http://{}/hello", up.addr);
+    assert_eq!(
+        fetch("/allowed", target.clone()).await,
+        (200, "upstream 200: upstream saw GET /hello".to_string())
+    );
+    // Not on the release's list: refused before any connection, the reason in the log.
+    let (status, body) = fetch("/denied", target.clone()).await;
+    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert!(
+        host.rt.logs.recent().iter().any(|e| e
+            .line
+            .contains("not in this release's allowed_outbound_hosts")),
+        "the refusal is not in the app's log"
+    );
+    // Listed by the tenant but private and not opened by the operator: refused too.
+    let (status, body) = fetch("/allowed", format!("http://{}/x", other.addr)).await;
+    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert_eq!(up.connections(), 1, "only the allowed request connected");
+    assert_eq!(other.connections(), 0, "a refused request must not connect");
+    host.stop().await;
+}

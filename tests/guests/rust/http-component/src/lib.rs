@@ -12,6 +12,8 @@
 //! - `/loop`: never returns
 //! - `/memory`: allocates until memory runs out
 //! - `/status/<code>`: answers with that status
+//! - `/fetch?url=http://host:port/path`: GETs the URL through wasi:http/outgoing-handler
+//!   and answers `upstream <status>: <body>`, or 502 `error: <error-code>`
 
 use std::io::Write as _;
 
@@ -25,8 +27,8 @@ struct Component;
 
 impl wasi::exports::http::incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let path = request.path_with_query().unwrap_or_default();
-        let path = path.split('?').next().unwrap_or("/");
+        let full = request.path_with_query().unwrap_or_default();
+        let (path, query) = full.split_once('?').unwrap_or((full.as_str(), ""));
         let path = match path.trim_start_matches('/').split_once('/') {
             Some((_prefix, rest)) => format!("/{rest}"),
             None => "/".to_string(),
@@ -42,6 +44,7 @@ impl wasi::exports::http::incoming_handler::Guest for Component {
                 respond(out, 200, b"logged");
             }
             "/echo" => echo(request, out),
+            "/fetch" => fetch(query, out),
             "/trap" => panic!("the component was asked to trap"),
             "/loop" => {
                 let mut n: u64 = 0;
@@ -106,4 +109,85 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     }
     let _ = IncomingBody::finish(incoming);
     let _ = OutgoingBody::finish(outgoing, None);
+}
+
+/// GETs the `url` query parameter through wasi:http/outgoing-handler.
+fn fetch(query: &str, out: ResponseOutparam) {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{OutgoingRequest, Scheme};
+
+    let Some(url) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("url="))
+        .map(percent_decode)
+    else {
+        return respond(out, 400, b"missing ?url=");
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("https", rest)) => (Scheme::Https, rest),
+        Some((_, rest)) => (Scheme::Http, rest),
+        None => return respond(out, 400, b"not an absolute URL"),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let req = OutgoingRequest::new(Fields::new());
+    let _ = req.set_scheme(Some(&scheme));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some(path));
+    let future = match outgoing_handler::handle(req, None) {
+        Ok(f) => f,
+        Err(code) => return respond(out, 502, format!("error: {code:?}").as_bytes()),
+    };
+    future.subscribe().block();
+    let resp = match future.get() {
+        Some(Ok(Ok(resp))) => resp,
+        Some(Ok(Err(code))) => return respond(out, 502, format!("error: {code:?}").as_bytes()),
+        _ => return respond(out, 502, b"error: no response"),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    if let Ok(incoming) = resp.consume() {
+        if let Ok(stream) = incoming.stream() {
+            while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        let _ = IncomingBody::finish(incoming);
+    }
+    let text = format!("upstream {status}: {}", String::from_utf8_lossy(&body));
+    respond(out, 200, text.as_bytes());
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
