@@ -224,7 +224,10 @@ async fn outbound_http_follows_the_allow_list_and_the_operator_policy() {
     );
     // Not on the release's list: refused before any connection, the reason in the log.
     let (status, body) = fetch("/denied", target.clone()).await;
-    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "error: ErrorCode::HttpRequestDenied")
+    );
     assert!(
         host.rt.logs.recent().iter().any(|e| e
             .line
@@ -233,8 +236,70 @@ async fn outbound_http_follows_the_allow_list_and_the_operator_policy() {
     );
     // Listed by the tenant but private and not opened by the operator: refused too.
     let (status, body) = fetch("/allowed", format!("http://{}/x", other.addr)).await;
-    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "error: ErrorCode::HttpRequestDenied")
+    );
     assert_eq!(up.connections(), 1, "only the allowed request connected");
     assert_eq!(other.connections(), 0, "a refused request must not connect");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_megabytes_stream_in_and_out() {
+    use futures::StreamExt;
+    const TOTAL: usize = 100 << 20;
+    const CHUNK: usize = 1 << 20;
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        limits: Limits {
+            max_body: 128 << 20,
+            max_response: 128 << 20,
+            timeout: Duration::from_secs(120),
+            ..Limits::default()
+        },
+        ..App::new("stream", &component, &["/s"])
+    }]);
+    let chunk = |i: usize| bytes::Bytes::from(vec![(i % 251) as u8; CHUNK]);
+    let body =
+        futures::stream::iter((0..TOTAL / CHUNK).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+    let r = client()
+        .post(host.url("/s/echo"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Read as it streams: the same bytes in the same order, never held whole here.
+    let mut seen = 0usize;
+    let mut stream = r.bytes_stream();
+    while let Some(part) = stream.next().await {
+        let part = part.unwrap();
+        for (k, b) in part.iter().enumerate() {
+            let at = seen + k;
+            assert_eq!(*b, ((at / CHUNK) % 251) as u8, "byte {at}");
+        }
+        seen += part.len();
+    }
+    assert_eq!(seen, TOTAL);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_limits_are_cut() {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        limits: Limits {
+            max_body: 1 << 20,
+            max_response: 1 << 20,
+            ..Limits::default()
+        },
+        ..App::new("small", &component, &["/s"])
+    }]);
+    // Declared too large: refused before the guest runs.
+    let status = crate::support::status_of_large_post(host.addr, "/s/echo", 2 << 20).await;
+    assert_eq!(status, 413);
     host.stop().await;
 }
