@@ -79,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     let rust_hello = guests::rust("hello-wagi");
     let sdk_hello = guests::sdk_example("hello");
     let sdk_json = guests::sdk_example("jsonapi");
+    let rust_component = guests::http_component();
 
     let mut report = Report::new(&args.concurrency);
     let warmup = Duration::from_secs(args.warmup);
@@ -106,6 +107,12 @@ fn main() -> anyhow::Result<()> {
             ("go-hello", &go_hello, "/go", Isolation::Pooled),
             ("go-mux", &go_mux, "/mux", Isolation::Pooled),
             ("rust-hello", &rust_hello, "/rust", Isolation::Pooled),
+            (
+                "rust-component",
+                &rust_component,
+                "/comp",
+                Isolation::Pooled,
+            ),
             ("sdk-hello", &sdk_hello, "/sdk", Isolation::Pooled),
             ("sdk-hello-pr", &sdk_hello, "/sdk-pr", Isolation::PerRequest),
             ("sdk-json", &sdk_json, "/todos", Isolation::Pooled),
@@ -126,7 +133,14 @@ fn main() -> anyhow::Result<()> {
         }
         rt.routes.replace(RouteTable::build(entries)?);
         // Compile (and snapshot) ahead of the runs, as a release does.
-        for m in [&go_hello, &go_mux, &rust_hello, &sdk_hello, &sdk_json] {
+        for m in [
+            &go_hello,
+            &go_mux,
+            &rust_hello,
+            &rust_component,
+            &sdk_hello,
+            &sdk_json,
+        ] {
             rt.cache
                 .get(&platform_runtime::Digest::of(&std::fs::read(m)?))
                 .await?;
@@ -165,6 +179,8 @@ fn main() -> anyhow::Result<()> {
     let go_wagi = load(platform_addr, "/go", args.concurrency)?;
     eprintln!("platform: Rust WAGI hello ...");
     let rust_wagi = load(platform_addr, "/rust", args.concurrency)?;
+    eprintln!("platform: Rust wasi:http component hello (fresh instance) ...");
+    let rust_component_rps = load(platform_addr, "/comp", args.concurrency)?;
     eprintln!("platform: Go net/http/cgi mux ...");
     let mux_wagi = load(platform_addr, "/mux/items/1", args.concurrency)?;
     eprintln!("platform: Go SDK hello, pooled and per-request ...");
@@ -214,6 +230,11 @@ fn main() -> anyhow::Result<()> {
     report.http("native hyper hello (after)", &native_after, native_rps);
     report.http("Platform, Go WAGI hello", &go_wagi, native_rps);
     report.http("Platform, Rust WAGI hello", &rust_wagi, native_rps);
+    report.http(
+        "Platform, Rust wasi:http component hello, fresh instance",
+        &rust_component_rps,
+        native_rps,
+    );
     report.http(
         "Platform, Go net/http/cgi mux (7.7 MB)",
         &mux_wagi,
