@@ -303,3 +303,45 @@ async fn bodies_past_the_limits_are_cut() {
     assert_eq!(status, 413);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_are_delivered_to_a_component() {
+    use platform_runtime::route_table::TriggerTarget;
+    use platform_runtime::{AppSpec, AppTarget, RouteSpec, RouteTable};
+    use std::sync::Arc;
+
+    let host = TestHost::start().await;
+    let bytes = std::fs::read(guests::http_component()).unwrap();
+    let digest = host.store.put(&bytes).unwrap();
+    let target = Arc::new(AppTarget::single(Arc::new(AppSpec {
+        module: digest,
+        ..AppSpec::for_tests("comp-events")
+    })));
+    let table = RouteTable::build([(RouteSpec::parse("/c").unwrap(), target.clone())])
+        .unwrap()
+        .with_triggers(
+            [(
+                "com.example.ping".to_string(),
+                TriggerTarget {
+                    path: "/c/echo".into(),
+                    target,
+                },
+            )],
+            std::iter::empty(),
+        );
+    host.rt.routes.replace(table);
+    let r = client()
+        .post(host.events_url("/.platform/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-type", "com.example.ping")
+        .header("ce-source", "/test")
+        .header("ce-id", "evt-1")
+        .header("content-type", "application/json")
+        .body(r#"{"ping":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), r#"{"ping":1}"#);
+    host.stop().await;
+}
