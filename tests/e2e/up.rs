@@ -82,6 +82,32 @@ routes = ["/hello"]
 }
 
 #[test]
+fn up_serves_a_wasi_http_component_from_platform_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        &[("comp.wasm", &guests::http_component())],
+        r#"
+[[apps]]
+name = "comp"
+module = "comp.wasm"
+routes = ["/comp"]
+env = { GREETING = "from the manifest" }
+"#,
+    );
+    let p = start(&["up", "--manifest", manifest.to_str().unwrap()]);
+    let c = client();
+    assert_eq!(
+        c.get(p.url("/comp")).send().unwrap().text().unwrap(),
+        "hello from a component"
+    );
+    assert_eq!(
+        c.get(p.url("/comp/env")).send().unwrap().text().unwrap(),
+        "GREETING=from the manifest"
+    );
+}
+
+#[test]
 fn a_bad_manifest_fails_with_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(
