@@ -342,6 +342,9 @@ fn main() -> anyhow::Result<()> {
         &inproc::cgi_env_for("/go")?,
     ))?;
     let bare_rust = server_rt.block_on(inproc::bare_wasmtime(&rust_hello, n))?;
+    let bare_component = server_rt.block_on(inproc::bare_component(&rust_component, n))?;
+    let platform_component =
+        server_rt.block_on(inproc::through_runtime(&rt, "bench.local", "/comp", n))?;
     let exec_go = server_rt.block_on(inproc::wagi_executor(&rt, "/go", n))?;
     let exec_rust = server_rt.block_on(inproc::wagi_executor(&rt, "/rust", n))?;
     report.inproc(
@@ -360,6 +363,16 @@ fn main() -> anyhow::Result<()> {
         Some(bare_go),
     );
     report.inproc("bare wasmtime, Rust WAGI hello", bare_rust, None);
+    report.inproc(
+        "bare wasmtime-wasi-http serving loop (as wasmtime serve), Rust component hello",
+        bare_component,
+        None,
+    );
+    report.inproc(
+        "Platform, Rust component hello through Runtime::handle (fresh instance)",
+        platform_component,
+        Some(bare_component),
+    );
     report.inproc(
         "Platform WAGI executor, Rust hello",
         exec_rust,
