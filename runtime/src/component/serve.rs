@@ -6,13 +6,20 @@
 //!         ◄─ response head as soon as the guest sets it; body streams while the guest runs
 //! ```
 //!
-//! As `wasmtime serve` does, the guest runs in a task of its own, so it can keep writing
-//! the body after the head is sent. Until the head is sent, a guest failure becomes the
-//! same status a module's would ([`GuestFailure`]); after, it is logged and counted and
-//! the body is cut. The guest's stdout and stderr lines go to the log with the request id
-//! when it ends.
+//! The guest runs inside the request's own task until it sets the response head (and,
+//! when it can, to its end: a small answer needs no other task). Only a guest still
+//! running after the head, streaming its body, moves to a task of its own. `wasmtime
+//! serve` spawns a task per request up front; on these 2-core machines that handoff cost
+//! more than instantiating and running a small component (see `benches/`). Dropping the
+//! request before the head (client gone) drops the instance with it.
+//!
+//! Until the head is sent, a guest failure becomes the same status a module's would
+//! ([`GuestFailure`]); after, it is logged and counted and the body is cut. The guest's
+//! stdout and stderr lines go to the log with the request id when it ends.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +30,7 @@ use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::{ComponentState, body};
 use crate::admission::ExecPermits;
@@ -45,17 +53,6 @@ pub struct ComponentExec {
     pub spec: Arc<AppSpec>,
     /// Admission permits.
     pub permits: ExecPermits,
-}
-
-/// Aborts the guest task if the request is dropped (client gone) before the head is sent.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), GuestFailure>>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
 }
 
 /// Serves one request with a fresh instance of the component in `exec`.
@@ -119,7 +116,7 @@ where
         stderr,
     };
     let wall = spec.limits.timeout + guest::DEADLINE_GRACE;
-    let task = tokio::spawn(
+    let mut guest: Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>> = Box::pin(
         async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -142,50 +139,80 @@ where
         }
         .instrument(tracing::Span::current()),
     );
-    let mut task = AbortOnDrop(Some(task));
 
-    match rx.await {
-        Ok(Ok(resp)) => {
-            // The head is out; the guest may still be writing the body. Report how it
-            // ends without holding the response back.
-            if let Some(task) = task.0.take() {
-                let (metrics, logs) = (rt.metrics.clone(), rt.logs.clone());
-                let (spec, request_id) = (spec.clone(), request_id.to_string());
-                tokio::spawn(async move {
-                    if let Ok(Err(f)) = task.await {
-                        crate::host::report_failure(&metrics, &logs, &spec, &f, &request_id);
-                    }
-                });
+    let mut rx = rx;
+    let head = tokio::select! {
+        biased;
+        ended = &mut guest => {
+            // The guest is done; it may have set the head on the way.
+            return match rx.try_recv() {
+                Ok(head) => answer(rt, &spec, request_id, head, ended),
+                Err(_) => {
+                    let f = ended.err().unwrap_or_else(|| GuestFailure::BadOutput(
+                        "the component returned without setting a response".into(),
+                    ));
+                    rt.failure_response(&spec, &f, request_id)
+                }
+            };
+        }
+        head = &mut rx => head,
+    };
+    match head {
+        Ok(Ok(head)) => {
+            // The head is set; let the guest finish here if it can without waiting.
+            if let Poll::Ready(ended) = futures::poll!(guest.as_mut()) {
+                return answer(rt, &spec, request_id, Ok(head), ended);
             }
-            resp.map(|b| body::OutgoingBody::new(b, spec.limits.max_response).boxed())
+            // Still writing its body: it continues in a task of its own, and how it ends
+            // is reported without holding the response back.
+            let (metrics, logs) = (rt.metrics.clone(), rt.logs.clone());
+            let (spec2, request_id) = (spec.clone(), request_id.to_string());
+            tokio::spawn(async move {
+                if let Err(f) = guest.await {
+                    crate::host::report_failure(&metrics, &logs, &spec2, &f, &request_id);
+                }
+            });
+            head.map(|b| body::OutgoingBody::new(b, spec.limits.max_response).boxed())
         }
         Ok(Err(code)) => {
-            let _ = join(&mut task).await;
-            let f = GuestFailure::BadOutput(format!(
-                "the component answered with an error: {}",
-                describe(&code)
-            ));
-            rt.failure_response(&spec, &f, request_id)
+            let ended = guest.await;
+            answer(rt, &spec, request_id, Err(code), ended)
         }
+        // The outparam went away unset: the guest is ending without an answer.
         Err(_) => {
-            let f = match join(&mut task).await {
-                Err(f) => f,
-                Ok(()) => GuestFailure::BadOutput(
-                    "the component returned without setting a response".into(),
-                ),
-            };
+            let f = guest.await.err().unwrap_or_else(|| {
+                GuestFailure::BadOutput("the component returned without setting a response".into())
+            });
             rt.failure_response(&spec, &f, request_id)
         }
     }
 }
 
-async fn join(task: &mut AbortOnDrop) -> Result<(), GuestFailure> {
-    match task.0.take() {
-        Some(t) => match t.await {
-            Ok(r) => r,
-            Err(e) => Err(GuestFailure::Trap(format!("the guest task failed: {e}"))),
-        },
-        None => Ok(()),
+/// The response for a guest that has ended: its head (and buffered body) if it set one,
+/// with a failure after the head reported; else the failure's status.
+fn answer(
+    rt: &Runtime,
+    spec: &Arc<AppSpec>,
+    request_id: &str,
+    head: Result<Response<HyperOutgoingBody>, ErrorCode>,
+    ended: Result<(), GuestFailure>,
+) -> Response<ResponseBody> {
+    match head {
+        Ok(head) => {
+            if let Err(f) = &ended {
+                crate::host::report_failure(&rt.metrics, &rt.logs, spec, f, request_id);
+            }
+            head.map(|b| body::OutgoingBody::new(b, spec.limits.max_response).boxed())
+        }
+        Err(code) => {
+            let f = ended.err().unwrap_or_else(|| {
+                GuestFailure::BadOutput(format!(
+                    "the component answered with an error: {}",
+                    describe(&code)
+                ))
+            });
+            rt.failure_response(spec, &f, request_id)
+        }
     }
 }
 
