@@ -345,3 +345,37 @@ async fn cloudevents_are_delivered_to_a_component() {
     assert_eq!(r.text().await.unwrap(), r#"{"ping":1}"#);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_after_the_head_cuts_the_body_and_is_counted() {
+    let host = component_host().await;
+    let r = client()
+        .get(host.url("/c/trap-mid-body"))
+        .send()
+        .await
+        .unwrap();
+    // The head was already set: the status stands, the body is cut (an error, or less
+    // than a whole answer), and the failure is logged and counted.
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await;
+    assert!(
+        body.as_ref()
+            .map_or(true, |b| b.as_ref() == b"partial" || b.is_empty()),
+        "{body:?}"
+    );
+    let mut m = host.rt.metrics.encode();
+    for _ in 0..300 {
+        if metric_value(&m, "platform_traps_total", &[("kind", "trap")]) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        m = host.rt.metrics.encode();
+    }
+    assert_eq!(
+        metric_value(&m, "platform_traps_total", &[("kind", "trap")]),
+        1.0,
+        "{m}"
+    );
+    assert_healthy(&host).await;
+    host.stop().await;
+}

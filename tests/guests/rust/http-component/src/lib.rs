@@ -9,6 +9,7 @@
 //! - `/log`: writes a line to stdout and one to stderr, then answers
 //! - `/echo`: streams the request body back, chunk by chunk
 //! - `/trap`: panics (a WebAssembly trap)
+//! - `/trap-mid-body`: sets a 200 head, writes part of the body, then panics
 //! - `/loop`: never returns
 //! - `/memory`: allocates until memory runs out
 //! - `/status/<code>`: answers with that status
@@ -46,6 +47,16 @@ impl wasi::exports::http::incoming_handler::Guest for Component {
             "/echo" => echo(request, out),
             "/fetch" => fetch(query, out),
             "/trap" => panic!("the component was asked to trap"),
+            "/trap-mid-body" => {
+                let resp = OutgoingResponse::new(Fields::new());
+                let Ok(outgoing) = resp.body() else { return };
+                ResponseOutparam::set(out, Ok(resp));
+                if let Ok(mut stream) = outgoing.write() {
+                    let _ = stream.write_all(b"partial");
+                    let _ = stream.flush();
+                }
+                panic!("the component trapped after its head");
+            }
             "/loop" => {
                 let mut n: u64 = 0;
                 loop {
