@@ -379,3 +379,17 @@ async fn a_trap_after_the_head_cuts_the_body_and_is_counted() {
     assert_healthy(&host).await;
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_isolation_serves_a_component_as_it_is() {
+    // A component always gets a fresh instance; `per-request` needs no snapshot for it.
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        isolation: platform_runtime::Isolation::PerRequest,
+        ..App::new("comp", &component, &["/c"])
+    }]);
+    assert_healthy(&host).await;
+    assert_healthy(&host).await;
+    host.stop().await;
+}
