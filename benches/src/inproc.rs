@@ -193,3 +193,108 @@ pub fn artifact_load(
     }
     Ok(percentiles(&mut samples))
 }
+
+/// The serving loop `wasmtime-wasi-http` documents (what `wasmtime serve` does per
+/// request: a store, a WASI context, the request and outparam resources, a task that
+/// instantiates and calls `handle`, the body read to its end) on the serving engine, with
+/// no limits, logging or policy: the floor for a component request. Returns (p50, p99)
+/// in µs.
+pub async fn bare_component(wasm: &Path, iterations: usize) -> anyhow::Result<(f64, f64)> {
+    use http_body_util::BodyExt;
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+    use wasmtime_wasi_http::p2::bindings::ProxyPre;
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+    struct Deny;
+    impl wasmtime_wasi_http::WasiHttpHooks for Deny {
+        fn send_request(
+            &mut self,
+            _request: http::Request<wasmtime_wasi_http::WasiBody>,
+            _options: Option<wasmtime_wasi_http::RequestOptions>,
+            _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        ) -> Box<
+            dyn Future<
+                    Output = Result<
+                        (
+                            http::Response<wasmtime_wasi_http::WasiBody>,
+                            Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                        ),
+                        wasmtime_wasi_http::Error,
+                    >,
+                > + Send,
+        > {
+            Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        }
+    }
+    struct State {
+        wasi: WasiCtx,
+        http: WasiHttpCtx,
+        table: ResourceTable,
+        hooks: Deny,
+    }
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+    impl WasiHttpView for State {
+        fn http(&mut self) -> WasiHttpCtxView<'_> {
+            WasiHttpCtxView {
+                ctx: &mut self.http,
+                table: &mut self.table,
+                hooks: &mut self.hooks,
+            }
+        }
+    }
+
+    let engine = engine::build_engine(&engine::EngineSettings::default())?;
+    let _ticker = engine::EpochTicker::start(&engine);
+    let component = Component::from_file(&engine, wasm)?;
+    let mut linker: Linker<State> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 50 {
+        let t0 = Instant::now();
+        let mut store = Store::new(
+            &engine,
+            State {
+                wasi: WasiCtx::builder().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks: Deny,
+            },
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        let req = http::Request::get("/")
+            .header("host", "bench.local")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(tx)?;
+        let pre = pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        let resp = rx.await??;
+        resp.into_body().collect().await?;
+        task.await??;
+        if i >= 50 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok(percentiles(&mut samples))
+}

@@ -79,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     let rust_hello = guests::rust("hello-wagi");
     let sdk_hello = guests::sdk_example("hello");
     let sdk_json = guests::sdk_example("jsonapi");
+    let rust_component = guests::http_component();
 
     let mut report = Report::new(&args.concurrency);
     let warmup = Duration::from_secs(args.warmup);
@@ -106,6 +107,12 @@ fn main() -> anyhow::Result<()> {
             ("go-hello", &go_hello, "/go", Isolation::Pooled),
             ("go-mux", &go_mux, "/mux", Isolation::Pooled),
             ("rust-hello", &rust_hello, "/rust", Isolation::Pooled),
+            (
+                "rust-component",
+                &rust_component,
+                "/comp",
+                Isolation::Pooled,
+            ),
             ("sdk-hello", &sdk_hello, "/sdk", Isolation::Pooled),
             ("sdk-hello-pr", &sdk_hello, "/sdk-pr", Isolation::PerRequest),
             ("sdk-json", &sdk_json, "/todos", Isolation::Pooled),
@@ -126,7 +133,14 @@ fn main() -> anyhow::Result<()> {
         }
         rt.routes.replace(RouteTable::build(entries)?);
         // Compile (and snapshot) ahead of the runs, as a release does.
-        for m in [&go_hello, &go_mux, &rust_hello, &sdk_hello, &sdk_json] {
+        for m in [
+            &go_hello,
+            &go_mux,
+            &rust_hello,
+            &rust_component,
+            &sdk_hello,
+            &sdk_json,
+        ] {
             rt.cache
                 .get(&platform_runtime::Digest::of(&std::fs::read(m)?))
                 .await?;
@@ -165,6 +179,8 @@ fn main() -> anyhow::Result<()> {
     let go_wagi = load(platform_addr, "/go", args.concurrency)?;
     eprintln!("platform: Rust WAGI hello ...");
     let rust_wagi = load(platform_addr, "/rust", args.concurrency)?;
+    eprintln!("platform: Rust wasi:http component hello (fresh instance) ...");
+    let rust_component_rps = load(platform_addr, "/comp", args.concurrency)?;
     eprintln!("platform: Go net/http/cgi mux ...");
     let mux_wagi = load(platform_addr, "/mux/items/1", args.concurrency)?;
     eprintln!("platform: Go SDK hello, pooled and per-request ...");
@@ -214,6 +230,11 @@ fn main() -> anyhow::Result<()> {
     report.http("native hyper hello (after)", &native_after, native_rps);
     report.http("Platform, Go WAGI hello", &go_wagi, native_rps);
     report.http("Platform, Rust WAGI hello", &rust_wagi, native_rps);
+    report.http(
+        "Platform, Rust wasi:http component hello, fresh instance",
+        &rust_component_rps,
+        native_rps,
+    );
     report.http(
         "Platform, Go net/http/cgi mux (7.7 MB)",
         &mux_wagi,
@@ -321,6 +342,9 @@ fn main() -> anyhow::Result<()> {
         &inproc::cgi_env_for("/go")?,
     ))?;
     let bare_rust = server_rt.block_on(inproc::bare_wasmtime(&rust_hello, n))?;
+    let bare_component = server_rt.block_on(inproc::bare_component(&rust_component, n))?;
+    let platform_component =
+        server_rt.block_on(inproc::through_runtime(&rt, "bench.local", "/comp", n))?;
     let exec_go = server_rt.block_on(inproc::wagi_executor(&rt, "/go", n))?;
     let exec_rust = server_rt.block_on(inproc::wagi_executor(&rt, "/rust", n))?;
     report.inproc(
@@ -339,6 +363,16 @@ fn main() -> anyhow::Result<()> {
         Some(bare_go),
     );
     report.inproc("bare wasmtime, Rust WAGI hello", bare_rust, None);
+    report.inproc(
+        "bare wasmtime-wasi-http serving loop (as wasmtime serve), Rust component hello",
+        bare_component,
+        None,
+    );
+    report.inproc(
+        "Platform, Rust component hello through Runtime::handle (fresh instance)",
+        platform_component,
+        Some(bare_component),
+    );
     report.inproc(
         "Platform WAGI executor, Rust hello",
         exec_rust,

@@ -219,8 +219,8 @@ async fn compile(ctl: &Control, engine: &Engine, digest: &str) -> Result<(), Str
     let out2 = out.clone();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let bytes = std::fs::read(&wasm_path).map_err(|e| e.to_string())?;
-        let compiled = compiler
-            .precompile_module(&bytes)
+        // A module or a component: the artifact's header tells the runtime which.
+        let compiled = platform_runtime::engine::precompile(&compiler, &bytes)
             .map_err(|e| format!("{e:#}"))?;
         std::fs::write(&out2, compiled).map_err(|e| e.to_string())
     })

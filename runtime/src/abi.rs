@@ -3,7 +3,8 @@
 //! - **WAGI**: a WASI preview 1 command (exports `_start`), run per request as CGI.
 //! - **SDK**: a WASI preview 1 reactor that exports the Platform handler
 //!   (`platform_handle`, see `sdk/ABI.md`); Go start-up runs once per instance.
-//! - **Component**: a WebAssembly component (wasip2); recognised, not yet served.
+//! - **Component**: a WebAssembly component (wasip2) exporting `wasi:http/incoming-handler`,
+//!   served with `wasmtime-wasi-http` (see [`crate::component`]).
 //!
 //! The same check runs at upload (control) and at load (runtime), so a module with an
 //! unknown import is refused with the import named, before it can reach traffic.
@@ -19,7 +20,7 @@ pub enum AbiKind {
     Wagi,
     /// Platform SDK reactor module.
     Sdk,
-    /// WebAssembly component.
+    /// WebAssembly component exporting `wasi:http/incoming-handler`.
     Component,
 }
 
@@ -94,6 +95,22 @@ pub enum AbiError {
     /// Exports no memory; WASI needs one.
     #[error("the module exports no memory named `memory`")]
     NoMemory,
+    /// A component importing an interface the host does not link.
+    #[error("the component imports {name}, which this host does not provide{hint}")]
+    UnknownComponentImport {
+        /// The import's name (interface and version).
+        name: String,
+        /// Extra advice.
+        hint: String,
+    },
+    /// A component that does not export `wasi:http/incoming-handler`.
+    #[error(
+        "the component does not export wasi:http/incoming-handler (the wasi:http/proxy world), so it cannot serve HTTP; it exports {exports}"
+    )]
+    NoHttpHandler {
+        /// What it exports instead, comma-separated.
+        exports: String,
+    },
 }
 
 /// The WASI preview 1 functions the host provides (all of them).
@@ -165,10 +182,10 @@ pub fn detect(bytes: &[u8]) -> Result<AbiInfo, AbiError> {
                 encoding: Encoding::Component,
                 ..
             } => {
-                // Validate structure without descending into the component's parts.
                 wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
                     .validate_all(bytes)
                     .map_err(|e| AbiError::Invalid(e.to_string()))?;
+                crate::component::ComponentWorld::of(bytes)?.check()?;
                 return Ok(AbiInfo {
                     kind: AbiKind::Component,
                     has_initialize: false,
@@ -359,6 +376,9 @@ mod tests {
         let none = wat(r#"(module (memory (export "memory") 1) (func (export "main")))"#);
         assert_eq!(detect(&none), Err(AbiError::NoEntryPoint));
         let component = wat("(component)");
-        assert_eq!(detect(&component).unwrap().kind, AbiKind::Component);
+        assert!(matches!(
+            detect(&component),
+            Err(AbiError::NoHttpHandler { .. })
+        ));
     }
 }

@@ -89,6 +89,17 @@ pub fn build_engine(settings: &EngineSettings) -> Result<Engine, EngineError> {
     Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))
 }
 
+/// Compiles a core module or a component (told apart by its header) into an artifact
+/// for `engine`: what [`wasmtime::Module::deserialize_file`] or
+/// [`wasmtime::component::Component::deserialize_file`] maps back.
+pub fn precompile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    if wasmparser::Parser::is_component(bytes) {
+        engine.precompile_component(bytes)
+    } else {
+        engine.precompile_module(bytes)
+    }
+}
+
 /// Identifies the engine configuration an artifact was compiled for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EngineFingerprint(String);

@@ -127,8 +127,9 @@ pub fn new_store(engine: &Engine, state: GuestState, deadline: Instant) -> Store
     store
 }
 
-/// Moves an existing store's deadline (SDK pooled instances serve many requests).
-pub fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
+/// Sets (or moves) a store's wall-clock deadline: SDK pooled instances serve many
+/// requests; component stores get theirs once.
+pub fn set_deadline<T>(store: &mut Store<T>, deadline: Instant) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {

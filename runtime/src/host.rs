@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! request ─► RouteTable (host, path) ─► release (weighted pick) ─► body within limit
-//!         ─► ModuleCache (warm | mmap artifact | compile once) ─► WAGI or SDK execution
+//!         ─► ModuleCache (warm | mmap artifact | compile once) ─► WAGI, SDK or component
 //!         ─► response + x-request-id, metrics, request log line
 //! ```
 
@@ -517,10 +517,18 @@ impl Runtime {
                 };
                 crate::sdk::serve(self, exec, req, conn, &matched.route, request_id).await
             }
-            AbiKind::Component => plain(
-                StatusCode::NOT_IMPLEMENTED,
-                "WebAssembly components are not served by this host yet",
-            ),
+            AbiKind::Component => {
+                let permits = match self.admit(spec, gate, None, request_id).await {
+                    Ok(p) => p,
+                    Err(resp) => return (resp, cold),
+                };
+                let exec = crate::component::ComponentExec {
+                    loaded,
+                    spec: spec.clone(),
+                    permits,
+                };
+                crate::component::serve::serve(self, exec, req, conn, request_id).await
+            }
         };
         (resp, cold)
     }
@@ -603,24 +611,7 @@ impl Runtime {
         failure: &GuestFailure,
         request_id: &str,
     ) -> Response<ResponseBody> {
-        tracing::warn!(
-            target: "platform::guest",
-            app = %spec.app,
-            request_id,
-            kind = failure.kind(),
-            error = %failure,
-            "guest failed"
-        );
-        self.count_failure(spec, failure.kind());
-        self.logs.publish(LogEvent {
-            ts_ms: LogEvent::now_ms(),
-            tenant: spec.tenant.clone(),
-            app: spec.app.clone(),
-            request_id: request_id.into(),
-            stream: LogStream::Stderr,
-            status: None,
-            line: format!("[platform] {failure}"),
-        });
+        report_failure(&self.metrics, &self.logs, spec, failure, request_id);
         let mut resp = plain(failure.status(), &failure.public_message());
         if matches!(failure, GuestFailure::Overloaded(_)) {
             resp.headers_mut()
@@ -630,14 +621,7 @@ impl Runtime {
     }
 
     fn count_failure(&self, spec: &AppSpec, kind: &str) {
-        self.metrics
-            .traps
-            .get_or_create(&TrapLabels {
-                tenant: spec.tenant.clone(),
-                app: spec.app.clone(),
-                kind: kind.into(),
-            })
-            .inc();
+        count_failure(&self.metrics, spec, kind);
     }
 
     /// Sends captured guest output to the log, line by line, with the request id.
@@ -651,6 +635,46 @@ impl Runtime {
     ) {
         crate::logs::emit_guest_output(&self.logs, spec, request_id, stream, bytes, dropped);
     }
+}
+
+/// Logs a guest failure (host log and the app's log, with the request id) and counts it,
+/// whether or not a response can still say so (a component can fail mid-body).
+pub(crate) fn report_failure(
+    metrics: &RuntimeMetrics,
+    logs: &LogBus,
+    spec: &AppSpec,
+    failure: &GuestFailure,
+    request_id: &str,
+) {
+    tracing::warn!(
+        target: "platform::guest",
+        app = %spec.app,
+        request_id,
+        kind = failure.kind(),
+        error = %failure,
+        "guest failed"
+    );
+    count_failure(metrics, spec, failure.kind());
+    logs.publish(LogEvent {
+        ts_ms: LogEvent::now_ms(),
+        tenant: spec.tenant.clone(),
+        app: spec.app.clone(),
+        request_id: request_id.into(),
+        stream: LogStream::Stderr,
+        status: None,
+        line: format!("[platform] {failure}"),
+    });
+}
+
+fn count_failure(metrics: &RuntimeMetrics, spec: &AppSpec, kind: &str) {
+    metrics
+        .traps
+        .get_or_create(&TrapLabels {
+            tenant: spec.tenant.clone(),
+            app: spec.app.clone(),
+            kind: kind.into(),
+        })
+        .inc();
 }
 
 /// Tracks one in-flight request: gauges, metrics, and a log line if the client leaves early.

@@ -13,6 +13,7 @@ pub mod admission;
 pub mod app;
 pub mod body_timeout;
 pub mod cloud_events;
+pub mod component;
 pub mod engine;
 pub mod failure;
 pub mod feed;

@@ -11,6 +11,10 @@
 //!              compiled with Cranelift on a blocking thread, written atomically, then mmapped
 //! ```
 //!
+//! Components (wasi:http, see [`crate::component`]) go through the same cache: compiled
+//! with `precompile_component`, mapped with `Component::deserialize_file`, and
+//! pre-instantiated against the component linker instead of the module linker.
+//!
 //! A module Cranelift refuses is remembered (per digest and artifact kind): later requests
 //! get the same error at once instead of each running the compiler again.
 //!
@@ -28,9 +32,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
-use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime::component::Component;
+use wasmtime::{Engine, InstancePre, Linker, Module, Precompiled};
 
 use crate::abi::{self, AbiError, AbiInfo, AbiKind};
+use crate::component::{ComponentPre, ComponentState};
 use crate::engine::EngineFingerprint;
 use crate::guest::GuestState;
 
@@ -177,12 +183,41 @@ pub struct LoadedModule {
     pub digest: Digest,
     /// What kind of guest it is.
     pub abi: AbiInfo,
-    /// The compiled module (mmapped artifact).
-    pub module: Module,
-    /// Imports resolved against the shared linker.
-    pub pre: InstancePre<GuestState>,
+    /// The compiled code, imports resolved.
+    pub code: Code,
     /// A pre-initialized snapshot (SDK per-request mode): instances skip Go's start-up.
     pub is_snapshot: bool,
+}
+
+/// Compiled code (an mmapped artifact) with its imports resolved.
+pub enum Code {
+    /// A core module (WAGI or SDK), pre-instantiated against the shared module linker.
+    Core(InstancePre<GuestState>),
+    /// A wasi:http component, pre-instantiated against the component linker.
+    Component(ComponentPre),
+}
+
+/// A core-module request path was handed a component.
+#[derive(Debug, thiserror::Error)]
+#[error("this is a component, not a core module")]
+pub struct NotCoreModule;
+
+impl LoadedModule {
+    /// The pre-instantiated core module (WAGI and SDK execution).
+    pub fn core_pre(&self) -> Result<&InstancePre<GuestState>, NotCoreModule> {
+        match &self.code {
+            Code::Core(pre) => Ok(pre),
+            Code::Component(_) => Err(NotCoreModule),
+        }
+    }
+
+    /// The pre-instantiated component, if this is one.
+    pub fn proxy_pre(&self) -> Option<&ComponentPre> {
+        match &self.code {
+            Code::Component(pre) => Some(pre),
+            Code::Core(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for LoadedModule {
@@ -230,11 +265,6 @@ pub enum LoadError {
     /// It is not a module this host can run.
     #[error(transparent)]
     Abi(#[from] AbiError),
-    /// It is a component; this host serves core modules.
-    #[error(
-        "the module is a WebAssembly component; this host serves WASI preview 1 modules (WAGI or Platform SDK)"
-    )]
-    Component,
     /// Cranelift or the artifact loader failed.
     #[error("cannot compile the module: {0}")]
     Compile(String),
@@ -264,6 +294,7 @@ pub struct ModuleCache {
     engine: Engine,
     fingerprint: EngineFingerprint,
     linker: Arc<Linker<GuestState>>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
     source: Arc<dyn ModuleSource>,
     artifact_dir: PathBuf,
     idle_timeout: Duration,
@@ -297,7 +328,10 @@ impl ModuleCache {
     ) -> std::io::Result<Self> {
         let artifact_dir = artifact_dir.into();
         std::fs::create_dir_all(&artifact_dir)?;
+        let component_linker = crate::component::build_linker(&engine)
+            .map_err(|e| std::io::Error::other(format!("component linker: {e:#}")))?;
         Ok(ModuleCache {
+            component_linker,
             fingerprint: EngineFingerprint::of(&engine),
             engine,
             linker,
@@ -449,9 +483,6 @@ impl ModuleCache {
             .map_err(|e| LoadError::Unavailable(e.0))?;
         let bytes = read_file(&wasm).await?;
         let info = abi::detect(&bytes)?;
-        if info.kind == AbiKind::Component {
-            return Err(LoadError::Component);
-        }
         if !artifact.exists() {
             self.compile_once(digest, ArtifactKind::Plain, &bytes, &artifact)
                 .await?;
@@ -514,11 +545,16 @@ impl ModuleCache {
                 .map_err(|e| LoadError::Unavailable(e.0))?;
             let bytes = read_file(&wasm).await?;
             let detected = abi::detect(&bytes)?;
-            if detected.kind == AbiKind::Component {
-                return Err(LoadError::Component);
-            }
             if !fetched {
                 match artifact_kind {
+                    // A component always gets a fresh instance per request: its
+                    // "snapshot" is the component itself, compiled under that name.
+                    ArtifactKind::Plain | ArtifactKind::Snapshot
+                        if detected.kind == AbiKind::Component =>
+                    {
+                        self.compile_once(digest, artifact_kind, &bytes, &artifact)
+                            .await?
+                    }
                     ArtifactKind::Plain => {
                         self.compile_once(digest, artifact_kind, &bytes, &artifact)
                             .await?
@@ -545,37 +581,45 @@ impl ModuleCache {
         }
         let engine = self.engine.clone();
         let path = artifact.clone();
-        let module = tokio::task::spawn_blocking(move || {
-            #[expect(
-                unsafe_code,
-                reason = "deserialize_file trusts the file; artifacts are written only by this host's compiler (or fetched from our own control plane) into a private directory"
-            )]
-            // SAFETY: see the reason above; the file is never modified after its atomic rename.
-            unsafe {
-                Module::deserialize_file(&engine, &path)
+        let compiled = tokio::task::spawn_blocking(move || map_artifact(&engine, &path))
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| {
+                // A stale or foreign artifact: remove it so the next attempt recompiles.
+                let _ = std::fs::remove_file(&artifact);
+                LoadError::Compile(format!("{e:#}"))
+            })?;
+        let (info, code) = match compiled {
+            Mapped::Module(module) => {
+                let info = match info {
+                    Some(i) => i,
+                    None => info_from_module(&module)?,
+                };
+                let pre = self
+                    .linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+                (info, Code::Core(pre))
             }
-        })
-        .await
-        .map_err(|e| LoadError::Compile(e.to_string()))?
-        .map_err(|e| {
-            // A stale or foreign artifact: remove it so the next attempt recompiles.
-            let _ = std::fs::remove_file(&artifact);
-            LoadError::Compile(format!("{e:#}"))
-        })?;
-        let info = match info {
-            Some(i) => i,
-            None => info_from_module(&module)?,
+            Mapped::Component(component) => {
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(&component)
+                    .and_then(ComponentPre::new)
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+                let info = AbiInfo {
+                    kind: AbiKind::Component,
+                    has_initialize: false,
+                    has_warmup: false,
+                };
+                (info, Code::Component(pre))
+            }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         Ok((
             LoadedModule {
                 digest: digest.clone(),
                 abi: info,
-                module,
-                pre,
+                code,
                 is_snapshot: artifact_kind == ArtifactKind::Snapshot,
             },
             kind,
@@ -614,8 +658,7 @@ impl ModuleCache {
         let dir = self.artifact_dir.clone();
         let artifact = artifact.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), LoadError> {
-            let compiled = engine
-                .precompile_module(&bytes)
+            let compiled = crate::engine::precompile(&engine, &bytes)
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
             let mut tmp =
                 tempfile::NamedTempFile::new_in(&dir).map_err(|e| LoadError::Io(e.to_string()))?;
@@ -671,6 +714,30 @@ impl ModuleCache {
                 }
             }
         })
+    }
+}
+
+/// A mapped artifact: a core module or a component.
+enum Mapped {
+    Module(Module),
+    Component(Component),
+}
+
+/// Maps the artifact at `path`, as a module or a component according to its header.
+fn map_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Mapped> {
+    let kind = Engine::detect_precompiled_file(path)?;
+    #[expect(
+        unsafe_code,
+        reason = "deserialize_file trusts the file; artifacts are written only by this host's compiler (or fetched from our own control plane) into a private directory"
+    )]
+    // SAFETY: see the reason above; the file is never modified after its atomic rename.
+    unsafe {
+        match kind {
+            Some(Precompiled::Component) => {
+                Component::deserialize_file(engine, path).map(Mapped::Component)
+            }
+            _ => Module::deserialize_file(engine, path).map(Mapped::Module),
+        }
     }
 }
 

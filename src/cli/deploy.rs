@@ -404,7 +404,7 @@ pub fn abi_name(abi: i32) -> &'static str {
     match Abi::try_from(abi).unwrap_or(Abi::Unspecified) {
         Abi::Wagi => "WAGI",
         Abi::Sdk => "SDK",
-        Abi::Component => "component",
+        Abi::Component => "component (wasi:http)",
         Abi::Unspecified => "unknown ABI",
     }
 }

@@ -479,6 +479,34 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         assert_eq!(n, 1, "runtime {i} should hold the fetched artifact");
     }
 
+    // A wasi:http component goes the same way: uploaded, compiled by the worker
+    // (precompile_component), its artifact fetched and mapped by both runtimes.
+    let component = guests::http_component();
+    cli(
+        &server,
+        &token,
+        &[
+            "deploy",
+            component.to_str().unwrap(),
+            "--app",
+            "comp",
+            "--route",
+            "/comp",
+        ],
+    );
+    converge(
+        &urls,
+        "/comp",
+        (200, "hello from a component"),
+        Duration::from_secs(20),
+    );
+    for i in 0..2 {
+        let n = std::fs::read_dir(dir.path().join(format!("rt{i}/artifacts")))
+            .unwrap()
+            .count();
+        assert_eq!(n, 2, "runtime {i} should hold both fetched artifacts");
+    }
+
     // Change routes: add one, remove one.
     cli(
         &server,

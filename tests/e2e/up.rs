@@ -82,6 +82,32 @@ routes = ["/hello"]
 }
 
 #[test]
+fn up_serves_a_wasi_http_component_from_platform_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        &[("comp.wasm", &guests::http_component())],
+        r#"
+[[apps]]
+name = "comp"
+module = "comp.wasm"
+routes = ["/comp"]
+env = { GREETING = "from the manifest" }
+"#,
+    );
+    let p = start(&["up", "--manifest", manifest.to_str().unwrap()]);
+    let c = client();
+    assert_eq!(
+        c.get(p.url("/comp")).send().unwrap().text().unwrap(),
+        "hello from a component"
+    );
+    assert_eq!(
+        c.get(p.url("/comp/env")).send().unwrap().text().unwrap(),
+        "GREETING=from the manifest"
+    );
+}
+
+#[test]
 fn a_bad_manifest_fails_with_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(
@@ -378,4 +404,72 @@ fn up_then_deploy_serves_at_the_printed_url_without_login() {
     let out = cmd(&["login", "--server", &p.admin, "--token", "plt_wrong"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown or revoked"));
+}
+
+#[test]
+fn a_wasi_http_component_deploys_answers_and_rolls_back() {
+    let p = start(&["up"]);
+    let data = p.data_dir.path().to_path_buf();
+    let component = guests::http_component();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::bin())
+            .args(args)
+            .args(["--server", &p.admin, "--data-dir", data.to_str().unwrap()])
+            .env_remove("PLATFORM_TOKEN")
+            .env("PLATFORM_CONFIG", data.join("no-login.toml"))
+            .output()
+            .unwrap()
+    };
+    let deploy = |greeting: &str| {
+        let out = run(&[
+            "deploy",
+            component.to_str().unwrap(),
+            "--app",
+            "comp",
+            "--route",
+            "/comp",
+            "--env",
+            &format!("GREETING={greeting}"),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    // Waits (bounded) for the route to answer `want` at `path`.
+    let answers = |path: &str, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = client().get(p.url(path)).send().unwrap();
+            let status = r.status();
+            let body = r.text().unwrap();
+            if status == 200 && body == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} answered {status} {body:?}, never {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = deploy("one");
+    assert!(first.contains("component (wasi:http)"), "{first}");
+    answers("/comp", "hello from a component");
+    answers("/comp/env", "GREETING=one");
+    deploy("two");
+    answers("/comp/env", "GREETING=two");
+    let out = run(&["rollback", "comp"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answers("/comp/env", "GREETING=one");
+    let r = client().get(p.url("/comp/trap")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    answers("/comp", "hello from a component");
 }

@@ -19,7 +19,7 @@ use platform_proto::v1::{
     Abi, CompileState, GetModuleRequest, GetModuleResponse, ListModulesRequest,
     ListModulesResponse, Module,
 };
-use platform_runtime::abi::{self, AbiKind};
+use platform_runtime::abi;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 use tokio::io::AsyncWriteExt;
@@ -139,12 +139,6 @@ pub async fn store_upload(
         .await
         .map_err(|e| ApiError::internal("validating upload", e))??
     };
-    if info.kind == AbiKind::Component {
-        return Err(ApiError::invalid(
-            "module",
-            "this is a WebAssembly component; Platform serves WASI preview 1 modules: build with GOOS=wasip1 GOARCH=wasm (or tinygo -target=wasip1)",
-        ));
-    }
 
     // 3. Store the bytes under their digest, then record them for the tenant. The blob is
     // written even when it exists (same bytes, same key): skipping the write would make

@@ -8,7 +8,8 @@ use crate::support::{Db, Harness, both_databases, wagi};
 both_databases!(
     bad_uploads_are_refused_and_leave_nothing,
     same_bytes_are_stored_once,
-    oversize_upload
+    oversize_upload,
+    a_wasi_http_component_is_accepted_and_compiled
 );
 
 async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
@@ -18,7 +19,26 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
         ("not wasm", b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly binary"),
         ("empty", Vec::new(), "upload is empty"),
         ("truncated", valid[..valid.len() - 4].to_vec(), "invalid WebAssembly"),
-        ("component", wat::parse_str("(component)").unwrap(), "component"),
+        (
+            "component without an HTTP handler",
+            wat::parse_str("(component)").unwrap(),
+            "does not export wasi:http/incoming-handler",
+        ),
+        (
+            "wasip2 command (Rust, no HTTP handler)",
+            std::fs::read(platform_test_guests::no_handler_component()).unwrap(),
+            "it exports wasi:cli/run@0.2",
+        ),
+        (
+            "component importing what the host lacks",
+            wat::parse_str(
+                r#"(component
+                    (import "acme:missing/thing@1.0.0" (instance))
+                    (export "wasi:http/incoming-handler@0.2.0" (instance 0)))"#,
+            )
+            .unwrap(),
+            "imports acme:missing/thing@1.0.0, which this host does not provide",
+        ),
         (
             "unknown import",
             wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "sock_teleport" (func)) (memory (export "memory") 1) (func (export "_start")))"#).unwrap(),
@@ -114,4 +134,22 @@ async fn oversize_upload(db: Db) {
             .contains("limit of 1000 bytes")
     );
     assert_eq!(h.footprint().await, (0, 0, 0, 0, vec![]));
+}
+
+async fn a_wasi_http_component_is_accepted_and_compiled(db: Db) {
+    let h = Harness::new(db).await;
+    let bytes = std::fs::read(platform_test_guests::http_component()).unwrap();
+    let (status, m) = h.upload(&h.admin, bytes).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m["abi"], "ABI_COMPONENT");
+    h.compile_all().await;
+    let m = h
+        .ok(
+            &h.admin,
+            "ModuleService/GetModule",
+            json!({ "digest": m["digest"] }),
+        )
+        .await;
+    assert_eq!(m["module"]["compileState"], "COMPILE_STATE_READY", "{m}");
+    assert_eq!(h.blobs().await.len(), 2, "component + artifact");
 }

@@ -303,7 +303,7 @@ impl SdkPools {
         let mut store =
             guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);
         let started = async {
-            let instance = module.pre.instantiate_async(&mut store).await?;
+            let instance = module.core_pre()?.instantiate_async(&mut store).await?;
             let memory = instance.get_memory(&mut store, "memory");
             if let Some(s) = store.data_mut().sdk.as_mut() {
                 s.memory = memory;

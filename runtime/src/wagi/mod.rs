@@ -126,7 +126,7 @@ pub async fn run(
     );
 
     let call = async {
-        let instance = module.pre.instantiate_async(&mut store).await?;
+        let instance = module.core_pre()?.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod components;
 mod events;
 mod fault_matrix;
 mod faults;

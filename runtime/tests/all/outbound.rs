@@ -13,14 +13,14 @@ use platform_test_guests as guests;
 use crate::support::{App, TestHost, client};
 
 /// A loopback HTTP server that counts the connections it accepts.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
     /// Answers every request with `upstream saw METHOD PATH`, or with a 302 to `redirect`.
-    async fn start(redirect: Option<String>) -> Self {
+    pub(crate) async fn start(redirect: Option<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -69,11 +69,11 @@ impl Upstream {
         Upstream { addr, connections }
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 }
@@ -90,7 +90,7 @@ async fn fetch_through(host: &TestHost, route: &str, target: &str) -> (u16, Stri
     (status, r.text().await.unwrap())
 }
 
-fn allow<S: AsRef<str>>(entries: &[S]) -> Vec<PrivateAllow> {
+pub(crate) fn allow<S: AsRef<str>>(entries: &[S]) -> Vec<PrivateAllow> {
     entries
         .iter()
         .map(|e| e.as_ref().parse().unwrap())

@@ -165,6 +165,78 @@ pub fn rust(name: &str) -> PathBuf {
     out
 }
 
+/// The wasi:http test component: the library of `tests/guests/rust/http-component`, built
+/// for `wasm32-wasip2` (exports `wasi:http/incoming-handler`).
+///
+/// # Panics
+/// When the `wasm32-wasip2` target is missing or the build fails.
+pub fn http_component() -> PathBuf {
+    rust_wasip2("http-component", "http_component")
+}
+
+/// A wasip2 command from the same crate (`src/bin/no-handler.rs`): a component that
+/// exports `wasi:cli/run` and no HTTP handler.
+///
+/// # Panics
+/// As [`http_component`].
+pub fn no_handler_component() -> PathBuf {
+    rust_wasip2("http-component", "no-handler")
+}
+
+/// Builds the Rust crate `tests/guests/rust/<name>` for `wasm32-wasip2` (every target in
+/// one cargo run) and returns the component `<artifact>.wasm` it produced.
+///
+/// # Panics
+/// When the `wasm32-wasip2` target is missing or the build fails.
+pub fn rust_wasip2(name: &str, artifact: &str) -> PathBuf {
+    let dir = repo_root().join("tests/guests/rust").join(name);
+    let mut hash = Sha256::new();
+    hash_tree(&mut hash, &dir);
+    let key = hex::encode(&hash.finalize()[..8]);
+    let out_of = |a: &str| out_dir().join(format!("rust-p2-{name}-{a}-{key}.wasm"));
+    let out = out_of(artifact);
+    build_once(&out, || {
+        let target_dir = out_dir().join("rust-target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(
+            Command::new(cargo)
+                .current_dir(&dir)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                ])
+                .arg(&target_dir),
+            &format!(
+                "cargo build {} (is the wasm32-wasip2 target installed? rustup target add wasm32-wasip2)",
+                dir.display()
+            ),
+        );
+        let release = target_dir.join("wasm32-wasip2/release");
+        let entries = std::fs::read_dir(&release)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", release.display()));
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "wasm")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                std::fs::copy(&path, out_of(stem))
+                    .unwrap_or_else(|e| panic!("cannot copy {}: {e}", path.display()));
+            }
+        }
+        assert!(
+            out.exists(),
+            "{name} built no {artifact}.wasm in {}",
+            release.display()
+        );
+    });
+    out
+}
+
 fn build_once(out: &Path, build: impl FnOnce()) {
     if out.exists() {
         return;

@@ -126,7 +126,7 @@ fn abi_name(abi: i32) -> &'static str {
     match Abi::try_from(abi).unwrap_or(Abi::Unspecified) {
         Abi::Wagi => "WAGI (CGI)",
         Abi::Sdk => "Platform SDK",
-        Abi::Component => "component",
+        Abi::Component => "component (wasi:http)",
         Abi::Unspecified => "unknown",
     }
 }

@@ -338,3 +338,24 @@ async fn app_page_shows_event_triggers_and_dedicated_status() {
         "{dedicated}"
     );
 }
+
+#[tokio::test]
+async fn a_wasi_http_component_uploads_shows_its_kind_and_compiles() {
+    let d = Dash::new().await;
+    let b = d.admin().await;
+    d.post_as(&b, "/apps", &[("name", "comp")])
+        .await
+        .assert_redirect("/apps/comp");
+    let bytes = std::fs::read(platform_test_guests::http_component()).unwrap();
+    let up = d.upload(&b, "comp", "comp.wasm", bytes).await;
+    up.assert_ok();
+    assert_eq!(up.testid("module-abi"), Some("component (wasi:http)"));
+    let digest = between(&up.body, "sha256:", "<").unwrap().to_string();
+    d.compile_all().await;
+    let m = d.get_as(&b, &format!("/apps/comp/modules/{digest}")).await;
+    assert_eq!(m.testid("module-state"), Some("ready"));
+    let p = d
+        .post_as(&b, "/apps/comp/releases", &[("module", &digest)])
+        .await;
+    p.assert_redirect("/apps/comp?msg=released-1");
+}
