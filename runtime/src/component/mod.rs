@@ -67,10 +67,7 @@ impl ComponentState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks,
-            limiter: MemoryLimiter {
-                max_memory: spec.limits.memory,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(spec.limits.memory),
         }
     }
 }

@@ -126,14 +126,14 @@ where
                     .await
             };
             let outcome = tokio::time::timeout(wall, run).await;
-            let memory_hit = store.data().limiter.hit;
+            let hits = store.data().limiter.hits();
             // Dropping the store ends the response body if the guest did not finish it.
             drop(store);
             drop(permits);
             let stderr = output.flush();
             match outcome {
                 Err(_elapsed) => Err(GuestFailure::Timeout),
-                Ok(Err(e)) => Err(GuestFailure::classify(&e, memory_hit, &stderr)),
+                Ok(Err(e)) => Err(GuestFailure::classify(&e, hits, &stderr)),
                 Ok(Ok(())) => Ok(()),
             }
         }
