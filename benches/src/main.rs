@@ -7,6 +7,7 @@
 mod inproc;
 mod loadgen;
 mod native;
+mod peer;
 mod report;
 mod startup;
 
@@ -58,6 +59,11 @@ struct Args {
     /// Host header for --profile.
     #[arg(long, default_value = "bench.local")]
     profile_host: String,
+    /// A `wasmtime` CLI (48) to run `wasmtime serve` on the same Rust wasi:http component,
+    /// fresh and with instance reuse, as peer rows (`./scripts/bench --with-wasmtime-serve`
+    /// installs one and passes it).
+    #[arg(long, value_name = "PATH")]
+    wasmtime_serve: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,11 +113,12 @@ fn main() -> anyhow::Result<()> {
             ("go-hello", &go_hello, "/go", Isolation::Pooled),
             ("go-mux", &go_mux, "/mux", Isolation::Pooled),
             ("rust-hello", &rust_hello, "/rust", Isolation::Pooled),
+            // A fresh instance per request, as `wasmtime serve` does by default.
             (
                 "rust-component",
                 &rust_component,
                 "/comp",
-                Isolation::Pooled,
+                Isolation::PerRequest,
             ),
             ("sdk-hello", &sdk_hello, "/sdk", Isolation::Pooled),
             ("sdk-hello-pr", &sdk_hello, "/sdk-pr", Isolation::PerRequest),
@@ -181,6 +188,29 @@ fn main() -> anyhow::Result<()> {
     let rust_wagi = load(platform_addr, "/rust", args.concurrency)?;
     eprintln!("platform: Rust wasi:http component hello (fresh instance) ...");
     let rust_component_rps = load(platform_addr, "/comp", args.concurrency)?;
+    // The peer on the same component, fresh and with reuse, at N and at 1 connection.
+    let peer = match &args.wasmtime_serve {
+        Some(bin) => {
+            let version = peer::WasmtimeServe::version(bin);
+            eprintln!("{version}: serve, fresh instance per request ...");
+            let fresh = peer::WasmtimeServe::start(bin, &rust_component, &[])?;
+            let fresh_n = load(fresh.addr, "/", args.concurrency)?;
+            let fresh_1 = load(fresh.addr, "/", 1)?;
+            drop(fresh);
+            eprintln!("{version}: serve --max-instance-reuse-count 1000 ...");
+            let reuse = peer::WasmtimeServe::start(
+                bin,
+                &rust_component,
+                &["--max-instance-reuse-count", "1000"],
+            )?;
+            let reuse_n = load(reuse.addr, "/", args.concurrency)?;
+            let reuse_1 = load(reuse.addr, "/", 1)?;
+            drop(reuse);
+            let platform_1 = load(platform_addr, "/comp", 1)?;
+            Some((version, fresh_n, fresh_1, reuse_n, reuse_1, platform_1))
+        }
+        None => None,
+    };
     eprintln!("platform: Go net/http/cgi mux ...");
     let mux_wagi = load(platform_addr, "/mux/items/1", args.concurrency)?;
     eprintln!("platform: Go SDK hello, pooled and per-request ...");
@@ -235,6 +265,46 @@ fn main() -> anyhow::Result<()> {
         &rust_component_rps,
         native_rps,
     );
+    if let Some((version, fresh_n, fresh_1, reuse_n, reuse_1, platform_1)) = &peer {
+        report.http(
+            &format!("{version}: serve, Rust component hello, fresh instance"),
+            fresh_n,
+            native_rps,
+        );
+        report.http(
+            &format!("{version}: serve --max-instance-reuse-count 1000, Rust component hello"),
+            reuse_n,
+            native_rps,
+        );
+        report.http(
+            "Platform, Rust wasi:http component hello, fresh instance, 1 connection",
+            platform_1,
+            native_c1.rps,
+        );
+        report.http(
+            &format!("{version}: serve, Rust component hello, fresh instance, 1 connection"),
+            fresh_1,
+            native_c1.rps,
+        );
+        report.http(
+            &format!("{version}: serve, reuse, Rust component hello, 1 connection"),
+            reuse_1,
+            native_c1.rps,
+        );
+        report.note(format!(
+            "Same component, fresh instance per request, {} connections: Platform {:.0} req/s = {:.2}x wasmtime serve ({:.0} req/s); target at least 1.2x. At 1 connection, p50 {:.0} µs against {:.0} µs.",
+            args.concurrency,
+            rust_component_rps.rps,
+            rust_component_rps.rps / fresh_n.rps.max(1.0),
+            fresh_n.rps,
+            platform_1.p50_us,
+            fresh_1.p50_us,
+        ));
+    } else {
+        report.note(
+            "No wasmtime serve rows: run ./scripts/bench --with-wasmtime-serve (installs wasmtime-cli 48 once, ~25 min)".into(),
+        );
+    }
     report.http(
         "Platform, Go net/http/cgi mux (7.7 MB)",
         &mux_wagi,

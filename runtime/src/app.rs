@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::admission::{Admission, AppGate};
 use crate::module_cache::Digest;
+use crate::release_binding::ReleaseBinding;
 
 /// Hard limits applied to every request of a release.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +127,8 @@ pub struct AppTarget {
     /// The app's admission gate, bound on the first request after the route table is
     /// installed (so requests do not look it up by name). A target serves one runtime.
     gate: OnceLock<Arc<AppGate>>,
+    /// One per entry of `releases`: the handles each release's requests use.
+    bindings: Vec<ReleaseBinding>,
 }
 
 impl AppTarget {
@@ -133,6 +136,7 @@ impl AppTarget {
     pub fn new(app: impl Into<String>, releases: Vec<(u32, Arc<AppSpec>)>) -> Self {
         AppTarget {
             app: app.into(),
+            bindings: releases.iter().map(|_| ReleaseBinding::default()).collect(),
             releases,
             gate: OnceLock::new(),
         }
@@ -156,23 +160,33 @@ impl AppTarget {
 
     /// Picks the release for one request, by weight.
     pub fn pick(&self) -> Option<&Arc<AppSpec>> {
+        self.pick_bound().map(|(spec, _)| spec)
+    }
+
+    /// Picks the release for one request, by weight, with its handles.
+    pub fn pick_bound(&self) -> Option<(&Arc<AppSpec>, &ReleaseBinding)> {
+        let i = self.pick_index()?;
+        Some((&self.releases.get(i)?.1, self.bindings.get(i)?))
+    }
+
+    fn pick_index(&self) -> Option<usize> {
         match self.releases.as_slice() {
             [] => None,
-            [(_, only)] => Some(only),
+            [_] => Some(0),
             many => {
                 let total: u64 = many.iter().map(|(w, _)| u64::from(*w)).sum();
                 if total == 0 {
-                    return many.first().map(|(_, s)| s);
+                    return Some(0);
                 }
                 let mut roll = rand::random_range(0..total);
-                for (w, spec) in many {
+                for (i, (w, _)) in many.iter().enumerate() {
                     let w = u64::from(*w);
                     if roll < w {
-                        return Some(spec);
+                        return Some(i);
                     }
                     roll -= w;
                 }
-                many.last().map(|(_, s)| s)
+                Some(many.len() - 1)
             }
         }
     }

@@ -28,10 +28,9 @@ use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::failure::GuestFailure;
 use crate::guest::{GuestState, build_linker};
 use crate::logs::{LogBus, LogEvent, LogStream};
-use crate::metrics::{
-    AppLabels, ColdLabels, RejectLabels, RequestLabels, RuntimeMetrics, TrapLabels,
-};
-use crate::module_cache::{LoadKind, ModuleCache, ModuleSource};
+use crate::metrics::{ColdLabels, RejectLabels, RequestLabels, RuntimeMetrics, TrapLabels};
+use crate::module_cache::{ArtifactKind, LoadKind, ModuleCache, ModuleSource};
+use crate::release_binding::{ReleaseBinding, ReleaseMetrics};
 use crate::request_target::RoutingTarget;
 use crate::route_table::{RouteMatch, RouteTableHandle};
 use crate::sdk::SdkPools;
@@ -374,7 +373,8 @@ impl Runtime {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let Some(spec) = matched.target.pick().cloned() else {
+        let target = matched.target.clone();
+        let Some((spec, binding)) = target.pick_bound() else {
             let resp = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the app has no live release",
@@ -395,9 +395,10 @@ impl Runtime {
         );
         let mut req = req;
         crate::reserved_cookies::strip_from_request(req.headers_mut());
-        let mut guard = InFlight::new(self, &spec, &request_id, started, &req);
+        let release_metrics = binding.metrics(&self.metrics, spec);
+        let mut guard = InFlight::new(self, spec, release_metrics, &request_id, started, &req);
         let (mut resp, cold) = self
-            .serve(req, conn, &matched, &spec, &request_id)
+            .serve(req, conn, &matched, spec, binding, &request_id)
             .instrument(span.clone())
             .await;
         let dropped = crate::reserved_cookies::strip_from_response(resp.headers_mut());
@@ -428,6 +429,7 @@ impl Runtime {
         conn: ConnInfo,
         matched: &RouteMatch,
         spec: &Arc<AppSpec>,
+        binding: &ReleaseBinding,
         request_id: &str,
     ) -> (Response<ResponseBody>, bool)
     where
@@ -445,11 +447,15 @@ impl Runtime {
             return (too_large(limits.max_body), false);
         }
 
-        let loading = if spec.isolation == crate::app::Isolation::PerRequest {
-            self.cache.get_snapshot(&spec.module).await
+        let artifact = if spec.isolation == crate::app::Isolation::PerRequest {
+            ArtifactKind::Snapshot
         } else {
-            self.cache.get(&spec.module).await
+            ArtifactKind::Plain
         };
+        let loading = self
+            .cache
+            .get_bound(binding.module(), &spec.module, artifact)
+            .await;
         let (loaded, kind) = match loading {
             Ok(v) => v,
             Err(e) => {
@@ -501,7 +507,7 @@ impl Runtime {
                 crate::wagi::serve(self, exec, &parts, body, conn, &matched.route, request_id).await
             }
             AbiKind::Sdk => {
-                let pool = self.sdk_pools.pool(spec);
+                let pool = binding.pool(&self.sdk_pools, spec);
                 let permits = match self
                     .admit(spec, gate, Some(&pool.permits), request_id)
                     .await
@@ -681,6 +687,7 @@ fn count_failure(metrics: &RuntimeMetrics, spec: &AppSpec, kind: &str) {
 struct InFlight<'a> {
     rt: &'a Runtime,
     spec: Arc<AppSpec>,
+    release_metrics: &'a ReleaseMetrics,
     request_id: String,
     /// "GET /shop/items/42", for the request's log line.
     request_line: String,
@@ -692,6 +699,7 @@ impl<'a> InFlight<'a> {
     fn new<B>(
         rt: &'a Runtime,
         spec: &Arc<AppSpec>,
+        release_metrics: &'a ReleaseMetrics,
         request_id: &str,
         started: Instant,
         req: &Request<B>,
@@ -706,6 +714,7 @@ impl<'a> InFlight<'a> {
         InFlight {
             rt,
             spec: spec.clone(),
+            release_metrics,
             request_id: request_id.to_string(),
             request_line: format!("{} {}", req.method(), path),
             started,
@@ -715,21 +724,21 @@ impl<'a> InFlight<'a> {
 
     fn finish(&mut self, status: StatusCode, elapsed: Duration, cold: bool) {
         self.done = true;
-        let m = &self.rt.metrics;
-        m.requests
-            .get_or_create(&RequestLabels {
-                tenant: self.spec.tenant.clone(),
-                app: self.spec.app.clone(),
-                release: self.spec.release_label(),
-                status: status.as_u16(),
-            })
-            .inc();
-        m.latency
-            .get_or_create(&AppLabels {
-                tenant: self.spec.tenant.clone(),
-                app: self.spec.app.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+        if status == StatusCode::OK {
+            self.release_metrics.ok.inc();
+        } else {
+            self.rt
+                .metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    tenant: self.spec.tenant.clone(),
+                    app: self.spec.app.clone(),
+                    release: self.spec.release_label(),
+                    status: status.as_u16(),
+                })
+                .inc();
+        }
+        self.release_metrics.latency.observe(elapsed.as_secs_f64());
         self.rt.traffic.record(
             &self.spec.tenant,
             &self.spec.app,

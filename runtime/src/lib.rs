@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod module_cache;
 pub mod obs;
 pub mod readiness;
+pub mod release_binding;
 pub mod request_target;
 pub mod reserved_cookies;
 pub mod route_table;

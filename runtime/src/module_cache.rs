@@ -280,7 +280,8 @@ pub enum LoadError {
     Io(String),
 }
 
-struct Slot {
+/// One module in the cache: loaded at most once, shared by every request for it.
+pub struct ModuleSlot {
     cell: OnceCell<(Arc<LoadedModule>, LoadKind)>,
     last_used_ms: AtomicU64,
 }
@@ -298,7 +299,7 @@ pub struct ModuleCache {
     source: Arc<dyn ModuleSource>,
     artifact_dir: PathBuf,
     idle_timeout: Duration,
-    slots: Mutex<HashMap<(Digest, ArtifactKind), Arc<Slot>>>,
+    slots: Mutex<HashMap<(Digest, ArtifactKind), Arc<ModuleSlot>>>,
     failed_snapshots: Mutex<HashMap<Digest, (Instant, LoadError)>>,
     /// Modules Cranelift refused: the same bytes fail the same way on the same engine, so
     /// the failure is answered again rather than recompiled on every request.
@@ -402,13 +403,21 @@ impl ModuleCache {
         &self,
         digest: &Digest,
     ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        self.snapshot_slot(digest).await.map(|(m, k, _)| (m, k))
+    }
+
+    /// [`Self::get_snapshot`], with the slot the snapshot is kept in.
+    async fn snapshot_slot(
+        &self,
+        digest: &Digest,
+    ) -> Result<(Arc<LoadedModule>, LoadKind, Arc<ModuleSlot>), LoadError> {
         if let Ok(failed) = self.failed_snapshots.lock()
             && let Some((at, e)) = failed.get(digest)
             && at.elapsed() < SNAPSHOT_FAILURE_TTL
         {
             return Err(e.clone());
         }
-        let result = self.get_kind(digest, ArtifactKind::Snapshot).await;
+        let result = self.get_slot(digest, ArtifactKind::Snapshot).await;
         if let Err(e @ LoadError::Snapshot(_)) = &result
             && let Ok(mut failed) = self.failed_snapshots.lock()
         {
@@ -423,6 +432,40 @@ impl ModuleCache {
         digest: &Digest,
         artifact: ArtifactKind,
     ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        self.get_slot(digest, artifact)
+            .await
+            .map(|(m, k, _)| (m, k))
+    }
+
+    /// The module of a release whose requests remember their slot in `binding`: a warm
+    /// module is reached without the cache's maps (no digest clone, no lock on the map).
+    /// `artifact` must be the same on every call with one binding.
+    pub(crate) async fn get_bound(
+        &self,
+        binding: &crate::release_binding::ModuleBinding,
+        digest: &Digest,
+        artifact: ArtifactKind,
+    ) -> Result<(Arc<LoadedModule>, LoadKind), LoadError> {
+        if let Some(slot) = binding.get()
+            && let Some((m, _)) = slot.cell.get()
+        {
+            slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+            return Ok((m.clone(), LoadKind::Warm));
+        }
+        let loaded = match artifact {
+            ArtifactKind::Snapshot => self.snapshot_slot(digest).await,
+            ArtifactKind::Plain => self.get_slot(digest, artifact).await,
+        }?;
+        binding.set(&loaded.2);
+        Ok((loaded.0, loaded.1))
+    }
+
+    /// [`Self::get_kind`], with the slot the module is kept in.
+    async fn get_slot(
+        &self,
+        digest: &Digest,
+        artifact: ArtifactKind,
+    ) -> Result<(Arc<LoadedModule>, LoadKind, Arc<ModuleSlot>), LoadError> {
         let key = (digest.clone(), artifact);
         if let Ok(failed) = self.failed_compiles.lock()
             && let Some(e) = failed.get(&key)
@@ -437,7 +480,7 @@ impl ModuleCache {
             slots
                 .entry(key.clone())
                 .or_insert_with(|| {
-                    Arc::new(Slot {
+                    Arc::new(ModuleSlot {
                         cell: OnceCell::new(),
                         last_used_ms: AtomicU64::new(0),
                     })
@@ -446,7 +489,7 @@ impl ModuleCache {
         };
         slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
         if let Some((m, _)) = slot.cell.get() {
-            return Ok((m.clone(), LoadKind::Warm));
+            return Ok((m.clone(), LoadKind::Warm, slot));
         }
         // Cold: load, or wait for the request already loading it (and report its kind).
         let loaded = slot
@@ -457,7 +500,7 @@ impl ModuleCache {
             })
             .await;
         match loaded {
-            Ok((m, kind)) => Ok((m.clone(), *kind)),
+            Ok((m, kind)) => Ok((m.clone(), *kind, slot.clone())),
             Err(e) => {
                 // Do not keep a slot for a module that failed; a later request retries.
                 if let Ok(mut slots) = self.slots.lock()

@@ -1,10 +1,11 @@
 //! SDK mode: guests built with the Platform Go SDK export a handler and import the host
 //! ABI described in `sdk/ABI.md`. Go's start-up runs once per instance, not per request.
 //!
-//! A request runs on its own task: the guest sends the response head when it is ready
-//! (`response_send`), the handler returns it to hyper at once, and the body keeps flowing
-//! through a bounded channel while the guest writes it, so large responses stream with
-//! bounded memory. The request body streams the other way through `request_body_read`.
+//! The guest runs in the request's own task: it sends the response head when it is ready
+//! (`response_send`), the handler returns it to hyper at once, and a guest still writing
+//! its body goes on in a task of its own, through a bounded channel, so large responses
+//! stream with bounded memory. The request body streams the other way through
+//! `request_body_read`.
 
 pub mod abi;
 mod clock;
@@ -142,7 +143,7 @@ where
         permits,
     } = exec;
     let (parts, body) = req.into_parts();
-    let head = encode_head(&parts, &conn, route, request_id, pool.env_generation);
+    let head = encode_head(&parts, &conn, route, request_id, pool.env.generation);
     let (head_tx, head_rx) = tokio::sync::oneshot::channel();
     let deadline = Instant::now() + spec.limits.timeout;
     let ctx = RequestCtx {
@@ -164,7 +165,7 @@ where
     let pools = rt.sdk_pools.clone();
     let engine = rt.engine().clone();
     let run_spec = spec.clone();
-    let task = tokio::spawn(async move {
+    let run = async move {
         // Held while the guest runs, streaming included; released when it returns.
         let _permits = permits;
         let mut inst = match pools.take(&engine, &pool, &loaded, &run_spec).await {
@@ -172,7 +173,7 @@ where
             Err((f, stderr)) => return RunOutcome::failed(f, stderr),
         };
         if let Some(s) = inst.store.data_mut().sdk.as_mut() {
-            s.set_spec(run_spec.clone());
+            s.set_spec(run_spec.clone(), &pool.env);
             s.req = Some(ctx);
         }
         guest::set_deadline(&mut inst.store, deadline);
@@ -247,52 +248,64 @@ where
             stdout,
             stderr,
         }
-    });
-    // If the client leaves before the head, stop the guest.
-    let abort = AbortOnDrop(Some(task.abort_handle()));
-    match head_rx.await {
-        Ok(head) => {
-            abort.disarm();
-            let report = Reporter {
-                logs: rt.logs.clone(),
-                metrics: rt.metrics.clone(),
-                spec: spec.clone(),
-                request_id: request_id.to_string(),
-            };
-            tokio::spawn(async move {
-                if let Ok(outcome) = task.await {
-                    report.outcome(&outcome);
-                }
-            });
-            response_from(head)
-        }
-        Err(_) => {
-            let outcome = match task.await {
-                Ok(o) => o,
-                Err(e) => RunOutcome::failed(
-                    GuestFailure::Trap(format!("the request task failed: {e}")),
+    };
+    // A panic on the host side of a guest call fails this request, never the connection.
+    let mut run = std::panic::AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(|r| {
+            r.unwrap_or_else(|_| {
+                RunOutcome::failed(
+                    GuestFailure::Trap("the request's host side panicked".into()),
                     Bytes::new(),
-                ),
-            };
-            let report = Reporter {
-                logs: rt.logs.clone(),
-                metrics: rt.metrics.clone(),
-                spec: spec.clone(),
-                request_id: request_id.to_string(),
-            };
-            report.output(&outcome);
-            if outcome.body_too_large {
-                return crate::host::too_large(spec.limits.max_body);
+                )
+            })
+        })
+        .boxed();
+    let report = Reporter {
+        logs: rt.logs.clone(),
+        metrics: rt.metrics.clone(),
+        spec: spec.clone(),
+        request_id: request_id.to_string(),
+    };
+    // The guest runs in this request's task until it sends its head, and usually to its
+    // end: handing a short request to another task cost more than the guest's own work.
+    // A guest still streaming its body after the head goes on in a task of its own. If the
+    // client leaves before the head, this future is dropped and the guest with it.
+    let mut head_rx = head_rx;
+    let first = tokio::select! {
+        biased;
+        outcome = &mut run => Ok(outcome),
+        head = &mut head_rx => Err(head),
+    };
+    let outcome = match first {
+        Ok(outcome) => match head_rx.try_recv() {
+            Ok(head) => {
+                report.outcome(&outcome);
+                return response_from(head);
             }
-            match outcome.failure {
-                Some(f) => rt.failure_response(&spec, &f, request_id),
-                None => rt.failure_response(
-                    &spec,
-                    &GuestFailure::BadOutput("the handler returned without a response".into()),
-                    request_id,
-                ),
-            }
+            Err(_) => outcome,
+        },
+        Err(Ok(head)) => {
+            tokio::spawn(async move {
+                let outcome = run.await;
+                report.outcome(&outcome);
+            });
+            return response_from(head);
         }
+        // The guest's side of the head is gone without a head: its run is ending.
+        Err(Err(_)) => run.await,
+    };
+    report.output(&outcome);
+    if outcome.body_too_large {
+        return crate::host::too_large(spec.limits.max_body);
+    }
+    match outcome.failure {
+        Some(f) => rt.failure_response(&spec, &f, request_id),
+        None => rt.failure_response(
+            &spec,
+            &GuestFailure::BadOutput("the handler returned without a response".into()),
+            request_id,
+        ),
     }
 }
 
@@ -363,22 +376,6 @@ impl Reporter {
     }
 }
 
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
-
-impl AbortOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.abort();
-        }
-    }
-}
-
 fn response_from(head: ResponseHead) -> Response<ResponseBody> {
     let body = match head.body {
         HeadBody::Full(b) => full(b),
@@ -414,4 +411,4 @@ fn response_from(head: ResponseHead) -> Response<ResponseBody> {
     resp
 }
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};

@@ -30,7 +30,7 @@ use super::abi::{SDK_EXPORT_HANDLE, SDK_EXPORT_INIT, result};
 use super::clock::EpochMonotonicClock;
 use super::kv::KvBackend;
 use super::outbound::OutboundClient;
-use super::state::SdkHostState;
+use super::state::{ReleaseEnv, SdkHostState};
 use crate::app::{AppSpec, Isolation};
 use crate::failure::GuestFailure;
 use crate::guest::{self, GuestState, MemoryLimiter};
@@ -86,8 +86,8 @@ pub struct ReleasePool {
     idle: Mutex<Vec<SdkInstance>>,
     /// Bounds concurrent instances.
     pub permits: Arc<Semaphore>,
-    /// Generation of the release's variables (in every request head).
-    pub env_generation: u64,
+    /// The release's variables, encoded once for all its instances and request heads.
+    pub env: ReleaseEnv,
     last_used_ms: AtomicU64,
 }
 
@@ -139,7 +139,9 @@ impl SdkPools {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The pool of `spec`'s release (created on first use).
+    /// The pool of `spec`'s release (created on first use). The request path reaches it
+    /// through the route's [`crate::release_binding::ReleaseBinding`], which calls this once
+    /// per installed route table.
     pub fn pool(&self, spec: &Arc<AppSpec>) -> Arc<ReleasePool> {
         let key = format!("{}/{}/{}", spec.tenant, spec.app, spec.release);
         let mut pools = self.pools.lock();
@@ -147,7 +149,7 @@ impl SdkPools {
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(ReleasePool {
-                    env_generation: super::state::env_of(spec).1,
+                    env: ReleaseEnv::of(spec),
                     spec: spec.clone(),
                     idle: Mutex::new(Vec::new()),
                     permits: Arc::new(Semaphore::new(self.settings.max_per_release.max(1))),
@@ -155,8 +157,13 @@ impl SdkPools {
                 })
             })
             .clone();
-        pool.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.touch(&pool);
         pool
+    }
+
+    /// Marks `pool` as used now (the reaper keeps pools in use).
+    pub fn touch(&self, pool: &ReleasePool) {
+        pool.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Idle instances across all pools.
@@ -204,7 +211,11 @@ impl SdkPools {
             let unused =
                 now_ms.saturating_sub(pool.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
             let busy = pool.permits.available_permits() < self.settings.max_per_release.max(1);
-            !(idle.is_empty() && unused && !busy)
+            // A pool an installed route still holds stays registered (it has no instances
+            // once reaped): dropping it here would leave the route a pool the reaper no
+            // longer sees.
+            let bound = Arc::strong_count(pool) > 1;
+            !(idle.is_empty() && unused && !busy && !bound)
         });
     }
 
@@ -237,7 +248,7 @@ impl SdkPools {
         {
             return Ok(i);
         }
-        self.create(engine, module, spec).await
+        self.create(engine, module, spec, &pool.env).await
     }
 
     /// Returns an instance to its pool, or drops it when it should retire.
@@ -282,6 +293,7 @@ impl SdkPools {
         engine: &Engine,
         module: &LoadedModule,
         spec: &Arc<AppSpec>,
+        env: &ReleaseEnv,
     ) -> Result<SdkInstance, (GuestFailure, bytes::Bytes)> {
         let stdout = CappedPipe::new(OUTPUT_CAP);
         let stderr = CappedPipe::new(OUTPUT_CAP);
@@ -297,7 +309,7 @@ impl SdkPools {
             limiter: MemoryLimiter::new(spec.limits.memory),
             sdk: Some(SdkHostState {
                 outbound: self.outbound(),
-                ..SdkHostState::new(spec.clone(), self.kv())
+                ..SdkHostState::with_env(spec.clone(), env, self.kv())
             }),
         };
         let mut store =

@@ -133,12 +133,17 @@ pub struct SdkHostState {
 impl SdkHostState {
     /// State for an instance of `spec`.
     pub fn new(spec: Arc<AppSpec>, kv: Option<Arc<dyn KvBackend>>) -> Self {
-        let (env_pairs, env_generation) = env_of(&spec);
+        let env = ReleaseEnv::of(&spec);
+        Self::with_env(spec, &env, kv)
+    }
+
+    /// State for an instance of `spec`, whose variables were encoded once in `env`.
+    pub fn with_env(spec: Arc<AppSpec>, env: &ReleaseEnv, kv: Option<Arc<dyn KvBackend>>) -> Self {
         SdkHostState {
             memory: None,
             spec,
-            env_pairs,
-            env_generation,
+            env_pairs: env.pairs.clone(),
+            env_generation: env.generation,
             req: None,
             last_error: String::new(),
             kv,
@@ -152,11 +157,10 @@ impl SdkHostState {
 
     /// Points the state at another release (a snapshot instance serves any release of its
     /// module).
-    pub fn set_spec(&mut self, spec: Arc<AppSpec>) {
+    pub fn set_spec(&mut self, spec: Arc<AppSpec>, env: &ReleaseEnv) {
         if !Arc::ptr_eq(&self.spec, &spec) {
-            let (pairs, generation) = env_of(&spec);
-            self.env_pairs = pairs;
-            self.env_generation = generation;
+            self.env_pairs = env.pairs.clone();
+            self.env_generation = env.generation;
             self.spec = spec;
         }
     }
@@ -171,12 +175,28 @@ impl SdkHostState {
     }
 }
 
-/// The encoded variables of a release and their generation number.
-pub fn env_of(spec: &AppSpec) -> (Arc<Vec<u8>>, u64) {
-    let pairs = crate::sdk::wire::pairs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut h = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(&pairs, &mut h);
-    std::hash::Hash::hash(&spec.release, &mut h);
-    // Never 0: the SDK starts at generation 0 and must sync on its first request.
-    (Arc::new(pairs), std::hash::Hasher::finish(&h) | 1)
+/// The encoded variables of a release and their generation number: computed once per
+/// release (its pool holds them) and shared by its instances and request heads.
+#[derive(Debug, Clone)]
+pub struct ReleaseEnv {
+    /// Encoded pairs for `env_get`.
+    pub pairs: Arc<Vec<u8>>,
+    /// Identifies `pairs` (never 0); in every request head, so the SDK re-reads its
+    /// environment when a release's variables change.
+    pub generation: u64,
+}
+
+impl ReleaseEnv {
+    /// The variables of `spec`.
+    pub fn of(spec: &AppSpec) -> Self {
+        let pairs = crate::sdk::wire::pairs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&pairs, &mut h);
+        std::hash::Hash::hash(&spec.release, &mut h);
+        ReleaseEnv {
+            pairs: Arc::new(pairs),
+            // Never 0: the SDK starts at generation 0 and must sync on its first request.
+            generation: std::hash::Hasher::finish(&h) | 1,
+        }
+    }
 }

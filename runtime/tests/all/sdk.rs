@@ -150,6 +150,46 @@ async fn pooled_instances_are_reused_and_never_shared_between_apps() {
     host.stop().await;
 }
 
+/// The route table holds each release's pool and module slot (so warm requests look
+/// nothing up), yet an idle app still scales to zero: its instances are reaped and its
+/// module evicted while the route stays installed, and the next request starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_routed_app_scales_to_zero_and_serves_again() {
+    let host = TestHost::start_with(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    let faults = guests::go_sdk("sdkfaults");
+    host.deploy(&[App::new("a", &faults, &["/"])]);
+    let c = client();
+    let get = || async {
+        c.get(host.url("/ok"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await, "ok 1\n");
+    assert_eq!(get().await, "ok 2\n");
+    let mut idle = false;
+    for _ in 0..200 {
+        if host.rt.sdk_pools.idle_instances() == 0 && host.rt.cache.resident() == 0 {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        idle,
+        "instances: {}, resident modules: {}",
+        host.rt.sdk_pools.idle_instances(),
+        host.rt.cache.resident()
+    );
+    // A fresh instance of a module loaded again: its counter starts over.
+    assert_eq!(get().await, "ok 1\n");
+    assert_eq!(get().await, "ok 2\n");
+    host.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_cases_in_sdk_mode_leave_the_host_serving() {
     let host = TestHost::start().await;
