@@ -168,6 +168,8 @@ pub async fn build_control(
     };
     let (_, engine) = engine_fingerprint()?;
     let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
+    // What a killed predecessor left staged is removed before anything stages again.
+    platform_control::clear_staging(&data_dir.join("staging"));
     let ctl = Control::new(
         store,
         blobs,
