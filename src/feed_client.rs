@@ -221,6 +221,9 @@ pub async fn follow(
     // Ready means the first snapshot's modules are on local disk, not just its routes
     // installed: held here, released by the first snapshot's prefetch.
     let mut first_hold = Some(rt.hold_readiness("first feed snapshot"));
+    // Counts installs: a table still waiting for its modules goes in only if no newer one
+    // came meanwhile.
+    let installs = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut events = None;
     let mut state: Option<FeedState> = None;
     // Set when the state must be read again from a snapshot: at start, after a revision
@@ -254,7 +257,7 @@ pub async fn follow(
                             "feed snapshot unchanged"
                         );
                     } else {
-                        install(&rt, &st, &scope, first_hold.take());
+                        install(&rt, &st, &scope, first_hold.take(), &installs);
                         tracing::info!(
                             revision = st.revision(),
                             apps = st.len(),
@@ -289,7 +292,7 @@ pub async fn follow(
                     if let Some(st) = state.as_mut().filter(|_| !need_snapshot) {
                         match st.apply(&ev) {
                             Applied::Changed => {
-                                install(&rt, st, &scope, None);
+                                install(&rt, st, &scope, None, &installs);
                                 tracing::info!(revision = st.revision(), "feed event applied");
                             }
                             Applied::Ignored => {}
@@ -316,14 +319,24 @@ pub async fn follow(
 /// How many modules are fetched at once ahead of traffic.
 const PREFETCH_CONCURRENCY: usize = 4;
 
-/// Installs `state`'s routes and fetches their modules' artifacts in the background;
-/// `hold` (readiness) is released once every fetch was tried.
+/// How long a new table waits for modules that cannot be fetched (control away) before it
+/// goes in anyway, its first requests then loading them.
+const FETCH_PATIENCE: std::time::Duration = Duration::from_secs(30);
+
+/// Installs `state`'s routes once the artifacts of their modules are on local disk: while
+/// one cannot be fetched (control away, say), the table in force keeps serving, so a
+/// release made just before control went down does not answer 5xx for want of its
+/// artifact; the fetch is retried and the table goes in when it succeeds (or after
+/// [`FETCH_PATIENCE`]). Per-request snapshots are prepared after. `hold` (readiness) is
+/// released once the table is in.
 fn install(
-    rt: &Runtime,
+    rt: &Arc<Runtime>,
     state: &FeedState,
     scope: &ServeScope,
     hold: Option<platform_runtime::readiness::ReadinessHold>,
+    installs: &Arc<std::sync::atomic::AtomicU64>,
 ) {
+    use std::sync::atomic::Ordering;
     let table = state.route_table_for(scope);
     let digests: std::collections::BTreeSet<(Digest, bool)> = table
         .routes()
@@ -337,26 +350,71 @@ fn install(
                 .collect::<Vec<_>>()
         })
         .collect();
-    rt.routes.replace(table);
-    // Fetch artifacts of (new) modules ahead of their first request; per-request
-    // releases need their snapshot too.
+    let generation = installs.fetch_add(1, Ordering::SeqCst) + 1;
+    let count = digests.len();
+    let missing: Vec<Digest> = digests
+        .iter()
+        .filter(|(d, _)| !rt.cache.artifact_path(d).exists())
+        .map(|(d, _)| d.clone())
+        .collect();
+    // In at once when every module is local; else once they are (below).
+    let mut table = if missing.is_empty() {
+        rt.routes.replace(table);
+        None
+    } else {
+        Some(table)
+    };
+    let rt = rt.clone();
     let cache = rt.cache.clone();
+    let installs = installs.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let count = digests.len();
-        futures::stream::iter(digests)
-            .for_each_concurrent(PREFETCH_CONCURRENCY, |(d, per_request)| {
-                let cache = cache.clone();
-                async move {
-                    if let Err(e) = cache.prefetch(&d).await {
-                        tracing::warn!(module = ?d, error = %e, "artifact prefetch failed; the first request will load it");
+        let mut backoff = Duration::from_millis(100);
+        let mut pending = missing;
+        while !pending.is_empty() {
+            let failed: Vec<Digest> = futures::stream::iter(pending)
+                .map(|d| {
+                    let cache = cache.clone();
+                    async move {
+                        match cache.prefetch(&d).await {
+                            // Not in the source: the first request compiles it; waiting
+                            // would not help.
+                            Ok(_) => None,
+                            Err(e) => {
+                                tracing::warn!(module = ?d, error = %e, "artifact fetch failed; the routes in force keep serving until it succeeds");
+                                Some(d)
+                            }
+                        }
                     }
-                    if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
-                        tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
-                    }
+                })
+                .buffer_unordered(PREFETCH_CONCURRENCY)
+                .filter_map(|d| async move { d })
+                .collect()
+                .await;
+            pending = failed;
+            let superseded = installs.load(Ordering::SeqCst) != generation;
+            if pending.is_empty() || superseded || started.elapsed() >= FETCH_PATIENCE {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        if let Some(table) = table.take() {
+            if installs.load(Ordering::SeqCst) == generation {
+                if !pending.is_empty() {
+                    tracing::warn!(
+                        modules = pending.len(),
+                        "installing routes whose artifacts could not be fetched; their first requests load them"
+                    );
                 }
-            })
-            .await;
+                rt.routes.replace(table);
+            }
+        }
+        for (d, per_request) in digests {
+            if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
+                tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
+            }
+        }
         if hold.is_some() {
             tracing::info!(
                 modules = count,

@@ -9,6 +9,7 @@ mod loadgen;
 mod native;
 mod peer;
 mod report;
+mod soak;
 mod startup;
 
 use std::net::SocketAddr;
@@ -64,10 +65,17 @@ struct Args {
     /// installs one and passes it).
     #[arg(long, value_name = "PATH")]
     wasmtime_serve: Option<std::path::PathBuf>,
+    /// Soak instead of the benchmarks: `platform up` (--platform-bin) under half its peak on
+    /// a mix for this long (`30m`), a line a minute; writes soak.md and soak.json to --out.
+    #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration)]
+    soak: Option<Duration>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(duration) = args.soak {
+        return soak::main(&args.platform_bin, duration, &args.out);
+    }
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("server")

@@ -250,3 +250,19 @@ pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Resul
         .await;
     Ok(revision)
 }
+
+/// Announces the current revision on the bus (a feed event without a change). Called on
+/// every connection to NATS: events this process published while disconnected, or that a
+/// predecessor killed between its commit and its publish never sent, are lost, and a
+/// runtime that already resynced would otherwise learn of them only at its periodic
+/// resync. A runtime behind the announced revision resyncs at once; others ignore it.
+pub async fn announce_revision(ctl: &Control) -> Result<u64, sqlx::Error> {
+    let revision = ctl.store.revision().await?;
+    ctl.events
+        .publish_feed(&FeedEvent {
+            revision,
+            change: None,
+        })
+        .await;
+    Ok(revision)
+}

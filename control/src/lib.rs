@@ -216,3 +216,31 @@ pub fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Resul
     }
     std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())
 }
+
+/// Empties a control plane's staging directory at process start (creating it, private,
+/// when missing). It belongs to one process (it lives in the process's data directory), so
+/// whatever is in it then was left by a predecessor killed mid-upload or mid-compile: an
+/// upload that was never acknowledged, or a compile that will run again. Nothing else may
+/// use the directory while this runs.
+pub fn clear_staging(dir: &std::path::Path) {
+    let _ = private_fs::private_dir(dir);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a staged file left by an earlier process")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover staged file")
+            }
+        }
+    }
+}

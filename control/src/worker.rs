@@ -5,10 +5,12 @@
 //! upload is compiled for that tenant even when another tenant's identical bytes were
 //! compiled before, so neither the compile state nor its timing tells a tenant what another
 //! uploaded (the artifact blob, identical either way, is simply written again). A worker
-//! claims one (a claim older than
-//! [`STALE_CLAIM_MS`] is taken over, so a crashed worker's job is not lost), compiles it on
-//! a blocking thread, stores the artifact blob, and records `ready` or `failed` with the
-//! reason. Workers wake on upload notices and also poll, so a lost notice only delays.
+//! claims one, compiles it on a blocking thread, stores the artifact blob, and records
+//! `ready` or `failed` with the reason. A claim is a lease: the worker renews it every
+//! [`CLAIM_RENEW`] while it compiles, and a claim not renewed for [`STALE_CLAIM_MS`] is
+//! taken over, so the job of a worker that died (`kill -9`, a node lost) goes on within
+//! seconds, however long compiles take. Workers wake on upload notices and also poll, so a
+//! lost notice only delays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,12 @@ use crate::store::now_ms;
 use platform_runtime::abi::AbiKind;
 use platform_runtime::module_cache::ArtifactKind;
 
-/// A claim older than this is considered abandoned.
-pub const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
+/// A claim not renewed for this long is abandoned (its worker died) and taken over.
+pub const STALE_CLAIM_MS: i64 = 15 * 1000;
+
+/// How often a compiling worker renews its claim: well within [`STALE_CLAIM_MS`], so a
+/// slow database round trip never lets a live worker's claim lapse.
+pub const CLAIM_RENEW: Duration = Duration::from_secs(4);
 
 /// Runs the worker until `shutdown` resolves.
 pub async fn run(
@@ -131,7 +137,18 @@ async fn run_claimed(
 ) -> Result<(), String> {
     let (tenant, digest) = (tenant.to_string(), digest.to_string());
     let started = std::time::Instant::now();
-    let result = compile(ctl, engine, &digest).await;
+    let result = {
+        let compiling = compile(ctl, engine, &digest);
+        tokio::pin!(compiling);
+        let mut renew = tokio::time::interval(CLAIM_RENEW);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut compiling => break result,
+                _ = renew.tick() => renew_claim(ctl, &tenant, &digest).await,
+            }
+        }
+    };
     let now = now_ms();
     let fp = ctl.config.engine.as_str();
     match &result {
@@ -168,6 +185,20 @@ async fn run_claimed(
     .await
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Renews this worker's claim on a job it is compiling (see [`STALE_CLAIM_MS`]).
+async fn renew_claim(ctl: &Control, tenant: &str, digest: &str) {
+    let renewed = sqlx::query("UPDATE artifacts SET claimed_at = $1 WHERE tenant = $2 AND digest = $3 AND engine = $4 AND state = 'compiling'")
+        .bind(now_ms())
+        .bind(tenant)
+        .bind(digest)
+        .bind(ctl.config.engine.as_str())
+        .execute(ctl.store.pool())
+        .await;
+    if let Err(e) = renewed {
+        tracing::warn!(digest = %digest, error = %e, "cannot renew the compile claim; another worker may take the job over");
+    }
 }
 
 /// Claims the oldest pending job: (tenant, digest).

@@ -81,7 +81,10 @@ impl FeedState {
         self.apps.is_empty()
     }
 
-    /// Applies one event.
+    /// Applies one event. An event without a change announces control's revision (a
+    /// control plane or worker does so whenever it connects to NATS, since events it
+    /// published while away, or just before it was killed, may be lost): a state behind it
+    /// needs a snapshot, as on a gap.
     pub fn apply(&mut self, event: &FeedEvent) -> Applied {
         if event.revision <= self.revision {
             return Applied::Ignored;
@@ -96,7 +99,7 @@ impl FeedState {
             Some(feed_event::Change::AppRemoved(id)) => {
                 self.apps.remove(id);
             }
-            None => {}
+            None => return Applied::Gap,
         }
         self.revision = event.revision;
         Applied::Changed
@@ -266,6 +269,26 @@ mod tests {
         };
         assert_eq!(s.apply(&removed), Applied::Changed);
         assert!(s.route_table().lookup(None, "/a").is_none());
+    }
+
+    /// An announcement of a newer revision (no change) means "you missed something":
+    /// resync, never skip ahead as if nothing had changed. One at or below the state's
+    /// revision changes nothing.
+    #[test]
+    fn an_announced_revision_ahead_asks_for_a_snapshot() {
+        let mut s = FeedState::from_snapshot(FeedSnapshot {
+            revision: 5,
+            apps: vec![app("a", "/a")],
+        });
+        let announce = |revision| FeedEvent {
+            revision,
+            change: None,
+        };
+        assert_eq!(s.apply(&announce(5)), Applied::Ignored);
+        assert_eq!(s.apply(&announce(4)), Applied::Ignored);
+        assert_eq!(s.apply(&announce(6)), Applied::Gap);
+        assert_eq!(s.revision(), 5, "the announcement did not move the state");
+        assert_eq!(s.apply(&announce(9)), Applied::Gap);
     }
 
     #[test]

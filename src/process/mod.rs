@@ -160,14 +160,24 @@ pub async fn build_control(
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
     let blobs = BlobStore::open(&blob_url).with_context(|| format!("blob store {blob_url}"))?;
+    // Every (re)connection to NATS is announced with the current revision (see
+    // `announce_revision`), once the control plane exists.
+    let connected = Arc::new(tokio::sync::Notify::new());
     let bus = match store_args.nats.url().as_deref() {
-        Some(url) => EventBus::nats(url, store_args.nats.options().await?, process_name, None)
-            .await
-            .with_context(|| format!("NATS at {}", store_args.nats.display_url()))?,
+        Some(url) => EventBus::nats(
+            url,
+            store_args.nats.options().await?,
+            process_name,
+            Some(connected.clone()),
+        )
+        .await
+        .with_context(|| format!("NATS at {}", store_args.nats.display_url()))?,
         None => EventBus::in_process(),
     };
     let (_, engine) = engine_fingerprint()?;
     let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
+    // What a killed predecessor left staged is removed before anything stages again.
+    platform_control::clear_staging(&data_dir.join("staging"));
     let ctl = Control::new(
         store,
         blobs,
@@ -183,6 +193,20 @@ pub async fn build_control(
             secrets,
         },
     );
+    if matches!(ctl.events, EventBus::Nats(_)) {
+        let announcer = ctl.clone();
+        tokio::spawn(async move {
+            loop {
+                connected.notified().await;
+                match platform_control::feed::announce_revision(&announcer).await {
+                    Ok(revision) => tracing::info!(revision, "feed revision announced on NATS"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the feed revision to announce; runtimes resync periodically")
+                    }
+                }
+            }
+        });
+    }
     if ctl.config.secrets.is_some() {
         platform_control::api::secrets::reseal_all(&ctl)
             .await

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod chaos;
 mod cluster;
 mod concurrent;
 mod events;

@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod concurrency;
+mod crash_recovery;
 mod dedicated;
 mod domains;
 mod feed;

@@ -163,6 +163,9 @@ fn strip_prefix_segments<'a>(path: &'a str, prefix: &str) -> &'a str {
     rest
 }
 
+/// Decodes `%XX` escapes, except `%00`: a NUL cannot travel in an environment variable
+/// (the guest's C-string view of its environment would end `PATH_INFO` there and hide the
+/// rest), so it stays encoded.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -171,6 +174,7 @@ fn percent_decode(s: &str) -> String {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
             && let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2]))
+            && h << 4 | l != 0
         {
             out.push(h << 4 | l);
             i += 3;
@@ -259,6 +263,15 @@ mod tests {
         assert_eq!(get(&env, "HTTP_CONTENT_TYPE"), None);
         assert_eq!(get(&env, "GREETING"), Some("hi"));
         assert_eq!(env.iter().filter(|(k, _)| k == "REQUEST_METHOD").count(), 1);
+    }
+
+    /// Found by `properties_inputs::cgi_env_from_odd_requests`: `/%00` decoded into a
+    /// PATH_INFO holding a NUL.
+    #[test]
+    fn an_encoded_nul_stays_encoded_in_path_info() {
+        let env = env_of("/shop/a%00b%2e", "/shop", &[]);
+        assert_eq!(get(&env, "PATH_INFO"), Some("/a%00b."));
+        assert!(env.iter().all(|(_, v)| !v.contains('\0')));
     }
 
     #[test]
