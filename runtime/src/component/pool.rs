@@ -18,7 +18,8 @@
 //! next: that is the point, and the caveat), is retired after [`ReuseSettings::max_uses`]
 //! requests, after any failure, or when its memory grew past
 //! [`ReuseSettings::max_memory`], and is dropped after [`ReuseSettings::idle_timeout`]
-//! without requests, so an idle release shrinks to zero instances.
+//! without requests, so an idle release shrinks to zero instances. At most
+//! [`ReuseSettings::max_idle`] idle instances are kept per release.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct ReuseSettings {
     /// Retire an instance whose memory grew past this many bytes (0: half the release's
     /// memory limit, at least 32 MiB).
     pub max_memory: u64,
+    /// Most idle instances kept per release (after a burst, the rest are dropped: each
+    /// holds a slot of the engine's pooling allocator).
+    pub max_idle: usize,
 }
 
 impl Default for ReuseSettings {
@@ -60,6 +64,7 @@ impl Default for ReuseSettings {
             max_uses: 128,
             idle_timeout: Duration::from_secs(10),
             max_memory: 0,
+            max_idle: 16,
         }
     }
 }
@@ -211,7 +216,10 @@ impl ComponentPools {
             })
             .clone();
         pool.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        pool.idle.lock().push(inst);
+        let mut idle = pool.idle.lock();
+        if idle.len() < self.settings.max_idle {
+            idle.push(inst);
+        }
     }
 
     /// Idle instances across all releases.
