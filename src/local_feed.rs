@@ -49,11 +49,16 @@ pub fn install_manifest(
                 (digest, info)
             }
         };
-        if app.isolation == platform_runtime::Isolation::PerRequest
-            && info.kind != platform_runtime::abi::AbiKind::Sdk
+        let isolation = app.isolation.unwrap_or(match info.kind {
+            // A component gets a fresh instance per request unless it opts into reuse.
+            platform_runtime::abi::AbiKind::Component => platform_runtime::Isolation::PerRequest,
+            _ => platform_runtime::Isolation::Pooled,
+        });
+        if isolation == platform_runtime::Isolation::PerRequest
+            && info.kind == platform_runtime::abi::AbiKind::Wagi
         {
             anyhow::bail!(
-                "{}: app {:?}: isolation = \"per-request\" applies to Platform SDK modules; this is a {} module (WAGI already runs a fresh instance per request)",
+                "{}: app {:?}: isolation = \"per-request\" applies to Platform SDK modules and components; this is a {} module (WAGI already runs a fresh instance per request)",
                 manifest.path.display(),
                 app.name,
                 info.kind.as_str()
@@ -67,7 +72,7 @@ pub fn install_manifest(
             module: digest.clone(),
             env: app.env.clone(),
             limits: app.limits.clone(),
-            isolation: app.isolation,
+            isolation,
             allowed_outbound_hosts: app.allowed_outbound_hosts.clone(),
         });
         let target = Arc::new(AppTarget::single(spec));
@@ -77,7 +82,8 @@ pub fn install_manifest(
         installed.push(InstalledApp {
             name: app.name.clone(),
             digest,
-            per_request: app.isolation == platform_runtime::Isolation::PerRequest,
+            per_request: isolation == platform_runtime::Isolation::PerRequest
+                && info.kind == platform_runtime::abi::AbiKind::Sdk,
         });
     }
     let table = RouteTable::build(entries)

@@ -7,7 +7,7 @@
 //! routes = ["/shop", "api.example.com/v1"]   # "/path" or "host/path"
 //! env = { GREETING = "hello" }
 //! limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB", max_response = "64MiB" }
-//! isolation = "pooled"                       # SDK modules: "pooled" | "per-request"
+//! isolation = "pooled"                       # "pooled" | "per-request" (default: pooled for SDK modules, per-request for components)
 //! allowed_outbound_hosts = ["api.example.com"]
 //! ```
 //!
@@ -46,8 +46,9 @@ pub struct ManifestApp {
     pub env: Vec<(String, String)>,
     /// Limits (defaults filled in).
     pub limits: Limits,
-    /// SDK isolation mode.
-    pub isolation: Isolation,
+    /// Isolation, when the manifest sets it; unset, the module's kind decides (`pooled`
+    /// for SDK modules, `per-request` for components).
+    pub isolation: Option<Isolation>,
     /// Outbound hosts SDK guests may call.
     pub allowed_outbound_hosts: Vec<String>,
 }
@@ -277,11 +278,12 @@ impl Manifest {
                 }
             }
             let isolation = match &app.isolation {
-                Some(i) => i
-                    .get_ref()
-                    .parse::<Isolation>()
-                    .map_err(|m| err_at(Some(i.span()), m))?,
-                None => Isolation::default(),
+                Some(i) => Some(
+                    i.get_ref()
+                        .parse::<Isolation>()
+                        .map_err(|m| err_at(Some(i.span()), m))?,
+                ),
+                None => None,
             };
             let allowed_outbound_hosts = app
                 .allowed_outbound_hosts

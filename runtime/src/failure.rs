@@ -37,6 +37,10 @@ pub enum GuestFailure {
     /// Output that is not a valid response.
     #[error("the function's response is invalid: {0}")]
     BadOutput(String),
+    /// A request body (one without a declared length) went past the release's limit
+    /// while the function read it.
+    #[error("the request body is larger than this function's limit of {0} bytes")]
+    BodyTooLarge(u64),
     /// A response larger than the release allows.
     #[error("the function's response is larger than the limit of {0} bytes")]
     ResponseTooLarge(u64),
@@ -66,6 +70,7 @@ impl GuestFailure {
                 StatusCode::BAD_GATEWAY
             }
             GuestFailure::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GuestFailure::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +87,7 @@ impl GuestFailure {
             GuestFailure::Trap(_) => "trap",
             GuestFailure::BadOutput(_) => "bad_output",
             GuestFailure::ResponseTooLarge(_) => "response_too_large",
+            GuestFailure::BodyTooLarge(_) => "body_too_large",
             GuestFailure::Instantiate(_) => "instantiate",
             GuestFailure::Overloaded(_) => "overloaded",
         }

@@ -27,6 +27,9 @@ pub struct MemoryLimiter {
     pub hit: bool,
     /// Set once a table growth was refused.
     pub table_hit: bool,
+    /// The largest linear memory granted, in bytes (a reused instance past a bound
+    /// retires).
+    largest: u64,
 }
 
 /// Which limits a guest ran into (for classifying how it failed).
@@ -45,7 +48,13 @@ impl MemoryLimiter {
             max_memory,
             hit: false,
             table_hit: false,
+            largest: 0,
         }
+    }
+
+    /// The largest linear memory granted so far, in bytes.
+    pub fn largest(&self) -> u64 {
+        self.largest
     }
 
     /// The limits hit so far.
@@ -74,6 +83,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.largest = self.largest.max(desired as u64);
         Ok(true)
     }
 

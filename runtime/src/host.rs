@@ -76,6 +76,8 @@ pub struct RuntimeConfig {
     /// What SDK guests' outbound HTTP may reach: the operator's deny and allow lists and
     /// the platform's own listeners.
     pub outbound: crate::sdk::outbound::OutboundConfig,
+    /// How `pooled` component releases reuse instances.
+    pub component_reuse: crate::component::ReuseSettings,
 }
 
 impl RuntimeConfig {
@@ -106,6 +108,7 @@ impl RuntimeConfig {
             trust_forwarded_host: false,
             kv_dir: data_dir.join("kv"),
             outbound: Default::default(),
+            component_reuse: Default::default(),
         }
     }
 }
@@ -164,6 +167,8 @@ pub struct Runtime {
     pub logs: Arc<LogBus>,
     /// Initialized SDK instances.
     pub sdk_pools: Arc<SdkPools>,
+    /// Idle instances of `pooled` component releases.
+    pub component_pools: Arc<crate::component::ComponentPools>,
     /// The last hour of traffic per app (dashboard charts).
     pub traffic: Arc<crate::traffic::TrafficStats>,
     /// Start-up work (compiles, artifact fetches) readiness waits for.
@@ -212,6 +217,10 @@ impl Runtime {
             &config.outbound,
         )?));
         sdk_pools.spawn_reaper(metrics.clone());
+        let component_pools = Arc::new(crate::component::ComponentPools::new(
+            config.component_reuse.clone(),
+        ));
+        component_pools.spawn_reaper(metrics.clone());
         Ok(Arc::new(Runtime {
             engine,
             _ticker: ticker,
@@ -221,6 +230,7 @@ impl Runtime {
             metrics,
             logs: Arc::new(LogBus::default()),
             sdk_pools,
+            component_pools,
             traffic: Arc::default(),
             readiness: Default::default(),
             admission: Admission::new(config.admission_limits()),

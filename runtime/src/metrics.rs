@@ -88,6 +88,8 @@ pub struct RuntimeMetrics {
     pub resident_modules: Gauge,
     /// Idle SDK instances held in pools.
     pub pooled_instances: Gauge,
+    /// Idle component instances held for reuse (`pooled` component releases).
+    pub component_instances: Gauge,
 }
 
 impl Default for RuntimeMetrics {
@@ -113,6 +115,7 @@ impl RuntimeMetrics {
         let in_flight = Gauge::default();
         let resident_modules = Gauge::default();
         let pooled_instances = Gauge::default();
+        let component_instances = Gauge::default();
         registry.register(
             "requests",
             "HTTP requests by app and status",
@@ -149,6 +152,11 @@ impl RuntimeMetrics {
             "Idle initialized SDK instances held in pools",
             pooled_instances.clone(),
         );
+        registry.register(
+            "component_instances",
+            "Idle component instances held for reuse",
+            component_instances.clone(),
+        );
         RuntimeMetrics {
             registry: Mutex::new(registry),
             requests,
@@ -159,6 +167,7 @@ impl RuntimeMetrics {
             in_flight,
             resident_modules,
             pooled_instances,
+            component_instances,
         }
     }
 

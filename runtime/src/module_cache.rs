@@ -568,7 +568,7 @@ impl ModuleCache {
         digest: &Digest,
         artifact_kind: ArtifactKind,
     ) -> Result<(LoadedModule, LoadKind), LoadError> {
-        let artifact = self.artifact_path_of(digest, artifact_kind);
+        let mut artifact = self.artifact_path_of(digest, artifact_kind);
         let mut kind = LoadKind::Artifact;
         let info;
         if artifact.exists() {
@@ -589,18 +589,34 @@ impl ModuleCache {
             let bytes = read_file(&wasm).await?;
             let detected = abi::detect(&bytes)?;
             if !fetched {
-                match artifact_kind {
-                    // A component always gets a fresh instance per request: its
-                    // "snapshot" is the component itself, compiled under that name.
-                    ArtifactKind::Plain | ArtifactKind::Snapshot
-                        if detected.kind == AbiKind::Component =>
-                    {
-                        self.compile_once(digest, artifact_kind, &bytes, &artifact)
-                            .await?
+                let compiled_here = match artifact_kind {
+                    // A component needs no snapshot: `per-request` (its default) is a
+                    // fresh instance of the component itself. Its snapshot slot maps the
+                    // plain artifact: fetched (the worker made it at upload) or compiled
+                    // once here, never compiled a second time under another name.
+                    ArtifactKind::Snapshot if detected.kind == AbiKind::Component => {
+                        let plain = self.artifact_path_of(digest, ArtifactKind::Plain);
+                        let have = plain.exists()
+                            || self
+                                .source
+                                .fetch_artifact(
+                                    digest,
+                                    &ArtifactKind::Plain.flavor(&self.fingerprint),
+                                    &plain,
+                                )
+                                .await
+                                .map_err(|e| LoadError::Unavailable(e.0))?;
+                        if !have {
+                            self.compile_once(digest, ArtifactKind::Plain, &bytes, &plain)
+                                .await?;
+                        }
+                        artifact = plain;
+                        !have
                     }
                     ArtifactKind::Plain => {
                         self.compile_once(digest, artifact_kind, &bytes, &artifact)
-                            .await?
+                            .await?;
+                        true
                     }
                     ArtifactKind::Snapshot => {
                         if detected.kind != AbiKind::Sdk {
@@ -616,9 +632,12 @@ impl ModuleCache {
                         tracing::info!(module = ?digest, ms = started.elapsed().as_millis() as u64, "per-request snapshot made");
                         self.compile_once(digest, artifact_kind, &snap, &artifact)
                             .await?;
+                        true
                     }
+                };
+                if compiled_here {
+                    kind = LoadKind::Compiled;
                 }
-                kind = LoadKind::Compiled;
             }
             info = Some(detected);
         }

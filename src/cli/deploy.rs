@@ -177,7 +177,9 @@ pub async fn deploy(
         .await?
         .release
     };
-    let unchanged = live.as_ref().is_some_and(|r| same_release(r, &wanted));
+    let unchanged = live
+        .as_ref()
+        .is_some_and(|r| same_release(r, &wanted, module.abi));
     let (release, new_release) = if let (true, Some(r)) = (unchanged, live) {
         say(&format!(
             "release #{} is live with this module and configuration; nothing to release",
@@ -369,7 +371,7 @@ async fn wait_settled(
     }
 }
 
-fn same_release(r: &Release, want: &CreateReleaseRequest) -> bool {
+fn same_release(r: &Release, want: &CreateReleaseRequest, abi: i32) -> bool {
     let defaults = platform_runtime::Limits::default();
     let l = want.limits.unwrap_or_default();
     let pick = |v: u64, d: u64| if v == 0 { d } else { v };
@@ -379,10 +381,12 @@ fn same_release(r: &Release, want: &CreateReleaseRequest) -> bool {
         max_body_bytes: pick(l.max_body_bytes, defaults.max_body),
         max_response_bytes: pick(l.max_response_bytes, defaults.max_response),
     };
-    let want_isolation = if want.isolation == Isolation::PerRequest as i32 {
-        Isolation::PerRequest
-    } else {
-        Isolation::Pooled
+    // Unset, the control plane chooses by the module's kind (see `create_release`).
+    let want_isolation = match Isolation::try_from(want.isolation).unwrap_or_default() {
+        Isolation::PerRequest => Isolation::PerRequest,
+        Isolation::Pooled => Isolation::Pooled,
+        Isolation::Unspecified if abi == Abi::Component as i32 => Isolation::PerRequest,
+        Isolation::Unspecified => Isolation::Pooled,
     };
     let mut hosts: Vec<String> = want
         .allowed_outbound_hosts

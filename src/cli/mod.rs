@@ -230,7 +230,8 @@ pub struct DeployArgs {
     /// Largest request body, e.g. 10MiB.
     #[arg(long)]
     pub max_body: Option<String>,
-    /// SDK modules: pooled or per-request.
+    /// pooled or per-request [default: pooled for SDK modules, per-request for
+    /// components; WAGI modules always get a fresh instance].
     #[arg(long)]
     pub isolation: Option<String>,
     /// Outbound host SDK guests may call (repeatable).
@@ -607,7 +608,8 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             max_response_bytes: 0,
         };
         let isolation = match args.isolation.as_deref() {
-            None | Some("pooled") => Isolation::Pooled,
+            None => Isolation::Unspecified,
+            Some("pooled") => Isolation::Pooled,
             Some("per-request") => Isolation::PerRequest,
             Some(other) => bail!("--isolation {other:?}: expected pooled or per-request"),
         };
@@ -687,8 +689,9 @@ pub fn manifest_specs(m: &Manifest) -> Vec<DeploySpec> {
                 max_response_bytes: a.limits.max_response,
             },
             isolation: match a.isolation {
-                platform_runtime::Isolation::PerRequest => Isolation::PerRequest,
-                platform_runtime::Isolation::Pooled => Isolation::Pooled,
+                Some(platform_runtime::Isolation::PerRequest) => Isolation::PerRequest,
+                Some(platform_runtime::Isolation::Pooled) => Isolation::Pooled,
+                None => Isolation::Unspecified,
             },
             allowed_outbound_hosts: a.allowed_outbound_hosts.clone(),
             prune_routes: true,

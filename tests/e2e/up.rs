@@ -93,6 +93,12 @@ name = "comp"
 module = "comp.wasm"
 routes = ["/comp"]
 env = { GREETING = "from the manifest" }
+
+[[apps]]
+name = "reused"
+module = "comp.wasm"
+routes = ["/reused"]
+isolation = "pooled"
 "#,
     );
     let p = start(&["up", "--manifest", manifest.to_str().unwrap()]);
@@ -105,6 +111,13 @@ env = { GREETING = "from the manifest" }
         c.get(p.url("/comp/env")).send().unwrap().text().unwrap(),
         "GREETING=from the manifest"
     );
+    // No isolation set: a fresh instance per request (the guest counts its requests in
+    // a static). `pooled`: the release's instance is reused, its count goes on.
+    let count = |path: &str| c.get(p.url(path)).send().unwrap().text().unwrap();
+    assert_eq!(count("/comp/count"), "count 1");
+    assert_eq!(count("/comp/count"), "count 1");
+    assert_eq!(count("/reused/count"), "count 1");
+    assert_eq!(count("/reused/count"), "count 2");
 }
 
 #[test]

@@ -140,7 +140,7 @@ pub async fn create_release(
     caller: Caller,
     req: CreateReleaseRequest,
 ) -> Result<CreateReleaseResponse, ApiError> {
-    let config = release_config(&req, &ctl.config.caps)?;
+    let mut config = release_config(&req, &ctl.config.caps)?;
     let digest = req
         .module_digest
         .trim()
@@ -163,11 +163,19 @@ pub async fn create_release(
         );
     };
     let abi: String = module.try_get(0)?;
-    if config.isolation == "per-request" && abi != "sdk" {
+    // Unset, a component gets a fresh instance per request (as under `wasmtime serve`);
+    // `pooled` is its opt-in to instance reuse. SDK modules default to `pooled`.
+    if Isolation::try_from(req.isolation).unwrap_or(Isolation::Unspecified)
+        == Isolation::Unspecified
+        && abi == "component"
+    {
+        config.isolation = "per-request".into();
+    }
+    if config.isolation == "per-request" && abi == "wagi" {
         return Err(ApiError::invalid(
             "isolation",
             format!(
-                "per-request isolation applies to Platform SDK modules; this module is {abi} (a WAGI module already gets a fresh instance for every request)"
+                "per-request isolation applies to Platform SDK modules and components; this module is {abi} (a WAGI module already gets a fresh instance for every request)"
             ),
         ));
     }

@@ -9,7 +9,8 @@ both_databases!(
     bad_uploads_are_refused_and_leave_nothing,
     same_bytes_are_stored_once,
     oversize_upload,
-    a_wasi_http_component_is_accepted_and_compiled
+    a_wasi_http_component_is_accepted_and_compiled,
+    a_component_release_is_per_request_unless_it_chooses_pooled
 );
 
 async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
@@ -152,4 +153,42 @@ async fn a_wasi_http_component_is_accepted_and_compiled(db: Db) {
         .await;
     assert_eq!(m["module"]["compileState"], "COMPILE_STATE_READY", "{m}");
     assert_eq!(h.blobs().await.len(), 2, "component + artifact");
+}
+
+async fn a_component_release_is_per_request_unless_it_chooses_pooled(db: Db) {
+    let h = Harness::new(db).await;
+    let bytes = std::fs::read(platform_test_guests::http_component()).unwrap();
+    let (status, m) = h.upload(&h.admin, bytes).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    let (_, w) = h.upload(&h.admin, wagi("w")).await;
+    h.ok(&h.admin, "AppService/CreateApp", json!({ "name": "comp" }))
+        .await;
+    let release = |module: &serde_json::Value, isolation: Option<&str>| {
+        let mut body = json!({ "app": "comp", "moduleDigest": module["digest"] });
+        if let Some(i) = isolation {
+            body["isolation"] = json!(i);
+        }
+        body
+    };
+    // Unset: a fresh instance per request, as `wasmtime serve` runs a WASIp2 component.
+    let r = h
+        .ok(&h.admin, "ReleaseService/CreateRelease", release(&m, None))
+        .await;
+    assert_eq!(r["release"]["isolation"], "ISOLATION_PER_REQUEST", "{r}");
+    // Reuse is the release's explicit choice, and per-request may be said too.
+    for choice in ["ISOLATION_POOLED", "ISOLATION_PER_REQUEST"] {
+        let r = h
+            .ok(
+                &h.admin,
+                "ReleaseService/CreateRelease",
+                release(&m, Some(choice)),
+            )
+            .await;
+        assert_eq!(r["release"]["isolation"], choice, "{r}");
+    }
+    // A WAGI module keeps `pooled` as its unset value (it always runs fresh anyway).
+    let r = h
+        .ok(&h.admin, "ReleaseService/CreateRelease", release(&w, None))
+        .await;
+    assert_eq!(r["release"]["isolation"], "ISOLATION_POOLED", "{r}");
 }

@@ -49,6 +49,18 @@ pub const PROVIDED_INTERFACES: &[&str] = &[
     "wasi:http/outgoing-handler",
 ];
 
+/// Interfaces of WASI proposals still in draft that the host links, each at the one
+/// version wasmtime 48 serves: `wasi:config/store` (the release's env vars, through
+/// `wasmtime-wasi-config`) and `wasi:keyvalue` (the app's key-value stores,
+/// [`super::keyvalue`]). A pre-release version only links with itself, so no other
+/// version is accepted.
+pub const DRAFT_INTERFACES: &[(&str, &str)] = &[
+    ("wasi:config/store", "0.2.0-rc.1"),
+    ("wasi:keyvalue/store", "0.2.0-draft"),
+    ("wasi:keyvalue/atomics", "0.2.0-draft"),
+    ("wasi:keyvalue/batch", "0.2.0-draft"),
+];
+
 /// The names a component's outer layer imports and exports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComponentWorld {
@@ -133,7 +145,10 @@ fn is_wasi_p2_version(version: Option<&str>) -> bool {
 
 fn provided(import: &str) -> bool {
     let (iface, version) = split_version(import);
-    PROVIDED_INTERFACES.contains(&iface) && is_wasi_p2_version(version)
+    (PROVIDED_INTERFACES.contains(&iface) && is_wasi_p2_version(version))
+        || DRAFT_INTERFACES
+            .iter()
+            .any(|(i, v)| *i == iface && version == Some(*v))
 }
 
 fn is_incoming_handler(export: &str) -> bool {
@@ -143,6 +158,12 @@ fn is_incoming_handler(export: &str) -> bool {
 
 fn import_hint(import: &str) -> String {
     let (iface, version) = split_version(import);
+    if let Some((_, v)) = DRAFT_INTERFACES.iter().find(|(i, _)| *i == iface) {
+        return format!(
+            ": this host provides {iface} at {v} only, not {}",
+            version.unwrap_or("without a version")
+        );
+    }
     if PROVIDED_INTERFACES.contains(&iface) {
         return format!(
             ": this host provides {iface} at WASI 0.2.x, not {}",
@@ -150,7 +171,7 @@ fn import_hint(import: &str) -> String {
         );
     }
     if iface.starts_with("wasi:") {
-        return ": this host provides WASI 0.2 (the wasi:http/proxy world, wasi:cli, wasi:clocks, wasi:random, wasi:io)".into();
+        return ": this host provides WASI 0.2 (the wasi:http/proxy world, wasi:cli, wasi:clocks, wasi:random, wasi:io), wasi:config/store@0.2.0-rc.1 and wasi:keyvalue@0.2.0-draft".into();
     }
     String::new()
 }
@@ -189,6 +210,25 @@ mod tests {
         );
         let err = rc.check().unwrap_err().to_string();
         assert!(err.contains("not 0.2.0-rc-2023-10-18"), "{err}");
+    }
+
+    #[test]
+    fn draft_interfaces_only_at_their_version() {
+        let ok = world(
+            &[
+                "wasi:config/store@0.2.0-rc.1",
+                "wasi:keyvalue/store@0.2.0-draft",
+            ],
+            &["wasi:http/incoming-handler@0.2.0"],
+        );
+        assert_eq!(ok.check(), Ok(()));
+        let other = world(
+            &["wasi:keyvalue/store@0.2.0-draft2"],
+            &["wasi:http/incoming-handler@0.2.0"],
+        );
+        let err = other.check().unwrap_err().to_string();
+        assert!(err.contains("wasi:keyvalue/store@0.2.0-draft2"), "{err}");
+        assert!(err.contains("at 0.2.0-draft only"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,13 @@ impl PlatformHooks {
         }
     }
 
+    /// Moves the hooks to another request of the same release (a reused instance): the
+    /// request id its log lines carry and the deadline its exchanges end by.
+    pub fn bind(&mut self, request_id: String, deadline: Instant) {
+        self.request_id = request_id;
+        self.deadline = deadline;
+    }
+
     /// Puts the reason for a refused or failed request in the app's log.
     fn log(&self, line: String) {
         tracing::info!(target: "platform::guest", app = %self.spec.app, request_id = %self.request_id, "{line}");

@@ -4,22 +4,28 @@
 //! ([`detect`]), compiled ahead of time like a module (`Engine::precompile_component`,
 //! mapped back with `Component::deserialize_file` by the
 //! [`ModuleCache`](crate::module_cache::ModuleCache)), pre-instantiated against the
-//! component linker built here, and served with a fresh instance per request ([`serve`])
-//! on the same engine, pooling allocator, epoch deadlines and memory limits as modules.
+//! component linker built here, and served ([`serve`]) with a fresh instance per request,
+//! or for a `pooled` release with reused instances ([`pool`]), on the same engine,
+//! pooling allocator, epoch deadlines and memory limits as modules.
 //!
 //! The guest gets no ambient authority: env only as the release configures it (through
-//! `wasi:cli/environment`), stdout/stderr captured per request into the log, no preopened
-//! directory, every socket address refused, and outbound `wasi:http` requests only to
-//! the release's allowed hosts within the operator's address policy ([`hooks`]).
+//! `wasi:cli/environment`, and the same variables through `wasi:config/store`),
+//! stdout/stderr captured per request into the log, no preopened directory, every socket
+//! address refused, outbound `wasi:http` requests only to the release's allowed hosts
+//! within the operator's address policy ([`hooks`]), and key-value only in its own app's
+//! stores ([`keyvalue`]).
 
 pub mod body;
 pub mod detect;
 pub mod hooks;
+pub mod keyvalue;
+pub mod pool;
 pub mod serve;
 
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -27,7 +33,8 @@ use crate::app::AppSpec;
 use crate::guest::MemoryLimiter;
 use crate::logs::CappedPipe;
 
-pub use detect::{ComponentWorld, INCOMING_HANDLER, PROVIDED_INTERFACES};
+pub use detect::{ComponentWorld, DRAFT_INTERFACES, INCOMING_HANDLER, PROVIDED_INTERFACES};
+pub use pool::{ComponentPools, ReuseSettings};
 pub use serve::ComponentExec;
 
 /// A component pre-instantiated against the component linker: instantiating it per
@@ -40,18 +47,23 @@ pub struct ComponentState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: hooks::PlatformHooks,
+    /// The release's env, also served through `wasi:config/store`.
+    config: WasiConfigVariables,
+    /// The app's key-value stores.
+    kv: keyvalue::KvCtx,
     /// Memory cap for this instance.
     pub limiter: MemoryLimiter,
 }
 
 impl ComponentState {
-    /// State for one request of `spec`: its env, captured stdout/stderr, its memory cap,
-    /// and its outbound HTTP policy.
+    /// State for an instance of `spec`: its env, captured stdout/stderr, its memory cap,
+    /// its outbound HTTP policy and its app's key-value stores.
     pub fn new(
         spec: &AppSpec,
         stdout: CappedPipe,
         stderr: CappedPipe,
         hooks: hooks::PlatformHooks,
+        kv: Option<std::sync::Arc<dyn crate::sdk::kv::KvBackend>>,
     ) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
@@ -67,6 +79,12 @@ impl ComponentState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks,
+            config: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            kv: keyvalue::KvCtx::new(kv, &spec.tenant, &spec.app),
             limiter: MemoryLimiter::new(spec.limits.memory),
         }
     }
@@ -91,12 +109,19 @@ impl WasiHttpView for ComponentState {
     }
 }
 
-/// Builds the component linker: WASI 0.2 (async) and `wasi:http` (types and
-/// outgoing-handler). [`PROVIDED_INTERFACES`] lists what it defines, for the upload check.
+/// Builds the component linker: WASI 0.2 (async), `wasi:http` (types and
+/// outgoing-handler), `wasi:config/store` and `wasi:keyvalue`. [`PROVIDED_INTERFACES`]
+/// and [`DRAFT_INTERFACES`] list what it defines, for the upload check.
 pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut ComponentState| {
+        WasiConfig::new(&s.config)
+    })?;
+    keyvalue::add_to_linker(&mut linker, |s: &mut ComponentState| {
+        keyvalue::KvView::new(&mut s.kv, &mut s.table)
+    })?;
     Ok(linker)
 }
 

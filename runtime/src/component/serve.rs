@@ -1,8 +1,9 @@
-//! Serving one request with a wasi:http component: a fresh instance per request.
+//! Serving one request with a wasi:http component: a fresh instance per request, or a
+//! reused one for a `pooled` release ([`super::pool`]).
 //!
 //! ```text
-//! request ─► incoming-request + response-outparam resources ─► guest task (own store,
-//!            epoch deadline, memory cap, permits) ─► incoming-handler.handle
+//! request ─► incoming-request + response-outparam resources ─► guest (own store, epoch
+//!            deadline, memory cap, permits) ─► incoming-handler.handle
 //!         ◄─ response head as soon as the guest sets it; body streams while the guest runs
 //! ```
 //!
@@ -16,6 +17,11 @@
 //! Until the head is sent, a guest failure becomes the same status a module's would
 //! ([`GuestFailure`]); after, it is logged and counted and the body is cut. The guest's
 //! stdout and stderr lines go to the log with the request id when it ends.
+//!
+//! A request body without a declared length is counted as the guest reads it
+//! ([`body::BodyOverflow`]): past the release's `max_body` the guest's read fails, and
+//! the client gets 413 if the head was not sent yet, else a cut response (and the
+//! failure in the log).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,22 +33,21 @@ use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tracing::Instrument;
-use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{ComponentState, body};
+use super::body::{self, BodyOverflow};
+use super::pool::ComponentInstance;
 use crate::admission::ExecPermits;
-use crate::app::AppSpec;
+use crate::app::{AppSpec, Isolation};
 use crate::failure::GuestFailure;
 use crate::guest;
 use crate::host::{BoxError, ConnInfo, REQUEST_ID, ResponseBody, Runtime};
 use crate::logs::{CappedPipe, LogStream};
 use crate::module_cache::LoadedModule;
 
-/// Bytes of stdout and of stderr kept per request; the rest is counted and dropped.
-pub const OUTPUT_CAP: usize = 64 * 1024;
+pub use super::pool::OUTPUT_CAP;
 
 /// What an admitted component request runs with: the component, the release, and the
 /// permits that admitted it (held until the guest ends, body included).
@@ -55,7 +60,8 @@ pub struct ComponentExec {
     pub permits: ExecPermits,
 }
 
-/// Serves one request with a fresh instance of the component in `exec`.
+/// Serves one request with an instance of the component in `exec`: a fresh one, or for a
+/// `pooled` release an idle one of that release when there is one.
 pub(crate) async fn serve<B>(
     rt: &Runtime,
     exec: ComponentExec,
@@ -76,27 +82,26 @@ where
         let f = GuestFailure::Instantiate("the module is not a wasi:http component".into());
         return rt.failure_response(&spec, &f, request_id);
     };
-    let req = for_guest(req, &spec, conn, request_id);
-    let stdout = CappedPipe::new(OUTPUT_CAP);
-    let stderr = CappedPipe::new(OUTPUT_CAP);
+    let overflow = BodyOverflow::default();
+    let req = for_guest(req, &spec, conn, request_id, overflow.clone());
     let deadline = Instant::now() + spec.limits.timeout;
-    let hooks = super::hooks::PlatformHooks::new(
-        rt.sdk_pools.outbound(),
-        spec.clone(),
-        rt.logs.clone(),
-        request_id.to_string(),
-        deadline,
-    );
-    let mut store = Store::new(
-        rt.engine(),
-        ComponentState::new(&spec, stdout.clone(), stderr.clone(), hooks),
-    );
-    store.limiter(|s| &mut s.limiter);
-    guest::set_deadline(&mut store, deadline);
+    let reuse = spec.isolation == Isolation::Pooled;
+    let pools = rt.component_pools.clone();
+    let mut inst = match reuse.then(|| pools.take(&spec)).flatten() {
+        Some(inst) => inst,
+        None => ComponentInstance::new(
+            rt.engine(),
+            &spec,
+            rt.sdk_pools.outbound(),
+            rt.sdk_pools.kv(),
+            rt.logs.clone(),
+        ),
+    };
+    inst.bind(request_id, deadline);
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     let resources = {
-        let mut http = store.data_mut().http();
+        let mut http = inst.store.data_mut().http();
         http.new_incoming_request(Scheme::Http, req)
             .and_then(|r| Ok((r, http.new_response_outparam(tx)?)))
     };
@@ -112,25 +117,37 @@ where
         logs: rt.logs.clone(),
         spec: spec.clone(),
         request_id: request_id.to_string(),
-        stdout,
-        stderr,
+        stdout: inst.stdout.clone(),
+        stderr: inst.stderr.clone(),
     };
     let wall = spec.limits.timeout + guest::DEADLINE_GRACE;
+    let guest_spec = spec.clone();
+    let guest_overflow = overflow.clone();
     let mut guest: Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>> = Box::pin(
         async move {
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let ComponentInstance { store, proxy, .. } = &mut inst;
+                let proxy = match proxy {
+                    Some(p) => p,
+                    None => proxy.insert(pre.instantiate_async(&mut *store).await?),
+                };
                 proxy
                     .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
+                    .call_handle(&mut *store, incoming, outparam)
                     .await
             };
             let outcome = tokio::time::timeout(wall, run).await;
-            let hits = store.data().limiter.hits();
-            // Dropping the store ends the response body if the guest did not finish it.
-            drop(store);
-            drop(permits);
+            let hits = inst.store.data().limiter.hits();
+            // Taken before the instance can serve anyone else.
             let stderr = output.flush();
+            let healthy = matches!(outcome, Ok(Ok(()))) && !guest_overflow.is_set();
+            if reuse {
+                pools.put_back(&guest_spec, inst, healthy);
+            } else {
+                // Dropping the store ends the response body if the guest did not finish it.
+                drop(inst);
+            }
+            drop(permits);
             match outcome {
                 Err(_elapsed) => Err(GuestFailure::Timeout),
                 Ok(Err(e)) => Err(GuestFailure::classify(&e, hits, &stderr)),
@@ -145,6 +162,9 @@ where
         biased;
         ended = &mut guest => {
             // The guest is done; it may have set the head on the way.
+            if overflow.is_set() {
+                return crate::host::too_large(spec.limits.max_body);
+            }
             return match rx.try_recv() {
                 Ok(head) => answer(rt, &spec, request_id, head, ended),
                 Err(_) => {
@@ -158,29 +178,54 @@ where
         head = &mut rx => head,
     };
     match head {
+        // The body went past the limit before the head went out: the client's fault,
+        // whatever the guest made of its failed read. The guest is dropped with its
+        // instance (it would only answer a request already refused).
+        _ if overflow.is_set() => crate::host::too_large(spec.limits.max_body),
         Ok(Ok(head)) => {
             // The head is set; let the guest finish here if it can without waiting.
             if let Poll::Ready(ended) = futures::poll!(guest.as_mut()) {
+                if overflow.is_set() {
+                    return crate::host::too_large(spec.limits.max_body);
+                }
                 return answer(rt, &spec, request_id, Ok(head), ended);
             }
             // Still writing its body: it continues in a task of its own, and how it ends
             // is reported without holding the response back.
             let (metrics, logs) = (rt.metrics.clone(), rt.logs.clone());
             let (spec2, request_id) = (spec.clone(), request_id.to_string());
+            let late = overflow.clone();
             tokio::spawn(async move {
-                if let Err(f) = guest.await {
+                let ended = guest.await;
+                let failure = if late.is_set() {
+                    Some(GuestFailure::BodyTooLarge(spec2.limits.max_body))
+                } else {
+                    ended.err()
+                };
+                if let Some(f) = failure {
                     crate::host::report_failure(&metrics, &logs, &spec2, &f, &request_id);
                 }
             });
-            head.map(|b| body::OutgoingBody::new(b, spec.limits.max_response).boxed())
+            head.map(|b| {
+                body::OutgoingBody::new(b, spec.limits.max_response)
+                    .cut_on_overflow(overflow, spec.limits.max_body)
+                    .boxed()
+            })
         }
         Ok(Err(code)) => {
             let ended = guest.await;
+            if overflow.is_set() {
+                return crate::host::too_large(spec.limits.max_body);
+            }
             answer(rt, &spec, request_id, Err(code), ended)
         }
         // The outparam went away unset: the guest is ending without an answer.
         Err(_) => {
-            let f = guest.await.err().unwrap_or_else(|| {
+            let ended = guest.await;
+            if overflow.is_set() {
+                return crate::host::too_large(spec.limits.max_body);
+            }
+            let f = ended.err().unwrap_or_else(|| {
                 GuestFailure::BadOutput("the component returned without setting a response".into())
             });
             rt.failure_response(&spec, &f, request_id)
@@ -222,12 +267,14 @@ fn describe(code: &ErrorCode) -> String {
 }
 
 /// The request as the guest sees it: the routed path, a `Host` (the `wasi:http` request
-/// needs an authority), the request id, and the body cut at the release's limit.
+/// needs an authority), the request id, and the body cut at the release's limit
+/// (`overflow` set when it is).
 fn for_guest<B>(
     req: Request<B>,
     spec: &AppSpec,
     conn: ConnInfo,
     request_id: &str,
+    overflow: BodyOverflow,
 ) -> Request<impl Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -243,7 +290,7 @@ where
     if let Ok(v) = HeaderValue::from_str(request_id) {
         parts.headers.insert(REQUEST_ID, v);
     }
-    Request::from_parts(parts, body::incoming(b, spec.limits.max_body))
+    Request::from_parts(parts, body::incoming(b, spec.limits.max_body, overflow))
 }
 
 /// The guest's captured output, sent to the log line by line when the guest ends.

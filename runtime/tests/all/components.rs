@@ -1,10 +1,11 @@
 //! wasi:http components (wasip2), built from Rust source in `tests/guests/rust/`: served
-//! with a fresh instance per request, with the same limits and faults as modules.
+//! with a fresh instance per request (or reused ones for a `pooled` release), with the
+//! same limits and faults as modules.
 
 use std::time::Duration;
 
-use platform_runtime::Limits;
 use platform_runtime::abi::{self, AbiError, AbiKind};
+use platform_runtime::{Isolation, Limits};
 use platform_test_guests as guests;
 
 use crate::support::{App, TestHost, client, metric_value};
@@ -19,6 +20,7 @@ async fn component_host() -> TestHost {
             timeout: Duration::from_secs(2),
             ..Limits::default()
         },
+        isolation: Isolation::PerRequest,
         ..App::new("comp", &component, &["/c"])
     }]);
     host
@@ -386,10 +388,446 @@ async fn per_request_isolation_serves_a_component_as_it_is() {
     let host = TestHost::start().await;
     let component = guests::http_component();
     host.deploy(&[App {
-        isolation: platform_runtime::Isolation::PerRequest,
+        isolation: Isolation::PerRequest,
         ..App::new("comp", &component, &["/c"])
     }]);
     assert_healthy(&host).await;
     assert_healthy(&host).await;
+    host.stop().await;
+}
+
+/// Sends a chunked body (no Content-Length) of `total` bytes to `path` over a raw
+/// connection, writing from a task of its own while the response is read, so a host
+/// that answers early and closes is seen answering (not as a failed write). Returns the
+/// status line's code and the raw response.
+async fn chunked_post(addr: std::net::SocketAddr, path: &str, total: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.len().min(total - sent);
+            wr.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+            wr.write_all(&chunk[..n]).await?;
+            wr.write_all(b"\r\n").await?;
+            sent += n;
+        }
+        wr.write_all(b"0\r\n\r\n").await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut buf)).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+async fn small_body_host() -> TestHost {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        limits: Limits {
+            max_body: 1 << 20,
+            max_response: 8 << 20,
+            ..Limits::default()
+        },
+        isolation: Isolation::PerRequest,
+        ..App::new("small", &component, &["/s"])
+    }]);
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_refused_with_413_before_the_head() {
+    let host = small_body_host().await;
+    // Within the limit, a chunked body reaches the guest whole.
+    let (status, text) = chunked_post(host.addr, "/s/drain", 512 << 10).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&format!("read {} bytes", 512 << 10)),
+        "{text}"
+    );
+    // Over it, with no length declared: the guest reads until the limit, its read fails,
+    // and whatever it answers then, the client gets 413 (the head was not sent yet).
+    let (status, text) = chunked_post(host.addr, "/s/drain", 3 << 20).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("larger than this function's limit"), "{text}");
+    assert!(
+        !text.contains("body error"),
+        "the guest's own answer leaked: {text}"
+    );
+    // The refused request took nothing with it.
+    let (status, _) = chunked_post(host.addr, "/s/drain", 1000).await;
+    assert_eq!(status, 200);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_after_the_head_cuts_the_response() {
+    use futures::StreamExt;
+    let host = small_body_host().await;
+    let mut events = host.rt.logs.subscribe();
+    use futures::SinkExt;
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(rx);
+    tx.send(Ok(bytes::Bytes::from(vec![1u8; 256 << 10])))
+        .await
+        .unwrap();
+    // /echo sets its head before it reads: the head goes out with the first bytes.
+    let r = client()
+        .post(host.url("/s/echo"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    // Now past the limit, still without a length.
+    let feeder = tokio::spawn(async move {
+        for _ in 0..12 {
+            if tx
+                .send(Ok(bytes::Bytes::from(vec![2u8; 256 << 10])))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut stream = r.bytes_stream();
+    let mut received = 0usize;
+    let mut failed = false;
+    while let Some(part) = stream.next().await {
+        match part {
+            Ok(b) => received += b.len(),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    feeder.abort();
+    // A clean end would claim a complete answer: the body must be cut instead.
+    assert!(failed, "the response ended cleanly after {received} bytes");
+    assert!(
+        received <= 1 << 20,
+        "{received} bytes echoed past the limit"
+    );
+    // The failure is logged with the request id and counted.
+    let line = loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("the cut was never logged")
+            .unwrap();
+        if e.request_id == id && e.line.starts_with("[platform]") {
+            break e.line.clone();
+        }
+    };
+    assert!(line.contains("larger than this function's limit"), "{line}");
+    let m = host.rt.metrics.encode();
+    assert_eq!(
+        metric_value(&m, "platform_traps_total", &[("kind", "body_too_large")]),
+        1.0,
+        "{m}"
+    );
+    host.stop().await;
+}
+
+#[test]
+fn a_rust_component_importing_what_the_host_lacks_is_refused_naming_it() {
+    // Built from Rust source: a wasi:http handler that also imports
+    // `acme:missing/thing@1.0.0` (declared with wit-bindgen, and called).
+    let bytes = std::fs::read(guests::missing_import_component()).unwrap();
+    let err = abi::detect(&bytes).unwrap_err();
+    assert!(
+        matches!(err, AbiError::UnknownComponentImport { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("acme:missing/thing@1.0.0"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_subject_triggers_deliver_to_a_component() {
+    use platform_runtime::route_table::TriggerTarget;
+    use platform_runtime::{AppSpec, AppTarget, RouteSpec, RouteTable};
+    use std::sync::Arc;
+
+    const NATS: &str = "nats://127.0.0.1:4222";
+    let host = TestHost::start().await;
+    let bytes = std::fs::read(guests::http_component()).unwrap();
+    let digest = host.store.put(&bytes).unwrap();
+    let target = Arc::new(AppTarget::single(Arc::new(AppSpec {
+        module: digest,
+        isolation: Isolation::PerRequest,
+        ..AppSpec::for_tests("comp-nats")
+    })));
+    let prefix = format!(
+        "comp{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let subject = format!("{prefix}.orders.>");
+    let table = RouteTable::build([(RouteSpec::parse("/c").unwrap(), target.clone())])
+        .unwrap()
+        .with_triggers(
+            std::iter::empty(),
+            [(
+                subject.clone(),
+                TriggerTarget {
+                    path: "/c/echo".into(),
+                    target,
+                },
+            )],
+        );
+    host.rt.routes.replace(table);
+    let nats_client =
+        platform_runtime::subject_triggers::connect(NATS, async_nats::ConnectOptions::new())
+            .await
+            .expect("NATS on 127.0.0.1:4222");
+    tokio::spawn(platform_runtime::subject_triggers::follow(
+        host.rt.clone(),
+        nats_client,
+        std::future::pending(),
+    ));
+    let nats = async_nats::connect(NATS).await.unwrap();
+    // The subscription is made asynchronously: ask until the component answers.
+    let mut reply = None;
+    for _ in 0..100 {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            nats.request(format!("{prefix}.orders.eu"), "order 42".into()),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                reply = Some(r);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let reply = reply.expect("the component never answered on NATS");
+    let headers = reply.headers.clone().unwrap();
+    assert_eq!(headers.get("Status").unwrap().as_str(), "200");
+    assert!(headers.get("X-Request-Id").is_some());
+    // /echo streams the message back: the payload reached the guest as the body.
+    assert_eq!(reply.payload.as_ref(), b"order 42");
+    host.stop().await;
+}
+
+/// `count <n>` from the component's per-instance request counter.
+async fn count(host: &TestHost, route: &str) -> u64 {
+    let (status, body) = get(host, &format!("{route}/count")).await;
+    assert_eq!(status, 200, "{body}");
+    body.strip_prefix("count ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a count: {body:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_component_release_reuses_its_instance() {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[
+        App {
+            isolation: Isolation::Pooled,
+            ..App::new("reused", &component, &["/r"])
+        },
+        App {
+            isolation: Isolation::PerRequest,
+            ..App::new("fresh", &component, &["/f"])
+        },
+    ]);
+    // Sequential requests find the instance the previous one left: its memory (a
+    // counter in a static) carries over.
+    assert_eq!(count(&host, "/r").await, 1);
+    assert_eq!(count(&host, "/r").await, 2);
+    assert_eq!(count(&host, "/r").await, 3);
+    assert_eq!(host.rt.component_pools.idle_instances(), 1);
+    // Per-request (the default for components): every request starts from scratch.
+    assert_eq!(count(&host, "/f").await, 1);
+    assert_eq!(count(&host, "/f").await, 1);
+    assert_eq!(host.rt.component_pools.idle_instances(), 1);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_retires_a_reused_instance() {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    host.deploy(&[App {
+        isolation: Isolation::Pooled,
+        limits: Limits {
+            memory: 64 << 20,
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        ..App::new("reused", &component, &["/r"])
+    }]);
+    assert_eq!(count(&host, "/r").await, 1);
+    assert_eq!(count(&host, "/r").await, 2);
+    // A trap: 500, and the instance is dropped, not kept.
+    assert_eq!(get(&host, "/r/trap").await.0, 500);
+    assert_eq!(count(&host, "/r").await, 1, "a trapped instance was reused");
+    assert_eq!(count(&host, "/r").await, 2);
+    // The same for the memory limit and the time limit.
+    assert_eq!(get(&host, "/r/memory").await.0, 500);
+    assert_eq!(
+        count(&host, "/r").await,
+        1,
+        "an instance out of memory was reused"
+    );
+    assert_eq!(get(&host, "/r/loop").await.0, 504);
+    assert_eq!(
+        count(&host, "/r").await,
+        1,
+        "an interrupted instance was reused"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_releases_never_share_an_instance() {
+    let host = TestHost::start().await;
+    let component = guests::http_component();
+    // The same component bytes, all pooled: under two apps, under a second release of
+    // the first app, and under another tenant's app of the same name.
+    host.deploy(&[
+        App {
+            isolation: Isolation::Pooled,
+            ..App::new("one", &component, &["/one"])
+        },
+        App {
+            isolation: Isolation::Pooled,
+            ..App::new("two", &component, &["/two"])
+        },
+        App {
+            isolation: Isolation::Pooled,
+            release: "2",
+            ..App::new("one", &component, &["/one-v2"])
+        },
+        App {
+            isolation: Isolation::Pooled,
+            tenant: "other",
+            ..App::new("one", &component, &["/other-one"])
+        },
+    ]);
+    assert_eq!(count(&host, "/one").await, 1);
+    assert_eq!(count(&host, "/one").await, 2);
+    assert_eq!(
+        count(&host, "/two").await,
+        1,
+        "app two got app one's instance"
+    );
+    assert_eq!(
+        count(&host, "/one-v2").await,
+        1,
+        "release 2 got release 1's instance"
+    );
+    assert_eq!(
+        count(&host, "/other-one").await,
+        1,
+        "a tenant got another's instance"
+    );
+    assert_eq!(count(&host, "/one").await, 3);
+    assert_eq!(count(&host, "/two").await, 2);
+    assert_eq!(host.rt.component_pools.idle_instances(), 4);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_config_reads_the_release_env() {
+    let host = TestHost::start().await;
+    let component = guests::config_component();
+    host.deploy(&[App {
+        env: &[("GREETING", "hello from config"), ("COLOR", "blue")],
+        isolation: Isolation::PerRequest,
+        ..App::new("cfg", &component, &["/cfg"])
+    }]);
+    assert_eq!(
+        get(&host, "/cfg/GREETING").await,
+        (200, "GREETING=hello from config".to_string())
+    );
+    assert_eq!(
+        get(&host, "/cfg/MISSING").await,
+        (200, "MISSING is not set".to_string())
+    );
+    assert_eq!(
+        get(&host, "/cfg").await,
+        (200, "COLOR=blue\nGREETING=hello from config\n".to_string())
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_keyvalue_keeps_data_per_app_in_the_platform_stores() {
+    let host = TestHost::start().await;
+    let component = guests::kv_component();
+    host.deploy(&[
+        App {
+            isolation: Isolation::PerRequest,
+            ..App::new("kv-a", &component, &["/a"])
+        },
+        App {
+            isolation: Isolation::PerRequest,
+            ..App::new("kv-b", &component, &["/b"])
+        },
+        App {
+            isolation: Isolation::PerRequest,
+            tenant: "other",
+            ..App::new("kv-a", &component, &["/other-a"])
+        },
+    ]);
+    assert_eq!(get(&host, "/a/set/color?v=blue").await, (200, "ok".into()));
+    // Kept by the store, not the instance: the next (fresh) instance reads it.
+    assert_eq!(get(&host, "/a/get/color").await, (200, "color=blue".into()));
+    assert_eq!(get(&host, "/a/incr/visits").await, (200, "1".into()));
+    assert_eq!(get(&host, "/a/incr/visits").await, (200, "2".into()));
+    assert_eq!(get(&host, "/a/keys").await, (200, "color\nvisits".into()));
+    assert_eq!(
+        get(&host, "/a/many?k=color,nope").await,
+        (200, "color=blue\nnope unset".into())
+    );
+    // Another app of the tenant, and another tenant's app of the same name, see none of
+    // it, and what they write stays theirs.
+    assert_eq!(
+        get(&host, "/b/get/color").await,
+        (404, "color is not set".into())
+    );
+    assert_eq!(get(&host, "/b/keys").await, (200, String::new()));
+    assert_eq!(
+        get(&host, "/other-a/get/color").await,
+        (404, "color is not set".into())
+    );
+    assert_eq!(get(&host, "/b/set/color?v=red").await, (200, "ok".into()));
+    assert_eq!(get(&host, "/a/get/color").await, (200, "color=blue".into()));
+    // A named store is another store of the same app.
+    assert_eq!(
+        get(&host, "/a/get/color?store=cache").await,
+        (404, "color is not set".into())
+    );
+    // A store name outside the rule is refused as no such store, and a bad key is an
+    // error, not a trap.
+    let (status, body) = get(&host, "/a/get/color?store=../kv-b").await;
+    assert_eq!((status, body.as_str()), (500, "error: Error::NoSuchStore"));
+    let (status, body) = get(&host, "/a/get/bad..key").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("Error::Other"), "{body}");
     host.stop().await;
 }

@@ -183,6 +183,34 @@ pub fn no_handler_component() -> PathBuf {
     rust_wasip2("http-component", "no-handler")
 }
 
+/// A wasi:http component that also imports `acme:missing/thing@1.0.0`, an interface no
+/// host provides (`tests/guests/rust/missing-import-component`, declared with
+/// `wit-bindgen`): it must be refused at upload.
+///
+/// # Panics
+/// As [`http_component`].
+pub fn missing_import_component() -> PathBuf {
+    rust_wasip2("missing-import-component", "missing_import_component")
+}
+
+/// A wasi:http component reading its configuration through `wasi:config/store`
+/// (`tests/guests/rust/config-component`).
+///
+/// # Panics
+/// As [`http_component`].
+pub fn config_component() -> PathBuf {
+    rust_wasip2("config-component", "config_component")
+}
+
+/// A wasi:http component keeping data through `wasi:keyvalue@0.2.0-draft`
+/// (`tests/guests/rust/kv-component`).
+///
+/// # Panics
+/// As [`http_component`].
+pub fn kv_component() -> PathBuf {
+    rust_wasip2("kv-component", "kv_component")
+}
+
 /// Builds the Rust crate `tests/guests/rust/<name>` for `wasm32-wasip2` (every target in
 /// one cargo run) and returns the component `<artifact>.wasm` it produced.
 ///
@@ -297,6 +325,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             || name == "go.mod"
             || name == "go.sum"
             || name.ends_with(".rs")
+            || name.ends_with(".wit")
             || name == "Cargo.toml"
         {
             out.push(p);

@@ -34,7 +34,8 @@ pub struct ReleaseForm {
     timeout: String,
     max_body: String,
     outbound: String,
-    per_request: bool,
+    /// `pooled`, `per-request`, or empty (the module's kind decides).
+    isolation: String,
     error: Option<String>,
     field: &'static str,
 }
@@ -371,7 +372,10 @@ fn parse_release_form(
         timeout: field(form, "timeout").unwrap_or("").trim().to_string(),
         max_body: field(form, "max_body").unwrap_or("").trim().to_string(),
         outbound: field(form, "outbound").unwrap_or("").trim().to_string(),
-        per_request: field(form, "isolation") == Some("per-request"),
+        isolation: match field(form, "isolation") {
+            Some(v @ ("pooled" | "per-request")) => v.to_string(),
+            _ => String::new(),
+        },
         ..Default::default()
     };
     let mut env = HashMap::new();
@@ -440,10 +444,10 @@ fn parse_release_form(
             max_body_bytes: max_body,
             max_response_bytes: 0,
         }),
-        isolation: if f.per_request {
-            Isolation::PerRequest as i32
-        } else {
-            Isolation::Pooled as i32
+        isolation: match f.isolation.as_str() {
+            "per-request" => Isolation::PerRequest as i32,
+            "pooled" => Isolation::Pooled as i32,
+            _ => Isolation::Unspecified as i32,
         },
         allowed_outbound_hosts: f
             .outbound

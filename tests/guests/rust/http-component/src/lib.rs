@@ -8,6 +8,10 @@
 //! - `/env`: the `GREETING` environment variable (wasi:cli/environment)
 //! - `/log`: writes a line to stdout and one to stderr, then answers
 //! - `/echo`: streams the request body back, chunk by chunk
+//! - `/drain`: reads the whole request body, then answers `read <n> bytes` (or 400
+//!   `body error: <error>` when the body fails)
+//! - `/count`: `count <n>`, the number of requests this instance has served (a static:
+//!   it only passes 1 when the host reuses instances)
 //! - `/trap`: panics (a WebAssembly trap)
 //! - `/trap-mid-body`: sets a 200 head, writes part of the body, then panics
 //! - `/loop`: never returns
@@ -17,6 +21,7 @@
 //!   and answers `upstream <status>: <body>`, or 502 `error: <error-code>`
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -26,8 +31,12 @@ wasi::http::proxy::export!(Component);
 
 struct Component;
 
+/// Requests this instance has served (kept in the instance's memory).
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 impl wasi::exports::http::incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         let full = request.path_with_query().unwrap_or_default();
         let (path, query) = full.split_once('?').unwrap_or((full.as_str(), ""));
         let path = match path.trim_start_matches('/').split_once('/') {
@@ -45,6 +54,8 @@ impl wasi::exports::http::incoming_handler::Guest for Component {
                 respond(out, 200, b"logged");
             }
             "/echo" => echo(request, out),
+            "/drain" => drain(request, out),
+            "/count" => respond(out, 200, format!("count {served}").as_bytes()),
             "/fetch" => fetch(query, out),
             "/trap" => panic!("the component was asked to trap"),
             "/trap-mid-body" => {
@@ -120,6 +131,33 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     }
     let _ = IncomingBody::finish(incoming);
     let _ = OutgoingBody::finish(outgoing, None);
+}
+
+/// Reads the whole request body before answering (so a body over the limit is found
+/// before the head is set).
+fn drain(request: IncomingRequest, out: ResponseOutparam) {
+    use wasi::io::streams::StreamError;
+
+    let Ok(incoming) = request.consume() else {
+        return respond(out, 400, b"body error: consumed twice");
+    };
+    let Ok(input) = incoming.stream() else {
+        return respond(out, 400, b"body error: no stream");
+    };
+    let mut total = 0usize;
+    let failure = loop {
+        match input.blocking_read(64 * 1024) {
+            Ok(chunk) => total += chunk.len(),
+            Err(StreamError::Closed) => break None,
+            Err(StreamError::LastOperationFailed(e)) => break Some(e.to_debug_string()),
+        }
+    };
+    drop(input);
+    let _ = IncomingBody::finish(incoming);
+    match failure {
+        None => respond(out, 200, format!("read {total} bytes").as_bytes()),
+        Some(e) => respond(out, 400, format!("body error: {e}").as_bytes()),
+    }
 }
 
 /// GETs the `url` query parameter through wasi:http/outgoing-handler.
