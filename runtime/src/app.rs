@@ -126,6 +126,9 @@ pub struct AppTarget {
     /// The app's admission gate, bound on the first request after the route table is
     /// installed (so requests do not look it up by name). A target serves one runtime.
     gate: OnceLock<Arc<AppGate>>,
+    /// A dedicated app on a shared runtime: its requests go to its own Service instead
+    /// of a guest here ([`crate::dedicated_forward`]).
+    forward: Option<crate::dedicated_forward::ServiceAddress>,
 }
 
 impl AppTarget {
@@ -135,7 +138,20 @@ impl AppTarget {
             app: app.into(),
             releases,
             gate: OnceLock::new(),
+            forward: None,
         }
+    }
+
+    /// This target with its requests forwarded to the dedicated app's Service at `to`.
+    pub fn forwarded_to(mut self, to: crate::dedicated_forward::ServiceAddress) -> Self {
+        self.forward = Some(to);
+        self
+    }
+
+    /// Where this app's requests are forwarded, when it is a dedicated app served
+    /// elsewhere.
+    pub fn forward(&self) -> Option<&crate::dedicated_forward::ServiceAddress> {
+        self.forward.as_ref()
     }
 
     /// A target with all traffic on one release.

@@ -168,6 +168,10 @@ pub async fn build_control(
     };
     let (_, engine) = engine_fingerprint()?;
     let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
+    let dedicated_addresses = platform_control::dedicated::address::ServiceAddressTemplate::parse(
+        &store_args.dedicated.dedicated_address_template,
+        &store_args.dedicated.kube_namespace,
+    )?;
     let ctl = Control::new(
         store,
         blobs,
@@ -181,6 +185,7 @@ pub async fn build_control(
             caps: store_args.limits.caps(),
             quotas: store_args.limits.quotas(),
             secrets,
+            dedicated_addresses,
         },
     );
     if ctl.config.secrets.is_some() {

@@ -10,6 +10,7 @@ mod support;
 
 mod cluster;
 mod concurrent;
+mod dedicated;
 mod events;
 mod isolation;
 mod secrets;
