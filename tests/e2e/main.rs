@@ -13,6 +13,7 @@ mod concurrent;
 mod dedicated;
 mod events;
 mod isolation;
+mod manifest_triggers;
 mod secrets;
 mod startup;
 mod up;

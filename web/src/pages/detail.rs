@@ -153,6 +153,8 @@ fn flash(msg: Option<&str>) -> Option<String> {
         "unsecret" if n != "0" => format!("Secret removed; release #{n} is live without it."),
         "unsecret" => "Secret removed.".into(),
         "split" => "Traffic split updated.".into(),
+        "trigger" => "Trigger added.".into(),
+        "untrigger" => "Trigger removed.".into(),
         _ => return None,
     })
 }
