@@ -159,7 +159,8 @@ fn flash(msg: Option<&str>) -> Option<String> {
     })
 }
 
-async fn app_page(
+/// Renders the app page (for handlers of other modules that show a result on it).
+pub(crate) async fn app_page(
     state: &WebState,
     session: &Session,
     app_ref: &str,

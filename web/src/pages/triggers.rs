@@ -8,9 +8,27 @@ use platform_control::api::{apps, triggers};
 use platform_control::error::ApiError;
 use platform_proto::v1::{EventTrigger, GetAppRequest, SetAppTriggersRequest, SubjectTrigger};
 
-use super::{error_response, field};
+use super::detail::{ReleaseForm, RouteForm, app_page};
+use super::{field, shown_at};
 use crate::WebState;
-use crate::session::CsrfForm;
+use crate::session::{CsrfForm, Session};
+
+/// The app page again, saying why the change was refused (a boosted form shows what comes
+/// back with 200; an error status would leave the page as it was).
+async fn refused(state: &WebState, session: &Session, app: &str, e: &ApiError) -> Response {
+    let why = Some(format!("Trigger not changed: {}", e.message));
+    let mut resp = app_page(
+        state,
+        session,
+        app,
+        ReleaseForm::default(),
+        RouteForm::default(),
+        why,
+    )
+    .await;
+    *resp.status_mut() = axum::http::StatusCode::OK;
+    shown_at(resp, &format!("/apps/{app}"))
+}
 
 /// Reads the app's triggers, lets `change` edit them, and sets the result.
 async fn update(
@@ -76,7 +94,7 @@ pub async fn add(
     .await;
     match done {
         Ok(()) => Redirect::to(&format!("/apps/{app}?msg=trigger")).into_response(),
-        Err(e) => error_response(&e),
+        Err(e) => refused(&state, &session, &app, &e).await,
     }
 }
 
@@ -107,6 +125,6 @@ pub async fn remove(
     .await;
     match done {
         Ok(()) => Redirect::to(&format!("/apps/{app}?msg=untrigger")).into_response(),
-        Err(e) => error_response(&e),
+        Err(e) => refused(&state, &session, &app, &e).await,
     }
 }
