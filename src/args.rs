@@ -265,6 +265,16 @@ pub struct DedicatedArgs {
     /// RuntimeClass of dedicated runtimes (e.g. gvisor).
     #[arg(long, env = "PLATFORM_DEDICATED_RUNTIME_CLASS")]
     pub dedicated_runtime_class: Option<String>,
+    /// Where shared runtimes forward a dedicated app's requests, so its URLs keep working:
+    /// an http://host[:port] template with {service} (the Knative Service's name),
+    /// {namespace} (--kube-namespace), {app}, {tenant} and {app_id}. The default is the
+    /// Service's cluster-local Knative address.
+    #[arg(
+        long,
+        env = "PLATFORM_DEDICATED_ADDRESS_TEMPLATE",
+        default_value = platform_control::dedicated::address::KNATIVE_CLUSTER_LOCAL
+    )]
+    pub dedicated_address_template: String,
 }
 
 impl DedicatedArgs {

@@ -341,6 +341,8 @@ fn install(
     let digests: std::collections::BTreeSet<(Digest, bool)> = table
         .routes()
         .iter()
+        // A dedicated app forwarded to its Service runs no guest here.
+        .filter(|(_, t)| t.forward().is_none())
         .map(|(_, t)| t.clone())
         .chain(table.subjects().iter().map(|(_, t)| t.target.clone()))
         .flat_map(|t| {

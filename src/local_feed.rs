@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use platform_runtime::abi::AbiInfo;
+use platform_runtime::route_table::TriggerTarget;
 use platform_runtime::{AppSpec, AppTarget, Digest, LocalModuleStore, RouteTable, Runtime};
 
 use crate::manifest::Manifest;
@@ -30,6 +31,8 @@ pub fn install_manifest(
     manifest: &Manifest,
 ) -> anyhow::Result<Vec<InstalledApp>> {
     let mut entries = Vec::new();
+    let mut events = Vec::new();
+    let mut subjects = Vec::new();
     let mut installed = Vec::new();
     // Apps often share a module file: read, check and store each file once.
     let mut modules: std::collections::HashMap<&std::path::Path, (Digest, AbiInfo)> =
@@ -79,6 +82,14 @@ pub fn install_manifest(
         for r in &app.routes {
             entries.push((r.clone(), target.clone()));
         }
+        if let Some(t) = &app.triggers {
+            let deliver = |path: &String| TriggerTarget {
+                path: path.clone(),
+                target: target.clone(),
+            };
+            events.extend(t.events.iter().map(|(ty, p)| (ty.clone(), deliver(p))));
+            subjects.extend(t.subjects.iter().map(|(s, p)| (s.clone(), deliver(p))));
+        }
         installed.push(InstalledApp {
             name: app.name.clone(),
             digest,
@@ -87,7 +98,8 @@ pub fn install_manifest(
         });
     }
     let table = RouteTable::build(entries)
-        .with_context(|| format!("{}: conflicting routes", manifest.path.display()))?;
+        .with_context(|| format!("{}: conflicting routes", manifest.path.display()))?
+        .with_triggers(events, subjects);
     runtime.routes.replace(table);
     Ok(installed)
 }

@@ -51,6 +51,19 @@ pub struct ManifestApp {
     pub isolation: Option<Isolation>,
     /// Outbound hosts SDK guests may call.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Events that invoke the app (`[apps.triggers]`); `None` when the table is absent, so
+    /// a deploy leaves triggers set elsewhere (the CLI, the dashboard) alone.
+    pub triggers: Option<ManifestTriggers>,
+}
+
+/// An app's `[apps.triggers]`: CloudEvent types and NATS subjects, each with the request
+/// path it is posted to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestTriggers {
+    /// (CloudEvents `type`, path), sorted by type.
+    pub events: Vec<(String, String)>,
+    /// (NATS subject, path), sorted by subject.
+    pub subjects: Vec<(String, String)>,
 }
 
 /// A manifest problem, located.
@@ -103,6 +116,19 @@ struct RawApp {
     isolation: Option<Spanned<String>>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    triggers: Option<Spanned<RawTriggers>>,
+}
+
+/// `[apps.triggers]`: `events = { "com.example.created" = "/events" }` and
+/// `subjects = { "orders.>" = "/" }` (value: the request path, `""` meaning `/`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTriggers {
+    #[serde(default)]
+    events: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    subjects: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +222,9 @@ impl Manifest {
             .unwrap_or_else(|| PathBuf::from("."));
         let mut apps: Vec<ManifestApp> = Vec::new();
         let mut route_owner: BTreeMap<RouteSpec, String> = BTreeMap::new();
+        // Event types and subjects already declared, with their app: one owner each.
+        let mut event_owner: BTreeMap<String, String> = BTreeMap::new();
+        let mut subject_owner: Vec<(String, String)> = Vec::new();
         for app in raw.apps {
             let app_span = app.span();
             let app = app.into_inner();
@@ -219,10 +248,25 @@ impl Manifest {
                 ));
             }
             let module = module.canonicalize().unwrap_or(module);
-            if app.routes.is_empty() {
+            let triggers = match &app.triggers {
+                Some(t) => Some(check_triggers(
+                    &name,
+                    t,
+                    &mut event_owner,
+                    &mut subject_owner,
+                    &err_at,
+                )?),
+                None => None,
+            };
+            let has_triggers = triggers
+                .as_ref()
+                .is_some_and(|t| !t.events.is_empty() || !t.subjects.is_empty());
+            if app.routes.is_empty() && !has_triggers {
                 return Err(err_at(
                     Some(app_span),
-                    format!("app {name:?} has no routes: add routes = [\"/{name}\"]"),
+                    format!(
+                        "app {name:?} has no routes: add routes = [\"/{name}\"] (or [apps.triggers])"
+                    ),
                 ));
             }
             let mut routes = Vec::new();
@@ -308,6 +352,7 @@ impl Manifest {
                 limits,
                 isolation,
                 allowed_outbound_hosts,
+                triggers,
             });
         }
         Ok(Manifest {
@@ -315,6 +360,52 @@ impl Manifest {
             apps,
         })
     }
+}
+
+/// Validates one app's `[apps.triggers]` with the control plane's own rules (the same
+/// messages as the API), and that no type or subject is claimed by two apps of the
+/// manifest (subjects: no overlap, e.g. `orders.>` and `orders.created`).
+fn check_triggers(
+    app: &str,
+    raw: &Spanned<RawTriggers>,
+    event_owner: &mut BTreeMap<String, String>,
+    subject_owner: &mut Vec<(String, String)>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ManifestError,
+) -> Result<ManifestTriggers, ManifestError> {
+    use platform_control::api::triggers::{
+        check_event_type, check_subject, check_trigger_path, subjects_overlap,
+    };
+    let table = Some(raw.span());
+    let raw = raw.get_ref();
+    let mut out = ManifestTriggers::default();
+    for (ty, path) in &raw.events {
+        let ty = check_event_type(ty).map_err(|m| err_at(table.clone(), m))?;
+        let p = check_trigger_path(path.get_ref()).map_err(|m| err_at(Some(path.span()), m))?;
+        if let Some(owner) = event_owner.get(&ty) {
+            return Err(err_at(
+                Some(path.span()),
+                format!("event type {ty:?} is already routed to app {owner:?}"),
+            ));
+        }
+        event_owner.insert(ty.clone(), app.to_string());
+        out.events.push((ty, p));
+    }
+    for (subject, path) in &raw.subjects {
+        let subject = check_subject(subject).map_err(|m| err_at(table.clone(), m))?;
+        let p = check_trigger_path(path.get_ref()).map_err(|m| err_at(Some(path.span()), m))?;
+        if let Some((other, owner)) = subject_owner
+            .iter()
+            .find(|(s, _)| subjects_overlap(s, &subject))
+        {
+            return Err(err_at(
+                Some(path.span()),
+                format!("subject {subject:?} overlaps {other:?} of app {owner:?}"),
+            ));
+        }
+        subject_owner.push((subject.clone(), app.to_string()));
+        out.subjects.push((subject, p));
+    }
+    Ok(out)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -395,6 +486,107 @@ limits = { memory = "128MiB", timeout = "2s", max_body = "10MiB" }
         let e = parse("[[apps]]\nname = \"Bad Name\"\nmodule = \"shop.wasm\"\nroutes = [\"/x\"]\n")
             .unwrap_err();
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn triggers_parse_and_an_app_may_have_only_triggers() {
+        let m = parse(
+            r#"
+[[apps]]
+name = "orders"
+module = "shop.wasm"
+routes = ["/orders"]
+
+[apps.triggers]
+events = { "com.example.order.created" = "/events" }
+subjects = { "orders.>" = "", "payments.*" = "/pay" }
+
+[[apps]]
+name = "audit"
+module = "shop.wasm"
+
+[apps.triggers]
+events = { "com.example.audit" = "/" }
+
+[[apps]]
+name = "plain"
+module = "shop.wasm"
+routes = ["/plain"]
+"#,
+        )
+        .unwrap();
+        let t = m.apps[0].triggers.as_ref().unwrap();
+        assert_eq!(
+            t.events,
+            vec![("com.example.order.created".into(), "/events".into())]
+        );
+        assert_eq!(
+            t.subjects,
+            vec![
+                ("orders.>".into(), "/".into()),
+                ("payments.*".into(), "/pay".into())
+            ]
+        );
+        assert!(m.apps[1].routes.is_empty());
+        assert_eq!(m.apps[1].triggers.as_ref().unwrap().events.len(), 1);
+        assert_eq!(m.apps[2].triggers, None, "no table: triggers left alone");
+    }
+
+    #[test]
+    fn bad_triggers_are_refused_with_their_place() {
+        let app = "[[apps]]\nname = \"a\"\nmodule = \"shop.wasm\"\nroutes = [\"/a\"]\n";
+        let cases = [
+            (
+                "[apps.triggers]\nevents = { \"has space\" = \"/\" }\n",
+                5,
+                "printable ASCII",
+            ),
+            (
+                "[apps.triggers]\nsubjects = { \"platform.feed\" = \"/\" }\n",
+                5,
+                "reserved",
+            ),
+            (
+                "[apps.triggers]\nsubjects = { \">\" = \"/\" }\n",
+                5,
+                "not valid",
+            ),
+            (
+                "[apps.triggers]\nevents = { \"x.y\" = \"relative\" }\n",
+                6,
+                "must start with '/'",
+            ),
+            (
+                "[apps.triggers]\nsubjects = { \"a.b\" = \"/../x\" }\n",
+                6,
+                "not allowed",
+            ),
+            (
+                "[apps.triggers]\nqueues = { \"a\" = \"/\" }\n",
+                6,
+                "unknown field `queues`",
+            ),
+        ];
+        for (table, line, msg) in cases {
+            let e = parse(&format!("{app}{table}")).unwrap_err();
+            assert!(e.message.contains(msg), "{table}: {e}");
+            assert_eq!(e.line, Some(line), "{table}: {e}");
+        }
+        let two = "[[apps]]\nname = \"a\"\nmodule = \"shop.wasm\"\n[apps.triggers]\nsubjects = { \"orders.>\" = \"/\" }\n[[apps]]\nname = \"b\"\nmodule = \"shop.wasm\"\n[apps.triggers]\nsubjects = { \"orders.created\" = \"/\" }\n";
+        let e = parse(two).unwrap_err();
+        assert!(
+            e.message.contains("overlaps \"orders.>\" of app \"a\""),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(10));
+        let two = two
+            .replace("subjects = { \"orders.>\"", "events = { \"t\"")
+            .replace("subjects = { \"orders.created\"", "events = { \"t\"");
+        let e = parse(&two).unwrap_err();
+        assert!(e.message.contains("already routed to app \"a\""), "{e}");
+        let e =
+            parse("[[apps]]\nname = \"a\"\nmodule = \"shop.wasm\"\n[apps.triggers]\n").unwrap_err();
+        assert!(e.message.contains("has no routes"), "{e}");
     }
 }
 

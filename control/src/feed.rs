@@ -15,12 +15,11 @@ use platform_proto::v1::{
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::Control;
 use crate::api::secrets::open_release_secrets;
-use crate::app_address::AppAddressTemplate;
+use crate::dedicated::knative::DedicatedApp;
 use crate::error::ApiError;
-use crate::secrets::SecretKeys;
 use crate::store::{Store, Tx, timestamp};
+use crate::{Control, ControlConfig};
 
 /// A release's configuration as stored (JSON in `releases.config`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,14 +97,15 @@ pub fn release_from_row(
 
 /// The serving state of one app, or `None` when it serves nothing (no live release, or no
 /// routes, triggers or default address). Runs on whatever connection or transaction is
-/// given. With `addresses`, the app's own address is served as one more route, `/` on
+/// given. With default addresses configured, the app's own address is served as one more route, `/` on
 /// `<app>--<tenant>.<base domain>`.
 pub async fn serving_app(
     conn: &mut sqlx::AnyConnection,
     app_id: &str,
-    addresses: Option<&AppAddressTemplate>,
-    keys: Option<&SecretKeys>,
+    config: &ControlConfig,
 ) -> Result<Option<ServingApp>, sqlx::Error> {
+    let addresses = config.app_addresses.as_ref();
+    let keys = config.secrets.as_ref();
     let Some(app) = sqlx::query(
         "SELECT id, tenant, name, live_release_id, split_release_id, split_weight, dedicated FROM apps WHERE id = $1",
     )
@@ -185,6 +185,16 @@ pub async fn serving_app(
     if releases.is_empty() {
         return Ok(None);
     }
+    let dedicated = app.try_get::<i64, _>("dedicated")? != 0;
+    let service_url = if dedicated {
+        config.dedicated_addresses.url(&DedicatedApp {
+            id: app_id.to_string(),
+            tenant: tenant.clone(),
+            name: name.clone(),
+        })
+    } else {
+        String::new()
+    };
     Ok(Some(ServingApp {
         app_id: app_id.to_string(),
         tenant,
@@ -193,7 +203,8 @@ pub async fn serving_app(
         releases,
         event_triggers,
         subject_triggers,
-        dedicated: app.try_get::<i64, _>("dedicated")? != 0,
+        dedicated,
+        service_url,
     }))
 }
 
@@ -219,8 +230,7 @@ pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
     let mut apps = Vec::with_capacity(ids.len());
     let mut conn = store.pool().acquire().await?;
     for id in ids {
-        if let Some(a) = serving_app(&mut conn, &id, addresses, ctl.config.secrets.as_ref()).await?
-        {
+        if let Some(a) = serving_app(&mut conn, &id, &ctl.config).await? {
             apps.push(a);
         }
     }
@@ -230,14 +240,7 @@ pub async fn snapshot(ctl: &Control) -> Result<FeedSnapshot, sqlx::Error> {
 /// Bumps the revision, captures `app_id`'s serving state, commits, and publishes the event.
 pub async fn commit_app_change(ctl: &Control, mut tx: Tx, app_id: &str) -> Result<u64, ApiError> {
     let revision = Store::bump_revision(&mut tx).await?;
-    let change = match serving_app(
-        &mut tx,
-        app_id,
-        ctl.config.app_addresses.as_ref(),
-        ctl.config.secrets.as_ref(),
-    )
-    .await?
-    {
+    let change = match serving_app(&mut tx, app_id, &ctl.config).await? {
         Some(app) => feed_event::Change::AppChanged(app),
         None => feed_event::Change::AppRemoved(app_id.to_string()),
     };

@@ -59,6 +59,8 @@ pub struct ControlConfig {
     pub quotas: quota::TenantQuotas,
     /// The keys sealing secrets; `None` turns secrets off.
     pub secrets: Option<secrets::SecretKeys>,
+    /// Where dedicated apps' Services are reached (the feed's `service_url`).
+    pub dedicated_addresses: dedicated::address::ServiceAddressTemplate,
 }
 
 /// The control plane: store, blobs, events and configuration, shared by every handler.

@@ -496,6 +496,7 @@ def check_overlay(name: str, objs: list[dict], features: dict) -> None:
     # What each part must be given (flags/env of the `platform` binary).
     if PARTS <= set(parts_seen):
         check_parts(name, parts_seen, services, features)
+        check_secrets_key(name, parts_seen["control"], secrets)
     # Guests' outbound HTTP never reaches the cluster's own ranges, even where the network
     # policy would let a packet through (the runtime checks every connect against these).
     internet = next((o for o in objs if o.get("kind") == "NetworkPolicy"
@@ -663,6 +664,35 @@ def check_parts(name: str, parts: dict, services: dict, features: dict) -> None:
             R.check(http.get("path") == path and port == admin_port, f"{label} {probe} is GET {path} on {admin_port}",
                     f"{http}")
     check_knative(name, parts["runtime"], features)
+
+
+def check_secrets_key(name: str, control, secrets: dict) -> None:
+    """Control seals tenants' secrets with a key read from a file: PLATFORM_SECRETS_KEY_FILE
+    must name a key of a Secret the overlay provides, mounted read-only (without it secrets
+    are off, and `platform secrets set` fails)."""
+    obj, c, env = control
+    label = f"{name}: control secrets key"
+    path = str(env.get("PLATFORM_SECRETS_KEY_FILE", ""))
+    if not R.check(path.startswith("/"), f"{label}: PLATFORM_SECRETS_KEY_FILE is an absolute path", path):
+        return
+    volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"].get("volumes") or []}
+    found = None
+    for m in c.get("volumeMounts") or []:
+        mount = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(mount) and "secret" in volumes.get(m["name"], {}):
+            found = (m, volumes[m["name"]]["secret"], path[len(mount):])
+    if not R.check(found is not None, f"{label}: {path} is on a Secret volume"):
+        return
+    m, vol, file = found
+    R.check(m.get("readOnly") is True, f"{label}: the Secret volume is mounted read-only")
+    secret = vol.get("secretName", "")
+    R.check(secret in secrets, f"{label}: Secret {secret} is provided by the overlay", str(sorted(secrets)))
+    items = {i["path"]: i["key"] for i in vol.get("items") or []}
+    key = items.get(file, file if not items else None)
+    R.check(key is not None and key in secrets.get(secret, set()),
+            f"{label}: {file} is key {key} of Secret {secret}", str(sorted(secrets.get(secret, set()))))
+    R.check(vol.get("defaultMode", 0o644) & 0o007 == 0, f"{label}: the key file is not world-readable",
+            oct(vol.get("defaultMode", 0o644)))
 
 
 def check_knative(name: str, runtime, features: dict) -> None:

@@ -129,6 +129,9 @@ pub struct AppTarget {
     gate: OnceLock<Arc<AppGate>>,
     /// One per entry of `releases`: the handles each release's requests use.
     bindings: Vec<ReleaseBinding>,
+    /// A dedicated app on a shared runtime: its requests go to its own Service instead
+    /// of a guest here ([`crate::dedicated_forward`]).
+    forward: Option<crate::dedicated_forward::ServiceAddress>,
 }
 
 impl AppTarget {
@@ -139,7 +142,20 @@ impl AppTarget {
             bindings: releases.iter().map(|_| ReleaseBinding::default()).collect(),
             releases,
             gate: OnceLock::new(),
+            forward: None,
         }
+    }
+
+    /// This target with its requests forwarded to the dedicated app's Service at `to`.
+    pub fn forwarded_to(mut self, to: crate::dedicated_forward::ServiceAddress) -> Self {
+        self.forward = Some(to);
+        self
+    }
+
+    /// Where this app's requests are forwarded, when it is a dedicated app served
+    /// elsewhere.
+    pub fn forward(&self) -> Option<&crate::dedicated_forward::ServiceAddress> {
+        self.forward.as_ref()
     }
 
     /// A target with all traffic on one release.

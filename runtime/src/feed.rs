@@ -14,6 +14,7 @@ use platform_proto::v1::{
 };
 
 use crate::app::{AppSpec, AppTarget, Isolation, Limits};
+use crate::dedicated_forward::ServiceAddress;
 use crate::module_cache::Digest;
 use crate::route_table::{RouteSpec, RouteTable, TriggerTarget};
 
@@ -23,18 +24,39 @@ pub enum ServeScope {
     /// Every app (one-process installations, where nothing is dedicated).
     #[default]
     All,
-    /// Every app but the dedicated ones, which run in Knative Services of their own.
+    /// Every app; dedicated ones, which run in Knative Services of their own, keep their
+    /// routes here but are forwarded to their Service (`service_url`), and their triggers
+    /// are left to it.
     Shared,
     /// Only this app (by id): the runtime inside a dedicated app's Knative Service.
     OnlyApp(String),
 }
 
+/// How a runtime in some scope treats one app of the feed.
+enum Serving {
+    /// Runs its guests.
+    Here,
+    /// Keeps its routes and forwards them to its dedicated Service.
+    Forward(ServiceAddress),
+    /// Leaves it out.
+    No,
+}
+
 impl ServeScope {
-    fn includes(&self, app: &ServingApp) -> bool {
+    fn serving(&self, app: &ServingApp) -> Serving {
         match self {
-            ServeScope::All => true,
-            ServeScope::Shared => !app.dedicated,
-            ServeScope::OnlyApp(id) => app.app_id == *id,
+            ServeScope::All => Serving::Here,
+            ServeScope::Shared if !app.dedicated => Serving::Here,
+            ServeScope::Shared => match ServiceAddress::parse(&app.service_url) {
+                Ok(to) => Serving::Forward(to),
+                Err(e) => {
+                    // An older control plane sends no address: the app is its Service's alone.
+                    tracing::warn!(app = %app.name, error = %e, "dedicated app without a usable Service address; its routes are not served here");
+                    Serving::No
+                }
+            },
+            ServeScope::OnlyApp(id) if app.app_id == *id => Serving::Here,
+            ServeScope::OnlyApp(_) => Serving::No,
         }
     }
 }
@@ -118,7 +140,12 @@ impl FeedState {
         let mut subjects: Vec<(String, TriggerTarget)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut seen_events = std::collections::HashSet::new();
-        for app in self.apps.values().filter(|a| scope.includes(a)) {
+        for app in self.apps.values() {
+            let forward = match scope.serving(app) {
+                Serving::Here => None,
+                Serving::Forward(to) => Some(to),
+                Serving::No => continue,
+            };
             let releases: Vec<(u32, Arc<AppSpec>)> = app
                 .releases
                 .iter()
@@ -136,7 +163,12 @@ impl FeedState {
             if releases.is_empty() {
                 continue;
             }
-            let target = Arc::new(AppTarget::new(app.name.clone(), releases));
+            let target = AppTarget::new(app.name.clone(), releases);
+            let forwarded = forward.is_some();
+            let target = Arc::new(match forward {
+                Some(to) => target.forwarded_to(to),
+                None => target,
+            });
             for r in &app.routes {
                 let text = format!("{}{}", r.host, r.path_prefix);
                 match RouteSpec::parse(&text) {
@@ -148,6 +180,10 @@ impl FeedState {
                         tracing::warn!(route = %text, error = %e, "invalid route in feed; skipped")
                     }
                 }
+            }
+            if forwarded {
+                // Its Service's runtime takes its events and subscribes to its subjects.
+                continue;
             }
             let deliver = |path: &str| TriggerTarget {
                 path: if path.is_empty() {
@@ -319,12 +355,81 @@ mod tests {
         let shared = s.route_table_for(&ServeScope::Shared);
         assert!(
             shared.lookup(None, "/d").is_none(),
-            "dedicated apps leave the shared runtime"
+            "a dedicated app without a Service address leaves the shared runtime"
         );
         assert!(shared.lookup(None, "/a").is_some());
+        assert!(
+            shared
+                .lookup(None, "/a")
+                .unwrap()
+                .target
+                .forward()
+                .is_none()
+        );
         let only = s.route_table_for(&ServeScope::OnlyApp("d".into()));
         assert!(only.lookup(None, "/d").is_some());
         assert!(only.lookup(None, "/a").is_none());
         assert!(only.event_target("com.example.created").is_none());
+    }
+
+    #[test]
+    fn shared_runtimes_forward_dedicated_apps_to_their_service() {
+        use platform_proto::v1::{EventTrigger, SubjectTrigger};
+        let mut d = app("d", "/d");
+        d.dedicated = true;
+        d.service_url = "http://fn-d-12345678.platform.svc.cluster.local".into();
+        d.routes.push(ServingRoute {
+            host: "d.example.com".into(),
+            path_prefix: "/".into(),
+        });
+        d.event_triggers = vec![EventTrigger {
+            event_type: "com.example.d".into(),
+            path: "/hook".into(),
+        }];
+        d.subject_triggers = vec![SubjectTrigger {
+            subject: "d.>".into(),
+            path: String::new(),
+        }];
+        let mut bad = app("b", "/b");
+        bad.dedicated = true;
+        bad.service_url = "https://elsewhere.example/path".into();
+        let s = FeedState::from_snapshot(FeedSnapshot {
+            revision: 1,
+            apps: vec![app("a", "/a"), d, bad],
+        });
+
+        let shared = s.route_table_for(&ServeScope::Shared);
+        for (host, path) in [(None, "/d/x"), (Some("d.example.com"), "/")] {
+            let m = shared
+                .lookup(host, path)
+                .expect("the dedicated app keeps its routes");
+            assert_eq!(
+                m.target.forward().map(|a| a.authority()),
+                Some("fn-d-12345678.platform.svc.cluster.local")
+            );
+        }
+        assert!(
+            shared
+                .lookup(None, "/a")
+                .unwrap()
+                .target
+                .forward()
+                .is_none()
+        );
+        assert!(
+            shared.lookup(None, "/b").is_none(),
+            "an unusable address is not forwarded to"
+        );
+        assert!(
+            shared.event_target("com.example.d").is_none() && shared.subjects().is_empty(),
+            "its triggers stay with its Service"
+        );
+
+        // Its own Service's runtime serves it, and everything else ignores the address.
+        let only = s.route_table_for(&ServeScope::OnlyApp("d".into()));
+        assert!(only.lookup(None, "/d").unwrap().target.forward().is_none());
+        assert!(only.event_target("com.example.d").is_some());
+        let all = s.route_table();
+        assert!(all.lookup(None, "/d").unwrap().target.forward().is_none());
     }
 }

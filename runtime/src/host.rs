@@ -175,6 +175,8 @@ pub struct Runtime {
     pub readiness: crate::readiness::ReadinessGate,
     /// Concurrency caps (per app, per tenant, per host).
     pub admission: Admission,
+    /// The client forwarding dedicated apps' requests to their own Services.
+    pub(crate) forwarder: crate::dedicated_forward::Forwarder,
     queue_timeout: Duration,
     idle_timeout: Duration,
     body_read_timeout: Duration,
@@ -234,6 +236,7 @@ impl Runtime {
             traffic: Arc::default(),
             readiness: Default::default(),
             admission: Admission::new(config.admission_limits()),
+            forwarder: crate::dedicated_forward::Forwarder::new(),
             queue_timeout: config.queue_timeout,
             idle_timeout: config.idle_timeout,
             body_read_timeout: config.body_read_timeout,
@@ -302,7 +305,7 @@ impl Runtime {
             (ListenerRole::Traffic, _) => {}
         }
         let mut req = req.map(|b| IdleTimeoutBody::new(b, self.body_idle_timeout));
-        let (matched, resolved_path) = {
+        let (matched, resolved_path, forwarded_host) = {
             let target =
                 match RoutingTarget::of(req.uri(), req.headers(), self.trust_forwarded_host) {
                     Ok(t) => t,
@@ -324,7 +327,15 @@ impl Runtime {
                 std::borrow::Cow::Owned(p) => Some(p),
                 std::borrow::Cow::Borrowed(_) => None,
             };
-            (matched, resolved)
+            // Routed by a trusted X-Forwarded-Host: that is the host the client asked for.
+            let forwarded_host = if self.trust_forwarded_host {
+                req.headers()
+                    .get(crate::request_target::X_FORWARDED_HOST)
+                    .cloned()
+            } else {
+                None
+            };
+            (matched, resolved, forwarded_host)
         };
         let Some(matched) = matched else {
             self.count_unrouted(404);
@@ -339,6 +350,31 @@ impl Runtime {
         {
             // The guest sees the path the request was routed by.
             *req.uri_mut() = uri;
+        }
+        if let Some(to) = matched.target.forward() {
+            // The host the request was routed by, as sent: a trusted X-Forwarded-Host,
+            // else Host (or the target's authority).
+            let routed_host = forwarded_host.or_else(|| {
+                req.headers().get(header::HOST).cloned().or_else(|| {
+                    req.uri()
+                        .authority()
+                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                })
+            });
+            let to = to.clone();
+            let f = crate::dedicated_forward::Forward {
+                matched: &matched,
+                to: &to,
+                original_host: routed_host,
+                request_id: &request_id,
+                started,
+            };
+            let resp = crate::dedicated_forward::forward(self, req, conn, f).await;
+            return with_request_id(resp, &request_id);
+        }
+        if let Some(h) = forwarded_host {
+            // The guest sees the host it was routed by, as it sees the path.
+            req.headers_mut().insert(header::HOST, h);
         }
         self.dispatch(req, conn, matched, request_id, started).await
     }
@@ -843,7 +879,7 @@ pub fn plain(status: StatusCode, message: &str) -> Response<ResponseBody> {
 }
 
 /// 408 for a body that stalled or took too long; the connection cannot be reused.
-fn body_timeout(message: &str) -> Response<ResponseBody> {
+pub(crate) fn body_timeout(message: &str) -> Response<ResponseBody> {
     let mut resp = plain(StatusCode::REQUEST_TIMEOUT, message);
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -69,6 +69,17 @@ pub struct RejectLabels {
     pub cap: String,
 }
 
+/// Labels of `platform_dedicated_forwards_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForwardLabels {
+    /// Tenant owning the app.
+    pub tenant: String,
+    /// App name.
+    pub app: String,
+    /// ok, unreachable, timeout, too_large or body_timeout.
+    pub outcome: String,
+}
+
 /// All runtime metrics.
 pub struct RuntimeMetrics {
     registry: Mutex<Registry>,
@@ -82,6 +93,8 @@ pub struct RuntimeMetrics {
     pub traps: Family<TrapLabels, Counter>,
     /// Requests turned away by admission control, by app and the cap that was full.
     pub rejected: Family<RejectLabels, Counter>,
+    /// Requests of dedicated apps forwarded to their own Services, by outcome.
+    pub forwards: Family<ForwardLabels, Counter>,
     /// Requests being served now.
     pub in_flight: Gauge,
     /// Modules resident in memory.
@@ -112,6 +125,7 @@ impl RuntimeMetrics {
         let cold_loads = Family::<ColdLabels, Counter>::default();
         let traps = Family::<TrapLabels, Counter>::default();
         let rejected = Family::<RejectLabels, Counter>::default();
+        let forwards = Family::<ForwardLabels, Counter>::default();
         let in_flight = Gauge::default();
         let resident_modules = Gauge::default();
         let pooled_instances = Gauge::default();
@@ -136,6 +150,11 @@ impl RuntimeMetrics {
             "rejected",
             "Requests refused because a concurrency cap (app, tenant, instances, host) was full",
             rejected.clone(),
+        );
+        registry.register(
+            "dedicated_forwards",
+            "Requests of dedicated apps forwarded by this runtime to the app's own Service, by outcome",
+            forwards.clone(),
         );
         registry.register(
             "in_flight_requests",
@@ -164,6 +183,7 @@ impl RuntimeMetrics {
             cold_loads,
             traps,
             rejected,
+            forwards,
             in_flight,
             resident_modules,
             pooled_instances,

@@ -45,6 +45,9 @@ pub struct DeploySpec {
     pub allowed_outbound_hosts: Vec<String>,
     /// Remove the app's routes that are not in `routes`.
     pub prune_routes: bool,
+    /// The app's triggers (a manifest's `[apps.triggers]`), replacing the ones it has;
+    /// `None` leaves them as they are.
+    pub triggers: Option<(Vec<EventTrigger>, Vec<SubjectTrigger>)>,
     /// How long to wait for the release to be compiled and settled.
     pub wait_timeout: Duration,
 }
@@ -295,6 +298,9 @@ pub async fn deploy(
             }
         }
     }
+    if let Some((events, subjects)) = &spec.triggers {
+        set_triggers(api, &app, events, subjects, say).await?;
+    }
     // The app's own address (no route needed), after the routes asked for.
     if !app.default_url.is_empty() {
         urls.push(app.default_url.clone());
@@ -411,4 +417,39 @@ pub fn abi_name(abi: i32) -> &'static str {
         Abi::Component => "component (wasi:http)",
         Abi::Unspecified => "unknown ABI",
     }
+}
+
+/// Makes the app's triggers `events` and `subjects` (sorted), unless they already are.
+async fn set_triggers(
+    api: &dyn Api,
+    app: &App,
+    events: &[EventTrigger],
+    subjects: &[SubjectTrigger],
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<(), CallError> {
+    let key_e = |t: &EventTrigger| (t.event_type.clone(), t.path.clone());
+    let key_s = |t: &SubjectTrigger| (t.subject.clone(), t.path.clone());
+    let sorted = |mut v: Vec<(String, String)>| {
+        v.sort();
+        v
+    };
+    let same = sorted(app.event_triggers.iter().map(key_e).collect())
+        == sorted(events.iter().map(key_e).collect())
+        && sorted(app.subject_triggers.iter().map(key_s).collect())
+            == sorted(subjects.iter().map(key_s).collect());
+    if same {
+        return Ok(());
+    }
+    api.set_triggers(SetAppTriggersRequest {
+        app: app.id.clone(),
+        event_triggers: events.to_vec(),
+        subject_triggers: subjects.to_vec(),
+    })
+    .await?;
+    say(&format!(
+        "triggers set: {} event type(s), {} subject(s)",
+        events.len(),
+        subjects.len()
+    ));
+    Ok(())
 }

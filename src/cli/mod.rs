@@ -622,6 +622,7 @@ async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
             isolation,
             allowed_outbound_hosts: args.allow_hosts.clone(),
             prune_routes: false,
+            triggers: None,
             wait_timeout,
         }]
     };
@@ -695,6 +696,24 @@ pub fn manifest_specs(m: &Manifest) -> Vec<DeploySpec> {
             },
             allowed_outbound_hosts: a.allowed_outbound_hosts.clone(),
             prune_routes: true,
+            triggers: a.triggers.as_ref().map(|t| {
+                (
+                    t.events
+                        .iter()
+                        .map(|(ty, path)| EventTrigger {
+                            event_type: ty.clone(),
+                            path: path.clone(),
+                        })
+                        .collect(),
+                    t.subjects
+                        .iter()
+                        .map(|(subject, path)| SubjectTrigger {
+                            subject: subject.clone(),
+                            path: path.clone(),
+                        })
+                        .collect(),
+                )
+            }),
             wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
         })
         .collect()

@@ -178,6 +178,10 @@ pub async fn build_control(
     let secrets = secret_keys(store_args, &data_dir, default_secrets_key)?;
     // What a killed predecessor left staged is removed before anything stages again.
     platform_control::clear_staging(&data_dir.join("staging"));
+    let dedicated_addresses = platform_control::dedicated::address::ServiceAddressTemplate::parse(
+        &store_args.dedicated.dedicated_address_template,
+        &store_args.dedicated.kube_namespace,
+    )?;
     let ctl = Control::new(
         store,
         blobs,
@@ -191,6 +195,7 @@ pub async fn build_control(
             caps: store_args.limits.caps(),
             quotas: store_args.limits.quotas(),
             secrets,
+            dedicated_addresses,
         },
     );
     if matches!(ctl.events, EventBus::Nats(_)) {

@@ -174,6 +174,7 @@ async fn start_apps(
                 isolation: Default::default(),
                 allowed_outbound_hosts: vec![],
                 prune_routes: false,
+                triggers: None,
                 wait_timeout: deploy::DEFAULT_WAIT_TIMEOUT,
             };
             let d = deploy::deploy(api, &spec, &say)

@@ -548,6 +548,35 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
     await expectText(page.getByTestId('flash'), /Release #2 is live again/);
   });
 
+  step('add and remove event triggers on the app page; a bad one says why', async () => {
+    await onAppPage();
+    const triggers = page.getByTestId('triggers');
+    const form = page.getByTestId('trigger-form');
+    await form.getByLabel('Kind').selectOption('event');
+    await form.getByLabel('Type or subject').fill(`com.example.browser.${suffix}`);
+    await form.getByLabel('Path').fill('/events');
+    await form.getByRole('button', { name: 'Add trigger' }).click();
+    await expectText(page.getByTestId('flash'), /Trigger added/);
+    await expectText(triggers, new RegExp(`CloudEvent type com\\.example\\.browser\\.${suffix} → POST /events`));
+    await form.getByLabel('Kind').selectOption('subject');
+    await form.getByLabel('Type or subject').fill(`browser.${suffix}.>`);
+    await form.getByRole('button', { name: 'Add trigger' }).click();
+    await expectText(page.getByTestId('flash'), /Trigger added/);
+    await expectText(triggers, new RegExp(`NATS subject browser\\.${suffix}\\.> → POST /`));
+    assert.equal(await triggers.getByTestId('trigger').count(), 2);
+    // A reserved subject is refused, with the reason.
+    await form.getByLabel('Kind').selectOption('subject');
+    await form.getByLabel('Type or subject').fill('platform.feed.v1');
+    await form.getByRole('button', { name: 'Add trigger' }).click();
+    await expectText(page.getByTestId('flash'), /Trigger not changed: .*reserved/);
+    assert.equal(await page.getByTestId('triggers').getByTestId('trigger').count(), 2);
+    await page.getByRole('button', { name: `Remove trigger com.example.browser.${suffix}` }).click();
+    await expectText(page.getByTestId('flash'), /Trigger removed/);
+    await page.getByRole('button', { name: `Remove trigger browser.${suffix}.>` }).click();
+    await expectText(page.getByTestId('flash'), /Trigger removed/);
+    await expectText(page.getByTestId('triggers'), /No triggers/);
+  });
+
   step('create a token: the secret is shown once', async () => {
     await page.getByRole('link', { name: /Tokens/ }).click();
     await expectText(page.getByRole('heading', { level: 1 }), /Tokens/);

@@ -287,6 +287,11 @@ pub(crate) struct ControlPlane {
 
 impl ControlPlane {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Self::start`], with `control_args` added to `platform control`'s flags.
+    pub(crate) fn start_with(control_args: &[String]) -> Self {
         let schema = Schema::create();
         let dir = tempfile::tempdir().unwrap();
         let nats_port = free_port();
@@ -322,6 +327,7 @@ impl ControlPlane {
             &[
                 vec!["control".into(), "--listen".into(), "127.0.0.1:0".into()],
                 common("control"),
+                control_args.to_vec(),
             ]
             .concat(),
         );
@@ -380,6 +386,19 @@ pub(crate) fn start_runtime(
     i: usize,
     extra: &[&str],
 ) -> (Proc, String) {
+    start_runtime_on(dir, server, nats_url, token, i, "127.0.0.1:0", extra)
+}
+
+/// [`start_runtime`] with its traffic listener on `listen`.
+pub(crate) fn start_runtime_on(
+    dir: &Path,
+    server: &str,
+    nats_url: &str,
+    token: &str,
+    i: usize,
+    listen: &str,
+    extra: &[&str],
+) -> (Proc, String) {
     let data = dir.join(format!("rt{i}"));
     let artifacts = data.join("artifacts").display().to_string();
     let data = data.display().to_string();
@@ -392,7 +411,7 @@ pub(crate) fn start_runtime(
         "--token",
         token,
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--admin-listen",
         "127.0.0.1:0",
         "--events-listen",

@@ -1,7 +1,7 @@
 //! Events in, through the real processes: `platform control` + `platform worker` + two
 //! `platform runtime`s over PostgreSQL and NATS. A Go handler gets triggers through the CLI;
-//! CloudEvents posted to either runtime and NATS messages reach it. Dedicated mode: a runtime
-//! with `--exclude-dedicated` lets a dedicated app go, one with `--only-app` serves only it.
+//! CloudEvents posted to either runtime and NATS messages reach it. (Dedicated apps:
+//! `dedicated.rs`.)
 
 use std::time::{Duration, Instant};
 
@@ -25,17 +25,6 @@ fn post_event(rt: &str, ty: &str) -> Option<(u16, String)> {
         .send()
         .ok()?;
     Some((r.status().as_u16(), r.text().ok()?))
-}
-
-fn status_of(url: &str) -> Option<u16> {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok()?
-        .get(url)
-        .send()
-        .ok()
-        .map(|r| r.status().as_u16())
 }
 
 fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
@@ -141,23 +130,4 @@ fn cloudevents_and_nats_messages_reach_a_go_handler_through_the_cluster() {
         assert_eq!(seen["natsSubject"], "e2e.orders.eu");
         assert_eq!(seen["body"], "paid");
     });
-
-    // Dedicated: the runtime that excludes dedicated apps lets it go; one started for the
-    // app alone serves it (and nothing else).
-    let apps = cli(&server, &token, &["apps", "--json"]);
-    let apps: Value = serde_json::from_str(&apps).unwrap();
-    let id = apps[0]["id"].as_str().unwrap().to_string();
-    cli(&server, &token, &["dedicated", "orders", "on"]);
-    eventually(
-        "the shared runtime drops the dedicated app",
-        Duration::from_secs(10),
-        || status_of(&format!("{url1}/orders")) == Some(404),
-    );
-    assert_eq!(status_of(&format!("{url0}/orders")), Some(200));
-    let (_rt2, url2) = start_runtime(2, &["--only-app", &id]);
-    eventually(
-        "the dedicated runtime serves its app",
-        Duration::from_secs(20),
-        || status_of(&format!("{url2}/orders")) == Some(200),
-    );
 }

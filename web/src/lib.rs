@@ -56,7 +56,7 @@ pub struct WebState {
 
 /// The dashboard's routes, to merge into the admin listener.
 pub fn router(state: WebState) -> Router {
-    use pages::{apps, detail, login, logs, secrets, tokens};
+    use pages::{apps, detail, login, logs, secrets, tokens, triggers};
     let sso = oidc::SsoHandle(
         state
             .config
@@ -95,6 +95,8 @@ pub fn router(state: WebState) -> Router {
         .route("/apps/{app}/secrets", post(secrets::set))
         .route("/apps/{app}/secrets/{name}/delete", post(secrets::delete))
         .route("/apps/{app}/split", post(secrets::split))
+        .route("/apps/{app}/triggers", post(triggers::add))
+        .route("/apps/{app}/triggers/remove", post(triggers::remove))
         .route("/logs", get(logs::page))
         .route("/logs/stream", get(logs::stream))
         .route("/platform.v1.LogService/TailLogs", post(log_api::tail_logs))

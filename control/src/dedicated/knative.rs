@@ -124,6 +124,10 @@ pub fn knative_service(app: &DedicatedApp, cfg: &DedicatedConfig) -> Value {
             "env": [
                 {"name": "PLATFORM_ADMIN_LISTEN", "value": "0.0.0.0:8081"},
                 {"name": "PLATFORM_ARTIFACT_DIR", "value": "/var/cache/platform/artifacts"},
+                // Shared runtimes forward the app's requests here with Host set to this
+                // Service and the client's host in X-Forwarded-Host, which this runtime
+                // routes by (it serves this one app only).
+                {"name": "PLATFORM_TRUST_FORWARDED_HOST", "value": "true"},
                 {"name": "PLATFORM_TOKEN", "valueFrom": {"secretKeyRef": {"name": cfg.token_secret, "key": "token"}}},
                 {"name": "PLATFORM_NATS_USER", "valueFrom": {"secretKeyRef": {"name": cfg.nats_secret, "key": "user"}}},
                 {"name": "PLATFORM_NATS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": cfg.nats_secret, "key": "password"}}},

@@ -10,9 +10,11 @@
 //!    Services left behind by a crash between a delete in the database and in the cluster);
 //! 3. what Knative reports (Ready, URL) is written back to the app, where the API shows it.
 //!
-//! Shared runtimes run with `--exclude-dedicated`, so a dedicated app is served only by its
-//! own Service.
+//! Shared runtimes run with `--exclude-dedicated`: they keep a dedicated app's routes and
+//! forward its requests to its Service, at the address [`address`] makes (carried in the
+//! feed), so going dedicated never changes the app's URLs.
 
+pub mod address;
 pub mod knative;
 
 use std::sync::Arc;

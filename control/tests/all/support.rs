@@ -127,6 +127,7 @@ impl Harness {
                 &platform_control::secrets::SecretKeys::random_bytes(),
                 &[],
             )),
+            dedicated_addresses: Default::default(),
         };
         configure(&mut config);
         let ctl = Control::new(store, blobs, events, config);

@@ -154,11 +154,14 @@ fn flash(msg: Option<&str>) -> Option<String> {
         "unsecret" if n != "0" => format!("Secret removed; release #{n} is live without it."),
         "unsecret" => "Secret removed.".into(),
         "split" => "Traffic split updated.".into(),
+        "trigger" => "Trigger added.".into(),
+        "untrigger" => "Trigger removed.".into(),
         _ => return None,
     })
 }
 
-async fn app_page(
+/// Renders the app page (for handlers of other modules that show a result on it).
+pub(crate) async fn app_page(
     state: &WebState,
     session: &Session,
     app_ref: &str,

@@ -6,6 +6,7 @@ pub mod login;
 pub mod logs;
 pub mod secrets;
 pub mod tokens;
+pub mod triggers;
 
 use askama::Template;
 use axum::http::StatusCode;

@@ -164,6 +164,7 @@ impl Dash {
                     &platform_control::secrets::SecretKeys::random_bytes(),
                     &[],
                 )),
+                dedicated_addresses: Default::default(),
             },
         );
         let admin = ctl
