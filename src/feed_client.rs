@@ -401,16 +401,16 @@ fn install(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
-        if let Some(table) = table.take() {
-            if installs.load(Ordering::SeqCst) == generation {
-                if !pending.is_empty() {
-                    tracing::warn!(
-                        modules = pending.len(),
-                        "installing routes whose artifacts could not be fetched; their first requests load them"
-                    );
-                }
-                rt.routes.replace(table);
+        if let Some(table) = table.take()
+            && installs.load(Ordering::SeqCst) == generation
+        {
+            if !pending.is_empty() {
+                tracing::warn!(
+                    modules = pending.len(),
+                    "installing routes whose artifacts could not be fetched; their first requests load them"
+                );
             }
+            rt.routes.replace(table);
         }
         for (d, per_request) in digests {
             if per_request && let Err(e) = cache.prepare_snapshot(&d).await {

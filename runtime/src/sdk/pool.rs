@@ -215,7 +215,8 @@ impl SdkPools {
             // once reaped): dropping it here would leave the route a pool the reaper no
             // longer sees.
             let bound = Arc::strong_count(pool) > 1;
-            !(idle.is_empty() && unused && !busy && !bound)
+            let reap = idle.is_empty() && unused && !busy && !bound;
+            !reap
         });
     }
 

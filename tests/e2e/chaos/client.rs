@@ -239,12 +239,12 @@ impl Deployer {
                 round += 1;
                 let phase = p.lock().unwrap().clone();
                 let result = (|| -> Result<(), String> {
-                    if round % 6 == 0 {
+                    if round.is_multiple_of(6) {
                         digest = api.upload(variant(&base, 1_000_000 + round))?;
                     }
                     let acked = api.release("churn", &digest, round)?;
                     l.lock().unwrap().acked.push(acked);
-                    if round % 4 == 0 {
+                    if round.is_multiple_of(4) {
                         let path = format!("/churn-r{round}");
                         api.route("churn", &path)?;
                         l.lock().unwrap().routes.push(path);
