@@ -288,7 +288,9 @@ async fn app_page_shows_event_triggers_and_dedicated_status() {
         .await
         .assert_redirect("/apps/orders");
     let page = d.get_as(&b, "/apps/orders").await;
-    page.assert_lacks(r#"data-testid="triggers""#);
+    // The triggers section is always there (it holds the add form), with no trigger yet.
+    page.assert_has(r#"data-testid="triggers""#);
+    page.assert_lacks(r#"data-testid="trigger""#);
     page.assert_lacks(r#"data-testid="dedicated""#);
 
     let caller = Caller {
