@@ -419,8 +419,7 @@ impl Runtime {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let target = matched.target.clone();
-        let Some((spec, binding)) = target.pick_bound() else {
+        let Some((spec, binding)) = matched.target.pick_bound() else {
             let resp = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the app has no live release",
