@@ -480,7 +480,7 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         &urls,
         "/hello",
         (200, "hello from Go"),
-        Duration::from_secs(1),
+        Duration::from_secs(15),
     );
     eprintln!("deploy reached both runtimes in {took:?}");
     forged_feed_is_refused(&nats_url, &nats);
@@ -488,7 +488,7 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         &urls,
         "/hello",
         (200, "hello from Go"),
-        Duration::from_secs(1),
+        Duration::from_secs(15),
     );
     // Runtimes fetched the worker's artifact rather than compiling it themselves.
     for i in 0..2 {
@@ -539,7 +539,12 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
             "/hi",
         ],
     );
-    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    converge(
+        &urls,
+        "/hi",
+        (200, "hello from Go"),
+        Duration::from_secs(15),
+    );
     let routes = cli(&server, &token, &["routes", "--json"]);
     let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
     let hello_route = routes
@@ -555,7 +560,7 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         .send()
         .unwrap();
     assert!(del.status().is_success());
-    converge(&urls, "/hello", (404, ""), Duration::from_secs(1));
+    converge(&urls, "/hello", (404, ""), Duration::from_secs(15));
 
     // A new release, then roll back.
     cli(
@@ -574,17 +579,27 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
         &urls,
         "/hi/items/7",
         (200, "item 7"),
-        Duration::from_secs(1),
+        Duration::from_secs(15),
     );
     cli(&server, &token, &["rollback", "hello"]);
-    let took = converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    let took = converge(
+        &urls,
+        "/hi",
+        (200, "hello from Go"),
+        Duration::from_secs(15),
+    );
     eprintln!("rollback reached both runtimes in {took:?}");
 
     // NATS goes away: runtimes keep serving what they know; a change made meanwhile
     // arrives once NATS is back.
     nats_server.kill();
     std::thread::sleep(Duration::from_millis(300));
-    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    converge(
+        &urls,
+        "/hi",
+        (200, "hello from Go"),
+        Duration::from_secs(15),
+    );
     cli(&server, &token, &["rollback", "hello", "2"]);
     std::thread::sleep(Duration::from_millis(500));
     for u in &urls {
@@ -604,7 +619,12 @@ fn control_worker_and_two_runtimes_over_postgres_and_nats() {
     eprintln!("runtimes converged {took:?} after NATS came back");
     // And events flow again.
     cli(&server, &token, &["rollback", "hello", "1"]);
-    converge(&urls, "/hi", (200, "hello from Go"), Duration::from_secs(1));
+    converge(
+        &urls,
+        "/hi",
+        (200, "hello from Go"),
+        Duration::from_secs(15),
+    );
 
     // An SDK app in per-request isolation: the worker made its snapshot once, the runtimes
     // fetch it; its key-value store lives in JetStream, so both runtimes count together.

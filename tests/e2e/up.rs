@@ -157,6 +157,11 @@ fn a_bad_manifest_fails_with_file_line_and_reason() {
     assert!(err.contains("not a WebAssembly binary"), "{err}");
 }
 
+/// SIGTERM lets the request in flight finish, then exits as soon as it has: long before
+/// the grace period, which a process that merely waited out its grace would spend.
+/// Nothing here is bounded by the machine's speed except far past the guest's own second:
+/// the request is seen in flight (the gauge) before the signal, and the exit is awaited
+/// for a quarter of the grace.
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,19 +170,34 @@ fn sigterm_drains_in_flight_requests_then_exits() {
         &[("faults.wasm", &guests::go("faults"))],
         "[[apps]]\nname = \"faults\"\nmodule = \"faults.wasm\"\nroutes = [\"/f\"]\n",
     );
-    let mut p = start(&["runtime", "--manifest", manifest.to_str().unwrap()]);
+    let mut p = start(&[
+        "runtime",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--shutdown-grace",
+        "120s",
+    ]);
     let url = p.url("/f/slow");
     let slow = std::thread::spawn(move || {
         let r = client().get(url).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
+    // The guest sleeps a second; signal while it does.
+    let metrics = format!("{}/metrics", p.admin);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client()
+        .get(&metrics)
+        .send()
+        .and_then(|r| r.text())
+        .is_ok_and(|m| m.lines().any(|l| l == "platform_in_flight_requests 1"))
+    {
+        assert!(Instant::now() < deadline, "the slow request never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     p.sigterm();
     let (status, body) = slow.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "slow but done\n"));
-    assert_eq!(p.wait(Duration::from_secs(10)), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(p.wait(Duration::from_secs(30)), Some(0));
     // The listener is closed.
     assert!(client().get(p.url("/f/ok")).send().is_err());
     assert!(p.stderr_text().contains("SIGTERM received"));
@@ -192,7 +212,7 @@ fn json_logs_carry_the_request_id() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let found = p.stderr.lock().unwrap().iter().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
@@ -354,7 +374,7 @@ fn up_then_deploy_serves_at_the_printed_url_without_login() {
         .unwrap_or_else(|| panic!("no URL printed: {stdout}"))
         .to_string();
     assert_eq!(url, p.url("/hello"));
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = client().get(&url).send().unwrap();
         if r.status() == 200 {
