@@ -220,7 +220,10 @@ pub async fn follow(
     tokio::pin!(shutdown);
     // Ready means the first snapshot's modules are on local disk, not just its routes
     // installed: held here, released by the first snapshot's prefetch.
-    let mut first_hold = Some(rt.hold_readiness("first feed snapshot"));
+    // Shared by the installs: the one whose table goes in releases it, so a newer table
+    // arriving while the first one's modules are fetched keeps readiness held until its own
+    // modules are local too.
+    let first_hold = FirstHold::new(rt.hold_readiness("first feed snapshot"));
     // Counts installs: a table still waiting for its modules goes in only if no newer one
     // came meanwhile.
     let installs = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -257,7 +260,7 @@ pub async fn follow(
                             "feed snapshot unchanged"
                         );
                     } else {
-                        install(&rt, &st, &scope, first_hold.take(), &installs);
+                        install(&rt, &st, &scope, &first_hold, &installs);
                         tracing::info!(
                             revision = st.revision(),
                             apps = st.len(),
@@ -292,7 +295,7 @@ pub async fn follow(
                     if let Some(st) = state.as_mut().filter(|_| !need_snapshot) {
                         match st.apply(&ev) {
                             Applied::Changed => {
-                                install(&rt, st, &scope, None, &installs);
+                                install(&rt, st, &scope, &first_hold, &installs);
                                 tracing::info!(revision = st.revision(), "feed event applied");
                             }
                             Applied::Ignored => {}
@@ -327,15 +330,18 @@ const FETCH_PATIENCE: std::time::Duration = Duration::from_secs(30);
 /// one cannot be fetched (control away, say), the table in force keeps serving, so a
 /// release made just before control went down does not answer 5xx for want of its
 /// artifact; the fetch is retried and the table goes in when it succeeds (or after
-/// [`FETCH_PATIENCE`]). Per-request snapshots are prepared after. `hold` (readiness) is
-/// released once the table is in.
+/// [`FETCH_PATIENCE`]). Per-request snapshots are prepared after. The start-up readiness
+/// hold is released by the install whose table goes in, once its snapshots are prepared;
+/// one superseded by a newer table leaves it to that one.
 fn install(
     rt: &Arc<Runtime>,
     state: &FeedState,
     scope: &ServeScope,
-    hold: Option<platform_runtime::readiness::ReadinessHold>,
+    hold: &FirstHold,
     installs: &Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let revision = state.revision();
+    let hold = hold.clone();
     use std::sync::atomic::Ordering;
     let table = state.route_table_for(scope);
     let digests: std::collections::BTreeSet<(Digest, bool)> = table
@@ -362,10 +368,12 @@ fn install(
     // In at once when every module is local; else once they are (below).
     let mut table = if missing.is_empty() {
         rt.routes.replace(table);
+        rt.served_revision.store(revision, Ordering::SeqCst);
         None
     } else {
         Some(table)
     };
+    let installed_now = table.is_none();
     let rt = rt.clone();
     let cache = rt.cache.clone();
     let installs = installs.clone();
@@ -373,6 +381,7 @@ fn install(
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut pending = missing;
+        let mut installed = installed_now;
         while !pending.is_empty() {
             let failed: Vec<Digest> = futures::stream::iter(pending)
                 .map(|d| {
@@ -411,19 +420,39 @@ fn install(
                 );
             }
             rt.routes.replace(table);
+            rt.served_revision.store(revision, Ordering::SeqCst);
+            installed = true;
         }
         for (d, per_request) in digests {
             if per_request && let Err(e) = cache.prepare_snapshot(&d).await {
                 tracing::warn!(module = ?d, error = %e, "per-request snapshot unavailable");
             }
         }
-        if hold.is_some() {
+        if installed && hold.release() {
             tracing::info!(
                 modules = count,
                 ms = started.elapsed().as_millis() as u64,
-                "modules of the first snapshot fetched; ready"
+                "modules of the first routes fetched; ready"
             );
         }
-        drop(hold);
     });
+}
+
+/// The start-up readiness hold, shared by the installs that may release it.
+#[derive(Clone)]
+struct FirstHold(Arc<std::sync::Mutex<Option<platform_runtime::readiness::ReadinessHold>>>);
+
+impl FirstHold {
+    fn new(hold: platform_runtime::readiness::ReadinessHold) -> Self {
+        FirstHold(Arc::new(std::sync::Mutex::new(Some(hold))))
+    }
+
+    /// Releases the hold; true if this call did (it was still held).
+    fn release(&self) -> bool {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.take().is_some()
+    }
 }

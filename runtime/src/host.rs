@@ -177,6 +177,10 @@ pub struct Runtime {
     pub admission: Admission,
     /// The client forwarding dedicated apps' requests to their own Services.
     pub(crate) forwarder: crate::dedicated_forward::Forwarder,
+    /// The feed revision of the route table in force (0 before the first), which this
+    /// runtime reports in its heartbeats so `platform status` can show who lags behind.
+    pub served_revision: Arc<std::sync::atomic::AtomicU64>,
+    started_ms: u64,
     queue_timeout: Duration,
     idle_timeout: Duration,
     body_read_timeout: Duration,
@@ -243,6 +247,8 @@ impl Runtime {
             body_idle_timeout: config.body_idle_timeout,
             header_read_timeout: config.header_read_timeout,
             trust_forwarded_host: config.trust_forwarded_host,
+            served_revision: Arc::default(),
+            started_ms: crate::logs::LogEvent::now_ms(),
         }))
     }
 
@@ -270,6 +276,11 @@ impl Runtime {
     /// [`crate::readiness`]).
     pub fn is_ready(&self) -> bool {
         self.routes.is_loaded() && self.readiness.is_clear()
+    }
+
+    /// When this runtime was made, ms since the epoch (reported in its heartbeats).
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
     }
 
     /// Holds readiness back until the returned guard is dropped: take it before the admin

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use platform_proto::v1::{AppStatus, GetStatusRequest, GetStatusResponse};
+use platform_proto::v1::{AppStatus, GetStatusRequest, GetStatusResponse, RuntimeStatus};
 
 use super::{ConnArgs, format_time, print_json, server_and_token};
 
@@ -52,9 +52,41 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 detail(a);
             }
         }
-        None => table(&r.apps),
+        None => {
+            table(&r.apps);
+            println!();
+            runtimes(&r.runtimes, r.revision);
+        }
     }
     Ok(())
+}
+
+/// The runtimes heard from, flagging those that serve an older feed revision than control's.
+fn runtimes(runtimes: &[RuntimeStatus], revision: u64) {
+    if runtimes.is_empty() {
+        println!("no runtime has reported in the last 35 s");
+        return;
+    }
+    println!(
+        "{:<32} {:<10} {:>9}  {:<21} LAST SEEN",
+        "RUNTIME", "VERSION", "REVISION", "STARTED"
+    );
+    for rt in runtimes {
+        let when = |secs: Option<i64>| secs.map(format_time).unwrap_or_else(|| "-".into());
+        let lag = if rt.revision < revision {
+            format!("  (behind: control is at {revision})")
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<32} {:<10} {:>9}  {:<21} {}{lag}",
+            rt.name,
+            rt.version,
+            rt.revision,
+            when(rt.start_time.as_ref().map(|t| t.seconds)),
+            when(rt.last_seen_time.as_ref().map(|t| t.seconds))
+        );
+    }
 }
 
 fn release(a: &AppStatus) -> String {

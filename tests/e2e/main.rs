@@ -10,6 +10,7 @@ mod support;
 
 mod chaos;
 mod cluster;
+mod cluster_workflow;
 mod concurrent;
 mod dedicated;
 mod events;

@@ -161,6 +161,20 @@ fn split_sends_a_share_to_a_canary() {
     assert!(a["p99Ms"].as_f64().unwrap() > 0.0, "{st}");
     let table = cli(&["status"]);
     assert!(table.contains("#1 30% / #2 70%"), "{table}");
+    // Without an app, the runtimes too: here the one in this process, serving a revision
+    // of control's feed.
+    assert!(table.contains("RUNTIME"), "{table}");
+    assert!(table.contains(env!("CARGO_PKG_VERSION")), "{table}");
+    let all: serde_json::Value = serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    let rts = all["runtimes"].as_array().unwrap();
+    assert_eq!(rts.len(), 1, "{all}");
+    let rev = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    assert!(rev(&rts[0]["revision"]) > 0, "{all}");
+    assert!(rev(&rts[0]["revision"]) <= rev(&all["revision"]), "{all}");
+    assert!(
+        rts[0]["name"].as_str().unwrap().contains("this process"),
+        "{all}"
+    );
     let one = cli(&["status", "hello"]);
     assert!(one.contains(&format!("{}/hello", p.traffic)), "{one}");
     // The request log lines name the release that served.

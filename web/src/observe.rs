@@ -25,6 +25,23 @@ pub trait Observability: Send + Sync {
     fn summary(&self, tenant: &str, app: &str) -> TrafficSummary;
     /// False when this process sees no traffic (the UI says so instead of showing zeros).
     fn available(&self) -> bool;
+    /// The runtimes serving traffic that this process hears from, by name.
+    fn runtimes(&self) -> Vec<RuntimeSeen>;
+}
+
+/// A runtime that reported in recently: what it runs and which routes it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSeen {
+    /// `$HOSTNAME:pid` (the pod's name under Kubernetes).
+    pub name: String,
+    /// Its `platform` version.
+    pub version: String,
+    /// The feed revision of its route table in force.
+    pub revision: u64,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// When it was last heard from, ms since the epoch.
+    pub last_seen_ms: u64,
 }
 
 impl Observability for Runtime {
@@ -42,6 +59,18 @@ impl Observability for Runtime {
     }
     fn available(&self) -> bool {
         true
+    }
+    fn runtimes(&self) -> Vec<RuntimeSeen> {
+        let now = LogEvent::now_ms();
+        vec![RuntimeSeen {
+            name: format!("this process ({})", std::process::id()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: self
+                .served_revision
+                .load(std::sync::atomic::Ordering::Relaxed),
+            started_ms: self.started_ms(),
+            last_seen_ms: now,
+        }]
     }
 }
 
@@ -64,5 +93,8 @@ impl Observability for NoObservability {
     }
     fn available(&self) -> bool {
         false
+    }
+    fn runtimes(&self) -> Vec<RuntimeSeen> {
+        Vec::new()
     }
 }

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use platform_control::connect::Codec;
 use platform_proto::v1::{
-    AppStatus, GetAppRequest, GetStatusRequest, GetStatusResponse, ListAppsRequest,
+    AppStatus, GetAppRequest, GetStatusRequest, GetStatusResponse, ListAppsRequest, RuntimeStatus,
 };
 use platform_runtime::traffic::TrafficPoint;
 
@@ -130,9 +130,30 @@ pub async fn get_status(
             }
         })
         .collect();
+    let revision = match state.ctl.store.revision().await {
+        Ok(r) => r,
+        Err(e) => {
+            return platform_control::error::ApiError::from(e).into_response();
+        }
+    };
+    let ts = |ms: u64| platform_control::store::timestamp(i64::try_from(ms).unwrap_or(i64::MAX));
+    let runtimes = state
+        .obs
+        .runtimes()
+        .into_iter()
+        .map(|r| RuntimeStatus {
+            name: r.name,
+            version: r.version,
+            revision: r.revision,
+            start_time: Some(ts(r.started_ms)),
+            last_seen_time: Some(ts(r.last_seen_ms)),
+        })
+        .collect();
     codec.encode(&GetStatusResponse {
         apps: statuses,
         traffic_available: state.obs.available(),
+        runtimes,
+        revision,
     })
 }
 

@@ -58,6 +58,14 @@ pub struct PublishConfig {
     pub max_bytes: usize,
     /// A batch NATS has not taken within this long is dropped.
     pub publish_timeout: Duration,
+    /// How often the runtime says it is alive ([`wire::RuntimeHeartbeat`]); the first is
+    /// sent at start.
+    pub heartbeat_every: Duration,
+    /// The version heartbeats report.
+    pub version: String,
+    /// The revision heartbeats report, kept current by whoever installs route tables
+    /// ([`Runtime::served_revision`] when started by [`ObsPublisher::connect`]).
+    pub served_revision: Arc<AtomicU64>,
 }
 
 impl Default for PublishConfig {
@@ -69,6 +77,9 @@ impl Default for PublishConfig {
             max_events: 500,
             max_bytes: 256 * 1024,
             publish_timeout: Duration::from_secs(2),
+            heartbeat_every: Duration::from_secs(10),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            served_revision: Arc::default(),
         }
     }
 }
@@ -89,6 +100,8 @@ pub struct PublishStats {
     pub log_batches: AtomicU64,
     /// Traffic batches handed to NATS.
     pub traffic_batches: AtomicU64,
+    /// Heartbeats handed to NATS.
+    pub heartbeats: AtomicU64,
     /// Log lines dropped: overwritten while NATS was slow, or in a batch NATS refused.
     pub dropped_events: AtomicU64,
     /// Batches NATS refused or did not take in time (their content is lost).
@@ -117,8 +130,9 @@ impl ObsPublisher {
         url: &str,
         options: async_nats::ConnectOptions,
         runtime: &Runtime,
-        config: PublishConfig,
+        mut config: PublishConfig,
     ) -> Result<Self, ObsPublishError> {
+        config.served_revision = runtime.served_revision.clone();
         let client = options
             .name("platform-runtime-telemetry")
             .retry_on_initial_connect()
@@ -152,6 +166,8 @@ impl ObsPublisher {
                 client,
                 logs_subject: wire::logs_subject(&config.prefix),
                 traffic_subject: wire::traffic_subject(&config.prefix),
+                runtimes_subject: wire::runtimes_subject(&config.prefix),
+                started_ms: crate::logs::LogEvent::now_ms(),
                 config,
                 stats: stats.clone(),
                 events: Vec::new(),
@@ -194,6 +210,8 @@ struct Worker {
     client: async_nats::Client,
     logs_subject: String,
     traffic_subject: String,
+    runtimes_subject: String,
+    started_ms: u64,
     config: PublishConfig,
     stats: Arc<PublishStats>,
     events: Vec<Arc<LogEvent>>,
@@ -213,10 +231,13 @@ impl Worker {
     ) {
         let mut tick = tokio::time::interval(self.config.flush_every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
+                _ = heartbeat.tick() => self.heartbeat().await,
                 _ = tick.tick() => {
                     self.flush_logs().await;
                     self.flush_traffic(&traffic).await;
@@ -297,6 +318,25 @@ impl Worker {
         };
         if self.send(self.traffic_subject.clone(), payload).await {
             self.stats.traffic_batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn heartbeat(&mut self) {
+        let beat = wire::RuntimeHeartbeat {
+            source: self.config.source.clone(),
+            version: self.config.version.clone(),
+            revision: self.config.served_revision.load(Ordering::Relaxed),
+            started_ms: self.started_ms,
+        };
+        let payload = match serde_json::to_vec(&beat) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a heartbeat");
+                return;
+            }
+        };
+        if self.send(self.runtimes_subject.clone(), payload).await {
+            self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -18,6 +18,26 @@ pub fn traffic_subject(prefix: &str) -> String {
     format!("{prefix}.traffic")
 }
 
+/// Subject of runtime heartbeats under `prefix`.
+pub fn runtimes_subject(prefix: &str) -> String {
+    format!("{prefix}.runtimes")
+}
+
+/// A runtime saying it is alive, what it runs and which routes it serves: sent at start and
+/// then every [`crate::obs::publish::PublishConfig::heartbeat_every`], so the control plane
+/// can list the runtimes it hears from (`platform status`) and spot one left behind.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeHeartbeat {
+    /// Which runtime (`$HOSTNAME:pid`).
+    pub source: String,
+    /// Its version (the `platform` package version).
+    pub version: String,
+    /// The feed revision of its route table in force (0 before the first).
+    pub revision: u64,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+}
+
 /// Log lines of one runtime, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogBatch {

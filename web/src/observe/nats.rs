@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use platform_runtime::logs::{LogBus, LogEvent};
-use platform_runtime::obs::wire::{self, LogBatch, TrafficBatch};
+use platform_runtime::obs::wire::{self, LogBatch, RuntimeHeartbeat, TrafficBatch};
 use platform_runtime::traffic::{TrafficPoint, TrafficStats, TrafficSummary};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::Observability;
+use super::{Observability, RuntimeSeen};
 
 /// Why the subscriber could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub struct ReceiveStats {
     pub log_batches: u64,
     /// Traffic batches received.
     pub traffic_batches: u64,
+    /// Heartbeats received.
+    pub heartbeats: u64,
     /// Log lines the runtimes reported dropping before sending.
     pub dropped_by_runtimes: u64,
     /// Batches missing from a runtime's sequence (lost between runtime and here).
@@ -61,6 +63,7 @@ pub struct ReceiveStats {
 struct Counters {
     log_batches: AtomicU64,
     traffic_batches: AtomicU64,
+    heartbeats: AtomicU64,
     dropped_by_runtimes: AtomicU64,
     lost_batches: AtomicU64,
     undecodable: AtomicU64,
@@ -69,7 +72,50 @@ struct Counters {
 struct Shared {
     logs: LogBus,
     traffic: TrafficStats,
+    runtimes: RuntimeRoster,
     counters: Counters,
+}
+
+/// A runtime is listed while its last heartbeat is younger than this (three missed
+/// heartbeats at the default 10 s, plus slack).
+pub const RUNTIME_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(35);
+
+/// The runtimes heard from, by source, with when each was last heard.
+#[derive(Default)]
+struct RuntimeRoster(std::sync::Mutex<HashMap<String, (RuntimeHeartbeat, u64)>>);
+
+impl RuntimeRoster {
+    fn heard(&self, beat: RuntimeHeartbeat, now_ms: u64) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = RUNTIME_STALE_AFTER.as_millis() as u64;
+        // Runtimes come and go (the name carries the pid): forget the long-gone.
+        map.retain(|_, (_, seen)| now_ms.saturating_sub(*seen) < stale * 10);
+        map.insert(beat.source.clone(), (beat, now_ms));
+    }
+
+    fn live(&self, now_ms: u64) -> Vec<RuntimeSeen> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = RUNTIME_STALE_AFTER.as_millis() as u64;
+        let mut live: Vec<RuntimeSeen> = map
+            .values()
+            .filter(|(_, seen)| now_ms.saturating_sub(*seen) < stale)
+            .map(|(b, seen)| RuntimeSeen {
+                name: b.source.clone(),
+                version: b.version.clone(),
+                revision: b.revision,
+                started_ms: b.started_ms,
+                last_seen_ms: *seen,
+            })
+            .collect();
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        live
+    }
 }
 
 /// Logs and traffic of every runtime publishing under a subject prefix.
@@ -120,12 +166,14 @@ impl NatsObservability {
         };
         let logs = sub(wire::logs_subject(prefix)).await?;
         let traffic = sub(wire::traffic_subject(prefix)).await?;
+        let runtimes = sub(wire::runtimes_subject(prefix)).await?;
         let shared = Arc::new(Shared {
             logs: LogBus::default(),
             traffic: TrafficStats::default(),
+            runtimes: RuntimeRoster::default(),
             counters: Counters::default(),
         });
-        let task = tokio::spawn(receive(shared.clone(), logs, traffic));
+        let task = tokio::spawn(receive(shared.clone(), logs, traffic, runtimes));
         Ok(NatsObservability { shared, task })
     }
 
@@ -135,6 +183,7 @@ impl NatsObservability {
         ReceiveStats {
             log_batches: c.log_batches.load(Ordering::Relaxed),
             traffic_batches: c.traffic_batches.load(Ordering::Relaxed),
+            heartbeats: c.heartbeats.load(Ordering::Relaxed),
             dropped_by_runtimes: c.dropped_by_runtimes.load(Ordering::Relaxed),
             lost_batches: c.lost_batches.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
@@ -164,6 +213,9 @@ impl Observability for NatsObservability {
     fn available(&self) -> bool {
         true
     }
+    fn runtimes(&self) -> Vec<RuntimeSeen> {
+        self.shared.runtimes.live(LogEvent::now_ms())
+    }
 }
 
 /// Last batch number seen per runtime, to notice lost batches.
@@ -189,6 +241,7 @@ async fn receive(
     shared: Arc<Shared>,
     mut logs: async_nats::Subscriber,
     mut traffic: async_nats::Subscriber,
+    mut runtimes: async_nats::Subscriber,
 ) {
     let c = &shared.counters;
     let mut log_seqs = Sequences::default();
@@ -222,6 +275,15 @@ async fn receive(
                 for a in &batch.apps {
                     shared.traffic.merge(&a.tenant, &a.app, &a.counts);
                 }
+            }
+            m = runtimes.next() => {
+                let Some(m) = m else { break };
+                let Ok(beat) = serde_json::from_slice::<RuntimeHeartbeat>(&m.payload) else {
+                    c.undecodable.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                c.heartbeats.fetch_add(1, Ordering::Relaxed);
+                shared.runtimes.heard(beat, LogEvent::now_ms());
             }
         }
     }
@@ -385,6 +447,74 @@ mod tests {
         assert_eq!((st.lost_batches, st.undecodable), (0, 0), "{st:?}");
         a.publisher.close().await;
         b.publisher.close().await;
+    }
+
+    #[tokio::test]
+    async fn runtimes_are_listed_by_their_heartbeats_until_they_go_quiet() {
+        let prefix = unique_prefix();
+        let obs = control(&prefix).await;
+        assert!(obs.runtimes().is_empty());
+        let client = async_nats::connect(NATS).await.unwrap();
+        let revision = Arc::new(AtomicU64::new(7));
+        let logs = LogBus::default();
+        let rt = ObsPublisher::start(
+            client,
+            &logs,
+            Arc::new(TrafficStats::default()),
+            PublishConfig {
+                prefix: prefix.clone(),
+                source: "rt-beat:1".into(),
+                heartbeat_every: Duration::from_millis(50),
+                served_revision: revision.clone(),
+                ..PublishConfig::default()
+            },
+        );
+        until("the first heartbeat", || obs.runtimes().len() == 1).await;
+        let seen = &obs.runtimes()[0];
+        assert_eq!(seen.name, "rt-beat:1");
+        assert_eq!(seen.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(seen.revision, 7);
+        assert!(seen.started_ms > 0 && seen.last_seen_ms >= seen.started_ms);
+        revision.store(9, Ordering::Relaxed);
+        until("the new revision", || {
+            obs.runtimes().first().is_some_and(|r| r.revision == 9)
+        })
+        .await;
+        rt.close().await;
+
+        // A runtime that stopped is listed no more once its heartbeats are stale; garbage
+        // on the subject is counted, not listed.
+        let roster = RuntimeRoster::default();
+        let beat = |source: &str| RuntimeHeartbeat {
+            source: source.into(),
+            version: "0".into(),
+            revision: 1,
+            started_ms: 1,
+        };
+        roster.heard(beat("a"), 1_000);
+        roster.heard(beat("b"), 30_000);
+        let stale = RUNTIME_STALE_AFTER.as_millis() as u64;
+        let names = |now| {
+            roster
+                .live(now)
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(20_000), ["a", "b"]);
+        assert_eq!(names(1_000 + stale), ["b"]);
+        assert!(names(30_000 + stale).is_empty());
+        let junk = async_nats::connect(NATS).await.unwrap();
+        junk.publish(wire::runtimes_subject(&prefix), "not json".into())
+            .await
+            .unwrap();
+        junk.flush().await.unwrap();
+        until("the junk counted", || obs.stats().undecodable == 1).await;
+        assert_eq!(
+            obs.runtimes().len(),
+            1,
+            "the stopped runtime is still fresh"
+        );
     }
 
     #[tokio::test]
