@@ -398,12 +398,15 @@ async fn response_trailers(c: &mut C<'_>, ptr: i32, len: i32) -> AbiResult {
         .headers()
         .map_err(|_| err(code::INVALID, "malformed trailers"))?;
     let req = state(c)?.req.as_mut().ok_or_else(no_request)?;
-    let ResponseSink::Streaming(tx) = std::mem::replace(&mut req.sink, ResponseSink::Done) else {
+    // Refused without touching the response: before `response_send` it is still to be sent.
+    let ResponseSink::Streaming(tx) = &req.sink else {
         return Err(err(
             code::STATE,
             "trailers need a streamed response (send without the end flag)",
         ));
     };
+    let tx = tx.clone();
+    req.sink = ResponseSink::Done;
     if tx
         .send(BodyMsg::Frame(Frame::trailers(trailers)))
         .await

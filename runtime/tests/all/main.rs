@@ -16,6 +16,7 @@ mod faults;
 mod kv;
 mod outbound;
 mod properties;
+mod properties_host_calls;
 mod properties_inputs;
 mod routing;
 mod sdk;
