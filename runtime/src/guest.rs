@@ -10,6 +10,7 @@ use std::time::Instant;
 use wasmtime::{Engine, Linker, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::cpu_share::{CpuGate, CpuTurn};
 use crate::engine::EPOCH_TICK;
 
 /// Most elements any table of a guest may have: the instance pool's capacity per table
@@ -121,32 +122,34 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
 
 /// Creates a store for one guest instance with its memory cap and wall-clock deadline.
 ///
-/// Every epoch tick the guest yields to the executor; past `deadline` it traps with
-/// [`wasmtime::Trap::Interrupt`].
-pub fn new_store(engine: &Engine, state: GuestState, deadline: Instant) -> Store<GuestState> {
+/// Every epoch tick the guest yields to the executor, taking a new turn at `gate` (its
+/// app's share of the CPU, see [`crate::cpu_share`]) when one is given; past `deadline` it
+/// traps with [`wasmtime::Trap::Interrupt`].
+pub fn new_store(
+    engine: &Engine,
+    state: GuestState,
+    deadline: Instant,
+    gate: Option<&CpuGate>,
+) -> Store<GuestState> {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
+    set_deadline(&mut store, deadline, gate);
     store
 }
 
-/// Sets (or moves) a store's wall-clock deadline: SDK pooled instances serve many
-/// requests; component stores get theirs once.
-pub fn set_deadline<T>(store: &mut Store<T>, deadline: Instant) {
+/// Sets (or moves) a store's wall-clock deadline and CPU gate: SDK pooled instances serve
+/// many requests; component stores get theirs once.
+pub fn set_deadline<T>(store: &mut Store<T>, deadline: Instant, gate: Option<&CpuGate>) {
     store.set_epoch_deadline(1);
+    let turn = gate.cloned().map(CpuTurn::new);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
+            return Ok(UpdateDeadline::Interrupt);
         }
+        Ok(match &turn {
+            Some(t) => UpdateDeadline::YieldCustom(1, Box::pin(t.clone().next(deadline))),
+            None => UpdateDeadline::Yield(1),
+        })
     });
 }
 

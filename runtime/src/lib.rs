@@ -14,6 +14,7 @@ pub mod app;
 pub mod body_timeout;
 pub mod cloud_events;
 pub mod component;
+pub mod cpu_share;
 pub mod dedicated_forward;
 pub mod engine;
 pub mod failure;

@@ -97,7 +97,11 @@ where
             rt.logs.clone(),
         ),
     };
-    inst.bind(request_id, deadline);
+    inst.bind(
+        request_id,
+        deadline,
+        &crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app),
+    );
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     let resources = {

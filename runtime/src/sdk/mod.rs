@@ -165,6 +165,7 @@ where
     let pools = rt.sdk_pools.clone();
     let engine = rt.engine().clone();
     let run_spec = spec.clone();
+    let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
     let run = async move {
         // Held while the guest runs, streaming included; released when it returns.
         let _permits = permits;
@@ -176,7 +177,7 @@ where
             s.set_spec(run_spec.clone(), &pool.env);
             s.req = Some(ctx);
         }
-        guest::set_deadline(&mut inst.store, deadline);
+        guest::set_deadline(&mut inst.store, deadline, Some(&gate));
         let call = inst.handle.call_async(&mut inst.store, 0);
         let res = tokio::time::timeout(run_spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
         let hits = inst.store.data().limiter.hits();

@@ -313,8 +313,13 @@ impl SdkPools {
                 ..SdkHostState::with_env(spec.clone(), env, self.kv())
             }),
         };
-        let mut store =
-            guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);
+        let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
+        let mut store = guest::new_store(
+            engine,
+            state,
+            Instant::now() + self.settings.init_timeout,
+            Some(&gate),
+        );
         let started = async {
             let instance = module.core_pre()?.instantiate_async(&mut store).await?;
             let memory = instance.get_memory(&mut store, "memory");

@@ -80,7 +80,12 @@ async fn make_here(
         limiter: MemoryLimiter::new(4 << 30),
         sdk: Some(SdkHostState::new(spec, None)),
     };
-    let mut store = guest::new_store(engine, state, Instant::now() + Duration::from_secs(60));
+    let mut store = guest::new_store(
+        engine,
+        state,
+        Instant::now() + Duration::from_secs(60),
+        None,
+    );
     let instance = linker
         .instantiate_async(&mut store, &module)
         .await

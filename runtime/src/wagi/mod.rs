@@ -123,6 +123,7 @@ pub async fn run(
             sdk: None,
         },
         deadline,
+        Some(&crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app)),
     );
 
     let call = async {

@@ -1,6 +1,6 @@
 //! The guest-fault matrix beyond the basics in `faults.rs`: deep recursion, output floods,
 //! bodies never read or read slowly, slow clients on large responses, guests spinning in
-//! host calls, table growth and impossible declared minimums. Each gets the right status,
+//! host calls, traps inside a host call, table growth and impossible declared minimums. Each gets the right status,
 //! a kill reason in the log and in `platform_traps_total`, and the next request is fine.
 
 use std::path::PathBuf;
@@ -52,6 +52,23 @@ const WAT_TABLE_BOMB: &str = r#"(module
       (if (i32.eq (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1))
         (then unreachable))
       (br $l))))"#;
+
+/// `fd_write` with its iovec array outside memory: WASI traps inside the host call
+/// (witx: an out-of-bounds pointer "shall trap").
+const WAT_HOSTCALL_TRAP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $w (i32.const 1) (i32.const 0x7ffffff0) (i32.const 1) (i32.const 8)))))"#;
+
+/// The same trap inside a host call, from an SDK guest in the middle of a request.
+const WAT_SDK_HOSTCALL_TRAP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "platform_init") (result i32) (i32.const 0))
+  (func (export "platform_handle") (param i32) (result i32)
+    (drop (call $w (i32.const 1) (i32.const 0x7ffffff0) (i32.const 1) (i32.const 8)))
+    (i32.const 0)))"#;
 
 /// A plain good WAGI answer, to prove the host still serves.
 const WAT_OK: &str = r#"(module
@@ -151,6 +168,7 @@ async fn wagi_fault_matrix() {
     let recurse = wat_module(&dir, "recurse", WAT_RECURSE);
     let spin = wat_module(&dir, "yield", WAT_YIELD);
     let table = wat_module(&dir, "table", WAT_TABLE_BOMB);
+    let hostcall = wat_module(&dir, "hostcall", WAT_HOSTCALL_TRAP);
     let ok = wat_module(&dir, "ok", WAT_OK);
     let app = |name, module, route| App {
         limits: limits(),
@@ -161,6 +179,7 @@ async fn wagi_fault_matrix() {
         app("recurse", &recurse, &["/recurse"]),
         app("yield", &spin, &["/yield"]),
         app("table", &table, &["/table"]),
+        app("hostcall", &hostcall, &["/hostcall"]),
         app("ok", &ok, &["/ok"]),
     ]);
     let get = |path: &'static str, status, says: &'static str, kind: &'static str| {
@@ -212,6 +231,18 @@ async fn wagi_fault_matrix() {
         500,
         "grew a table past its limit",
         "table",
+        "/ok",
+    )
+    .await;
+    // A trap inside a host call (WASI, given a pointer outside memory).
+    fault(
+        &host,
+        "GET",
+        "/hostcall",
+        Vec::new(),
+        500,
+        "crashed",
+        "trap",
         "/ok",
     )
     .await;
@@ -267,18 +298,28 @@ async fn wagi_fault_matrix() {
 async fn sdk_fault_matrix() {
     let host = TestHost::start().await;
     let faults = guests::go_sdk("sdkfaults");
-    host.deploy(&[App {
-        limits: Limits {
-            max_response: 64 << 20,
-            ..limits()
+    let dir = tempfile::tempdir().unwrap();
+    let hostcall = wat_module(&dir, "sdk-hostcall", WAT_SDK_HOSTCALL_TRAP);
+    host.deploy(&[
+        App {
+            limits: Limits {
+                max_response: 64 << 20,
+                ..limits()
+            },
+            ..App::new("sdk", &faults, &["/"])
         },
-        ..App::new("sdk", &faults, &["/"])
-    }]);
+        App {
+            limits: limits(),
+            ..App::new("sdk-hostcall", &hostcall, &["/hostcall"])
+        },
+    ]);
     let get = |path: &'static str, status, says: &'static str, kind: &'static str| {
         let host = &host;
         async move { fault(host, "GET", path, Vec::new(), status, says, kind, "/ok").await }
     };
     get("/recurse", 500, "overflowed its stack", "stack_overflow").await;
+    // A trap inside a (WASI) host call, mid-request.
+    get("/hostcall", 500, "crashed", "trap").await;
     // stdout and stderr of SDK guests go to the log, capped; the guest meets its deadline.
     get("/stdout-flood", 504, "time limit", "timeout").await;
     get("/stderr-flood", 504, "time limit", "timeout").await;
@@ -375,4 +416,67 @@ fn impossible_declared_minimums_are_refused_before_running() {
     )
     .unwrap();
     platform_runtime::abi::detect(&fine).unwrap();
+}
+
+/// Spins until its deadline.
+const WAT_SPIN: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"#;
+
+/// A flood of CPU-bound requests of one app: past their first time slice its guests wait
+/// for their app's turns (one per core), so the app holds every turn it has and no more,
+/// while a neighbour, which never needs one, is served meanwhile. (How much that helps the
+/// neighbour's latency is a bench row, "flooded neighbour": timings are not asserted here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_app_runs_on_its_turns_and_its_neighbour_is_served() {
+    use platform_runtime::cpu_share::{CpuGate, turns_per_app};
+    let host = TestHost::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spin = wat_module(&dir, "spin", WAT_SPIN);
+    let ok = wat_module(&dir, "ok", WAT_OK);
+    host.deploy(&[
+        App {
+            limits: Limits {
+                timeout: Duration::from_millis(1500),
+                ..limits()
+            },
+            ..App::new("flooder", &spin, &["/spin"])
+        },
+        App::new("neighbour", &ok, &["/ok"]),
+    ]);
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let url = host.url("/spin");
+            tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    let gate = CpuGate::of("t", "flooder");
+    for _ in 0..200 {
+        if gate.free_turns() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gate.free_turns(), 0, "the flood never took its app's turns");
+    for _ in 0..3 {
+        healthy(&host, "/ok").await;
+    }
+    assert_eq!(
+        CpuGate::of("t", "neighbour").free_turns(),
+        turns_per_app(),
+        "the neighbour's gate is its own"
+    );
+    for r in flood {
+        assert_eq!(r.await.unwrap().unwrap(), 504);
+    }
+    // Turns come back once the flood is over.
+    for _ in 0..200 {
+        if gate.free_turns() == turns_per_app() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gate.free_turns(), turns_per_app());
+    assert_eq!(in_flight(&host).await, 0.0);
+    host.stop().await;
 }
