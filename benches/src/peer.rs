@@ -23,25 +23,38 @@ impl WasmtimeServe {
         // A free port: bind, read it back, release it for the child.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        // `-Scli`: the component (Rust std) imports wasi:cli (environment and the rest),
+        // which Platform's linker provides and `wasmtime serve` adds only when asked.
         let child = Command::new(wasmtime)
             .arg("serve")
+            .arg("-Scli")
             .arg("--addr")
             .arg(addr.to_string())
             .args(extra)
             .arg(component)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", wasmtime.display()))?;
         let mut serve = WasmtimeServe { child, addr };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // Keep draining what it says, so a full pipe never blocks it.
+                if let Some(mut e) = serve.child.stderr.take() {
+                    std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
+                }
                 return Ok(serve);
             }
             if let Some(status) = serve.child.try_wait()? {
-                anyhow::bail!("wasmtime serve exited before listening: {status}");
+                let mut said = String::new();
+                if let Some(mut e) = serve.child.stderr.take() {
+                    use std::io::Read as _;
+                    let _ = e.read_to_string(&mut said);
+                }
+                let said = said.lines().take(4).collect::<Vec<_>>().join("\n");
+                anyhow::bail!("wasmtime serve exited before listening: {status}\n{said}");
             }
             if Instant::now() > deadline {
                 anyhow::bail!("wasmtime serve did not listen on {addr} within 60 s");

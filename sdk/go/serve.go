@@ -254,17 +254,17 @@ func (w *responseWriter) flush(end bool) error {
 		if w.status == 0 {
 			w.WriteHeader(http.StatusOK)
 		}
-		h := w.sentHeader.Clone()
-		for k := range h {
-			if strings.HasPrefix(k, http.TrailerPrefix) {
-				delete(h, k)
-			}
+		// Straight from the header as sent: no copy of it per response.
+		var length string
+		if end && w.sentHeader.Get("Content-Length") == "" && !bodyless(w.status) {
+			length = strconv.Itoa(w.buf.Len())
 		}
-		if end && h.Get("Content-Length") == "" && !bodyless(w.status) {
-			h.Set("Content-Length", strconv.Itoa(w.buf.Len()))
+		hw := wire.Writer{B: make([]byte, 0, 256)}
+		if length != "" {
+			hw.ResponseHeaders(w.sentHeader, http.TrailerPrefix, "Content-Length", length)
+		} else {
+			hw.ResponseHeaders(w.sentHeader, http.TrailerPrefix, "", "")
 		}
-		var hw wire.Writer
-		hw.Headers(h)
 		flags := int32(0)
 		if end {
 			flags = abi.FlagEnd

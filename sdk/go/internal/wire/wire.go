@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // ErrShort reports a truncated or malformed buffer.
@@ -162,6 +163,41 @@ func (w *Writer) Headers(h http.Header) {
 			w.Str16(k)
 			w.Str32(v)
 		}
+	}
+}
+
+// ResponseHeaders appends the header block of a response: h without the names that start
+// with skipPrefix (net/http's trailer prefix), plus extraName: extraValue in place of any
+// value h has for it when extraName is not empty. It reads h in place, so a response
+// costs no copy of its header map.
+func (w *Writer) ResponseHeaders(h http.Header, skipPrefix, extraName, extraValue string) {
+	keep := func(k string) bool {
+		return validName(k) &&
+			(skipPrefix == "" || !strings.HasPrefix(k, skipPrefix)) &&
+			(extraName == "" || k != extraName)
+	}
+	n := 0
+	for k, vs := range h {
+		if keep(k) {
+			n += len(vs)
+		}
+	}
+	if extraName != "" {
+		n++
+	}
+	w.U32(uint32(n))
+	for k, vs := range h {
+		if !keep(k) {
+			continue
+		}
+		for _, v := range vs {
+			w.Str16(k)
+			w.Str32(v)
+		}
+	}
+	if extraName != "" {
+		w.Str16(extraName)
+		w.Str32(extraValue)
 	}
 }
 

@@ -67,3 +67,29 @@ func TestListsAndPairs(t *testing.T) {
 		t.Fatal("short list decoded")
 	}
 }
+
+func TestResponseHeadersSkipsAndReplaces(t *testing.T) {
+	h := http.Header{
+		"Content-Type":       {"text/plain"},
+		"Trailer:X-Checksum": {"abc"},
+		"Content-Length":     {""},
+		"X-Many":             {"1", "2"},
+		"bad name":           {"dropped"},
+	}
+	var w Writer
+	w.ResponseHeaders(h, http.TrailerPrefix, "Content-Length", "12")
+	got := NewReader(w.B).Headers()
+	want := http.Header{
+		"Content-Type":   {"text/plain"},
+		"Content-Length": {"12"},
+		"X-Many":         {"1", "2"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	var plain Writer
+	plain.ResponseHeaders(http.Header{"A": {"b"}}, "", "", "")
+	if got := NewReader(plain.B).Headers(); !reflect.DeepEqual(got, http.Header{"A": {"b"}}) {
+		t.Fatalf("got %v", got)
+	}
+}
