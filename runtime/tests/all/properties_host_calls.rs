@@ -220,8 +220,14 @@ fn encode(calls: &[Call]) -> Vec<u8> {
     body
 }
 
-#[test]
-fn sdk_host_calls_with_random_arguments_never_trap() {
+/// A tokio runtime, a host on it, and the dispatching guest's module (in the returned
+/// directory).
+fn host_and_guest() -> (
+    tokio::runtime::Runtime,
+    TestHost,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -231,6 +237,12 @@ fn sdk_host_calls_with_random_arguments_never_trap() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("calls.wasm");
     std::fs::write(&module, wat::parse_str(guest_wat()).unwrap()).unwrap();
+    (rt, host, dir, module)
+}
+
+#[test]
+fn sdk_host_calls_with_random_arguments_never_trap() {
+    let (rt, host, _dir, module) = host_and_guest();
     let ok = guests::go_sdk("sdkfaults");
     host.deploy(&[
         App::new("calls", &module, &["/calls"]),
@@ -315,15 +327,7 @@ fn sdk_host_calls_with_random_arguments_never_trap() {
 #[test]
 fn the_dispatching_guest_calls_what_it_is_told() {
     // A guard against a guest that never calls anything, and the regression cases found.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let host = rt.block_on(TestHost::start());
-    let dir = tempfile::tempdir().unwrap();
-    let module = dir.path().join("calls.wasm");
-    std::fs::write(&module, wat::parse_str(guest_wat()).unwrap()).unwrap();
+    let (rt, host, _dir, module) = host_and_guest();
     host.deploy(&[App::new("calls", &module, &["/calls"])]);
     let close = CALLS.iter().position(|c| c.0 == "http_close").unwrap();
     let head = CALLS.iter().position(|c| c.0 == "request_head").unwrap();

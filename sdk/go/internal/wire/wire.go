@@ -147,24 +147,7 @@ func (w *Writer) Str32(s string) {
 }
 
 // Headers appends a header block, skipping names that are not valid header tokens.
-func (w *Writer) Headers(h http.Header) {
-	n := 0
-	for k, vs := range h {
-		if validName(k) {
-			n += len(vs)
-		}
-	}
-	w.U32(uint32(n))
-	for k, vs := range h {
-		if !validName(k) {
-			continue
-		}
-		for _, v := range vs {
-			w.Str16(k)
-			w.Str32(v)
-		}
-	}
-}
+func (w *Writer) Headers(h http.Header) { w.ResponseHeaders(h, "", "", "") }
 
 // ResponseHeaders appends the header block of a response: h without the names that start
 // with skipPrefix (net/http's trailer prefix), plus extraName: extraValue in place of any
