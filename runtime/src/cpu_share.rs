@@ -110,6 +110,11 @@ impl CpuTurn {
         }
     }
 
+    /// Gives back the turn held, if any.
+    pub fn release(&self) {
+        drop(self.held.lock().take());
+    }
+
     /// At a tick: gives back the turn held, waits (FIFO within the app, not past
     /// `deadline`) for the next, and holds it for at most [`TURN_MAX`]. A guest whose
     /// deadline passes while it waits goes on without one and meets its deadline at its
@@ -130,6 +135,28 @@ impl CpuTurn {
                 slot.take();
             }
         });
+    }
+}
+
+/// Gives back its store's turn when dropped. Keep it for the length of the guest call: a
+/// guest that finishes between two ticks would otherwise keep its turn until [`TURN_MAX`],
+/// idling a core its app could use.
+#[must_use = "dropped at once, it gives the turn back before the guest runs"]
+#[derive(Default)]
+pub struct TurnRelease(Option<CpuTurn>);
+
+impl TurnRelease {
+    /// Releases `turn` when dropped.
+    pub fn of(turn: CpuTurn) -> Self {
+        TurnRelease(Some(turn))
+    }
+}
+
+impl Drop for TurnRelease {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.release();
+        }
     }
 }
 
@@ -158,6 +185,18 @@ mod tests {
         assert_eq!(gate.free_turns(), 0);
         tokio::time::sleep(TURN_MAX * 3).await;
         assert_eq!(gate.free_turns(), 1, "and the timer ends the last one");
+    }
+
+    #[tokio::test]
+    async fn a_finished_call_gives_its_turn_back_at_once() {
+        let gate = CpuGate::with_turns(1);
+        let turn = CpuTurn::new(gate.clone());
+        let release = TurnRelease::of(turn.clone());
+        turn.next(Instant::now() + std::time::Duration::from_secs(60))
+            .await;
+        assert_eq!(gate.free_turns(), 0);
+        drop(release);
+        assert_eq!(gate.free_turns(), 1, "not left to the timer");
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use super::ComponentState;
 use super::hooks::PlatformHooks;
 use crate::app::AppSpec;
-use crate::cpu_share::CpuGate;
+use crate::cpu_share::{CpuGate, TurnRelease};
 use crate::guest;
 use crate::logs::{CappedPipe, LogBus};
 use crate::metrics::RuntimeMetrics;
@@ -115,12 +115,12 @@ impl ComponentInstance {
 
     /// Prepares the instance for one request: its id (outbound log lines), deadline and
     /// CPU gate (its app's, [`crate::cpu_share`]).
-    pub fn bind(&mut self, request_id: &str, deadline: Instant, gate: &CpuGate) {
+    pub fn bind(&mut self, request_id: &str, deadline: Instant, gate: &CpuGate) -> TurnRelease {
         self.store
             .data_mut()
             .hooks
             .bind(request_id.to_string(), deadline);
-        guest::set_deadline(&mut self.store, deadline, Some(gate));
+        guest::set_deadline(&mut self.store, deadline, Some(gate))
     }
 
     /// Requests served so far.

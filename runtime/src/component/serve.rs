@@ -97,7 +97,7 @@ where
             rt.logs.clone(),
         ),
     };
-    inst.bind(
+    let turn = inst.bind(
         request_id,
         deadline,
         &crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app),
@@ -141,6 +141,7 @@ where
                     .await
             };
             let outcome = tokio::time::timeout(wall, run).await;
+            drop(turn);
             let hits = inst.store.data().limiter.hits();
             // Taken before the instance can serve anyone else.
             let stderr = output.flush();

@@ -177,7 +177,7 @@ where
             s.set_spec(run_spec.clone(), &pool.env);
             s.req = Some(ctx);
         }
-        guest::set_deadline(&mut inst.store, deadline, Some(&gate));
+        let _turn = guest::set_deadline(&mut inst.store, deadline, Some(&gate));
         let call = inst.handle.call_async(&mut inst.store, 0);
         let res = tokio::time::timeout(run_spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
         let hits = inst.store.data().limiter.hits();

@@ -314,7 +314,7 @@ impl SdkPools {
             }),
         };
         let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
-        let mut store = guest::new_store(
+        let (mut store, _turn) = guest::new_store(
             engine,
             state,
             Instant::now() + self.settings.init_timeout,

@@ -115,7 +115,8 @@ pub async fn run(
         .arg(&spec.app)
         .build_p1();
     let deadline = Instant::now() + spec.limits.timeout;
-    let mut store = guest::new_store(
+    // `_turn` outlives the guest call below (declared with the store).
+    let (mut store, _turn) = guest::new_store(
         engine,
         GuestState {
             wasi,
