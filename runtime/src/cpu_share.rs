@@ -13,6 +13,12 @@
 //! run queue. A request's first time slice needs no turn, so a short request (most of
 //! them) never touches the gate, and an app alone still uses every core.
 //!
+//! What this does not bound: a flood of short requests, each done within its first slice
+//! (the bench's Go mux flood is ~1–2 ms a request and stays at ~200× p99 for the
+//! neighbour). Bounding those needs the turn taken before the first slice and given back
+//! at every host call that blocks, i.e. wasmtime's `call-hook` feature (see
+//! benches/README.md, "A flooded neighbour").
+//!
 //! A turn lasts until the guest's next tick or [`TURN_MAX`], whichever comes first: a guest
 //! that took a turn and then blocks in a host call (a slow body, outbound HTTP) gives it back
 //! by itself, as no wasmtime call hook is compiled in to say so.
