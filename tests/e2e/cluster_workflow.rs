@@ -4,8 +4,7 @@
 //! heartbeats arriving over NATS: `secrets set/list/unset`, `split`, `status` (apps and
 //! runtimes), `logs -f`, `rollback`.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use platform_test_guests as guests;
@@ -18,22 +17,11 @@ const SECRET: &str = "cluster-secret-5d1e07";
 
 /// `platform ARGS` with `stdin` as its input; its stdout.
 fn cli_with_input(server: &str, token: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(bin())
-        .args(args)
-        .args(["--server", server, "--token", token])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "platform {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::output_with_input(
+        Command::new(bin())
+            .args(args)
+            .args(["--server", server, "--token", token]),
+        stdin,
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -2,8 +2,7 @@
 //! and per-request) as environment variables, changed at once, and never in a log line or
 //! an exported trace.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,31 +49,17 @@ fn raw_receiver(rt: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<Vec<u8>>
 }
 
 fn cli(p: &Platform, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(support::bin())
-        .args(args)
-        .arg("--server")
-        .arg(&p.admin)
-        .arg("--data-dir")
-        .arg(p.data_dir.path())
-        .env_remove("PLATFORM_TOKEN")
-        .env_remove("PLATFORM_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "platform {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    support::output_with_input(
+        Command::new(support::bin())
+            .args(args)
+            .arg("--server")
+            .arg(&p.admin)
+            .arg("--data-dir")
+            .arg(p.data_dir.path())
+            .env_remove("PLATFORM_TOKEN")
+            .env_remove("PLATFORM_SERVER"),
+        stdin.unwrap_or_default(),
+    )
 }
 
 /// GETs `path` on `host` until the body is `want` (the feed applies changes promptly, not

@@ -271,3 +271,24 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs `cmd` with `stdin` as its input; asserts it succeeded and returns its output.
+pub fn output_with_input(cmd: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
