@@ -97,6 +97,7 @@ pub async fn wagi_executor(
         .header("host", "bench.local")
         .body(())?
         .into_parts();
+    let cpu = platform_runtime::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 50 {
         let t0 = Instant::now();
@@ -108,7 +109,7 @@ pub async fn wagi_executor(
             local: "127.0.0.1:2".parse()?,
             request_id: "bench",
         };
-        let out = wagi::run(rt.engine(), &module, &spec, &req, bytes::Bytes::new()).await;
+        let out = wagi::run(rt.engine(), &module, &spec, &cpu, &req, bytes::Bytes::new()).await;
         out.result.map_err(|e| anyhow::anyhow!("{e}"))?;
         if i >= 50 {
             samples.push(t0.elapsed());

@@ -10,7 +10,6 @@ use std::time::Instant;
 use wasmtime::{Engine, Linker, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::cpu_share::{CpuGate, CpuTurn, TurnRelease};
 use crate::engine::EPOCH_TICK;
 
 /// Most elements any table of a guest may have: the instance pool's capacity per table
@@ -122,43 +121,26 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
 
 /// Creates a store for one guest instance with its memory cap and wall-clock deadline.
 ///
-/// Every epoch tick the guest yields to the executor, taking a new turn at `gate` (its
-/// app's share of the CPU, see [`crate::cpu_share`]) when one is given; past `deadline` it
-/// traps with [`wasmtime::Trap::Interrupt`]. Keep the [`TurnRelease`] until the guest call
-/// returns.
-pub fn new_store(
-    engine: &Engine,
-    state: GuestState,
-    deadline: Instant,
-    gate: Option<&CpuGate>,
-) -> (Store<GuestState>, TurnRelease) {
+/// Every epoch tick the guest yields to the executor (where [`crate::cpu_share::on_turns`]
+/// puts it behind its app's other runnable guests); past `deadline` it traps with
+/// [`wasmtime::Trap::Interrupt`].
+pub fn new_store(engine: &Engine, state: GuestState, deadline: Instant) -> Store<GuestState> {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    let turn = set_deadline(&mut store, deadline, gate);
-    (store, turn)
+    set_deadline(&mut store, deadline);
+    store
 }
 
-/// Sets (or moves) a store's wall-clock deadline and CPU gate: SDK pooled instances serve
-/// many requests; component stores get theirs once. Keep the [`TurnRelease`] until the
-/// guest call returns.
-pub fn set_deadline<T>(
-    store: &mut Store<T>,
-    deadline: Instant,
-    gate: Option<&CpuGate>,
-) -> TurnRelease {
+/// Sets (or moves) a store's wall-clock deadline: SDK pooled instances serve many requests;
+/// component stores get theirs once.
+pub fn set_deadline<T>(store: &mut Store<T>, deadline: Instant) {
     store.set_epoch_deadline(1);
-    let turn = gate.cloned().map(CpuTurn::new);
-    let release = turn.clone().map(TurnRelease::of).unwrap_or_default();
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(match &turn {
-            Some(t) => UpdateDeadline::YieldCustom(1, Box::pin(t.clone().next(deadline))),
-            None => UpdateDeadline::Yield(1),
-        })
+        Ok(UpdateDeadline::Yield(1))
     });
-    release
 }
 
 /// How long past a guest's deadline the host waits for it to notice before dropping it.

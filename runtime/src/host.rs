@@ -559,6 +559,7 @@ impl Runtime {
                     loaded,
                     spec: spec.clone(),
                     permits,
+                    cpu: binding.cpu_gate(spec).clone(),
                 };
                 crate::wagi::serve(self, exec, &parts, body, conn, &matched.route, request_id).await
             }
@@ -576,6 +577,7 @@ impl Runtime {
                     spec: spec.clone(),
                     pool,
                     permits,
+                    cpu: binding.cpu_gate(spec).clone(),
                 };
                 crate::sdk::serve(self, exec, req, conn, &matched.route, request_id).await
             }
@@ -588,6 +590,7 @@ impl Runtime {
                     loaded,
                     spec: spec.clone(),
                     permits,
+                    cpu: binding.cpu_gate(spec).clone(),
                 };
                 crate::component::serve::serve(self, exec, req, conn, request_id).await
             }

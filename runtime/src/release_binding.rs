@@ -1,5 +1,5 @@
 //! `ReleaseBinding`: what one release needs on every request (its SDK instance pool, its
-//! loaded module, its metric handles), resolved on the release's first request after a
+//! loaded module, its metric handles, its app's CPU gate), resolved on the release's first request after a
 //! route table is installed and then reached through the route match.
 //!
 //! Without it every request looked the same things up by name: a `format!`ed pool key and
@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::app::AppSpec;
+use crate::cpu_share::CpuGate;
 use crate::metrics::{AppLabels, RequestLabels, RuntimeMetrics};
 use crate::module_cache::ModuleSlot;
 use crate::sdk::{ReleasePool, SdkPools};
@@ -24,6 +25,7 @@ pub struct ReleaseBinding {
     pool: OnceLock<Arc<ReleasePool>>,
     module: ModuleBinding,
     metrics: OnceLock<ReleaseMetrics>,
+    cpu: OnceLock<CpuGate>,
 }
 
 impl std::fmt::Debug for ReleaseBinding {
@@ -42,6 +44,13 @@ impl ReleaseBinding {
         let pool = self.pool.get_or_init(|| pools.pool(spec));
         pools.touch(pool);
         pool.clone()
+    }
+
+    /// The CPU gate of the release's app (found on first use; shared with the app's other
+    /// releases, see [`crate::cpu_share`]).
+    pub(crate) fn cpu_gate(&self, spec: &AppSpec) -> &CpuGate {
+        self.cpu
+            .get_or_init(|| CpuGate::of(&spec.tenant, &spec.app))
     }
 
     /// Where the release's loaded module is remembered.

@@ -33,7 +33,6 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use super::ComponentState;
 use super::hooks::PlatformHooks;
 use crate::app::AppSpec;
-use crate::cpu_share::{CpuGate, TurnRelease};
 use crate::guest;
 use crate::logs::{CappedPipe, LogBus};
 use crate::metrics::RuntimeMetrics;
@@ -113,14 +112,13 @@ impl ComponentInstance {
         }
     }
 
-    /// Prepares the instance for one request: its id (outbound log lines), deadline and
-    /// CPU gate (its app's, [`crate::cpu_share`]).
-    pub fn bind(&mut self, request_id: &str, deadline: Instant, gate: &CpuGate) -> TurnRelease {
+    /// Prepares the instance for one request: its id (outbound log lines) and deadline.
+    pub fn bind(&mut self, request_id: &str, deadline: Instant) {
         self.store
             .data_mut()
             .hooks
             .bind(request_id.to_string(), deadline);
-        guest::set_deadline(&mut self.store, deadline, Some(gate))
+        guest::set_deadline(&mut self.store, deadline);
     }
 
     /// Requests served so far.

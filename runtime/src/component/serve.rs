@@ -58,6 +58,8 @@ pub struct ComponentExec {
     pub spec: Arc<AppSpec>,
     /// Admission permits.
     pub permits: ExecPermits,
+    /// The app's CPU gate the guest runs on.
+    pub cpu: crate::cpu_share::CpuGate,
 }
 
 /// Serves one request with an instance of the component in `exec`: a fresh one, or for a
@@ -77,6 +79,7 @@ where
         loaded,
         spec,
         permits,
+        cpu,
     } = exec;
     let Some(pre) = loaded.proxy_pre().cloned() else {
         let f = GuestFailure::Instantiate("the module is not a wasi:http component".into());
@@ -97,11 +100,7 @@ where
             rt.logs.clone(),
         ),
     };
-    let turn = inst.bind(
-        request_id,
-        deadline,
-        &crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app),
-    );
+    inst.bind(request_id, deadline);
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     let resources = {
@@ -140,8 +139,7 @@ where
                     .call_handle(&mut *store, incoming, outparam)
                     .await
             };
-            let outcome = tokio::time::timeout(wall, run).await;
-            drop(turn);
+            let outcome = tokio::time::timeout(wall, crate::cpu_share::on_turns(&cpu, run)).await;
             let hits = inst.store.data().limiter.hits();
             // Taken before the instance can serve anyone else.
             let stderr = output.flush();

@@ -121,6 +121,8 @@ pub(crate) struct SdkExec {
     pub pool: Arc<ReleasePool>,
     /// Admission permits.
     pub permits: ExecPermits,
+    /// The app's CPU gate the guest runs on.
+    pub cpu: crate::cpu_share::CpuGate,
 }
 
 /// Serves one request with an SDK module.
@@ -141,6 +143,7 @@ where
         spec,
         pool,
         permits,
+        cpu,
     } = exec;
     let (parts, body) = req.into_parts();
     let head = encode_head(&parts, &conn, route, request_id, pool.env.generation);
@@ -165,7 +168,6 @@ where
     let pools = rt.sdk_pools.clone();
     let engine = rt.engine().clone();
     let run_spec = spec.clone();
-    let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
     let run = async move {
         // Held while the guest runs, streaming included; released when it returns.
         let _permits = permits;
@@ -177,8 +179,8 @@ where
             s.set_spec(run_spec.clone(), &pool.env);
             s.req = Some(ctx);
         }
-        let _turn = guest::set_deadline(&mut inst.store, deadline, Some(&gate));
-        let call = inst.handle.call_async(&mut inst.store, 0);
+        guest::set_deadline(&mut inst.store, deadline);
+        let call = crate::cpu_share::on_turns(&cpu, inst.handle.call_async(&mut inst.store, 0));
         let res = tokio::time::timeout(run_spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
         let hits = inst.store.data().limiter.hits();
         let stdout = inst.stdout.take();

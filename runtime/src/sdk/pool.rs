@@ -314,12 +314,8 @@ impl SdkPools {
             }),
         };
         let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
-        let (mut store, _turn) = guest::new_store(
-            engine,
-            state,
-            Instant::now() + self.settings.init_timeout,
-            Some(&gate),
-        );
+        let mut store =
+            guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);
         let started = async {
             let instance = module.core_pre()?.instantiate_async(&mut store).await?;
             let memory = instance.get_memory(&mut store, "memory");
@@ -338,6 +334,7 @@ impl SdkPools {
             }
             instance.get_typed_func::<i32, i32>(&mut store, SDK_EXPORT_HANDLE)
         };
+        let started = crate::cpu_share::on_turns(&gate, started);
         let handle =
             match tokio::time::timeout(self.settings.init_timeout + guest::DEADLINE_GRACE, started)
                 .await

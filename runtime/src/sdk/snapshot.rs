@@ -80,12 +80,7 @@ async fn make_here(
         limiter: MemoryLimiter::new(4 << 30),
         sdk: Some(SdkHostState::new(spec, None)),
     };
-    let (mut store, _turn) = guest::new_store(
-        engine,
-        state,
-        Instant::now() + Duration::from_secs(60),
-        None,
-    );
+    let mut store = guest::new_store(engine, state, Instant::now() + Duration::from_secs(60));
     let instance = linker
         .instantiate_async(&mut store, &module)
         .await

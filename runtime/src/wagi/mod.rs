@@ -46,6 +46,8 @@ pub(crate) struct WagiExec {
     pub spec: std::sync::Arc<AppSpec>,
     /// Admission permits.
     pub permits: crate::admission::ExecPermits,
+    /// The app's CPU gate the guest runs on.
+    pub cpu: crate::cpu_share::CpuGate,
 }
 
 /// Serves one request whose body was read whole: runs the guest and turns its CGI output,
@@ -63,6 +65,7 @@ pub(crate) async fn serve(
         loaded,
         spec,
         permits,
+        cpu,
     } = exec;
     let cgi = CgiRequest {
         parts,
@@ -72,7 +75,7 @@ pub(crate) async fn serve(
         local: conn.local,
         request_id,
     };
-    let outcome = run(rt.engine(), &loaded, &spec, &cgi, body).await;
+    let outcome = run(rt.engine(), &loaded, &spec, &cpu, &cgi, body).await;
     drop(permits);
     rt.emit_guest_output(
         &spec,
@@ -97,6 +100,7 @@ pub async fn run(
     engine: &Engine,
     module: &LoadedModule,
     spec: &AppSpec,
+    cpu: &crate::cpu_share::CpuGate,
     req: &CgiRequest<'_>,
     body: Bytes,
 ) -> WagiOutcome {
@@ -115,8 +119,7 @@ pub async fn run(
         .arg(&spec.app)
         .build_p1();
     let deadline = Instant::now() + spec.limits.timeout;
-    // `_turn` outlives the guest call below (declared with the store).
-    let (mut store, _turn) = guest::new_store(
+    let mut store = guest::new_store(
         engine,
         GuestState {
             wasi,
@@ -124,7 +127,6 @@ pub async fn run(
             sdk: None,
         },
         deadline,
-        Some(&crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app)),
     );
 
     let call = async {
@@ -132,6 +134,7 @@ pub async fn run(
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };
+    let call = crate::cpu_share::on_turns(cpu, call);
     let outcome = tokio::time::timeout(spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
     let hits = store.data().limiter.hits();
     drop(store);
