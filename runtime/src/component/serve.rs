@@ -126,39 +126,42 @@ where
     let wall = spec.limits.timeout + guest::DEADLINE_GRACE;
     let guest_spec = spec.clone();
     let guest_overflow = overflow.clone();
-    let mut guest: Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>> = Box::pin(
-        async move {
-            let run = async {
-                let ComponentInstance { store, proxy, .. } = &mut inst;
-                let proxy = match proxy {
-                    Some(p) => p,
-                    None => proxy.insert(pre.instantiate_async(&mut *store).await?),
+    // The whole of it runs on the app's CPU slots: the call, and the fresh instance's teardown.
+    let mut guest: Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>> =
+        Box::pin(crate::cpu_share::on_turns(
+            &cpu,
+            async move {
+                let run = async {
+                    let ComponentInstance { store, proxy, .. } = &mut inst;
+                    let proxy = match proxy {
+                        Some(p) => p,
+                        None => proxy.insert(pre.instantiate_async(&mut *store).await?),
+                    };
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut *store, incoming, outparam)
+                        .await
                 };
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut *store, incoming, outparam)
-                    .await
-            };
-            let outcome = tokio::time::timeout(wall, crate::cpu_share::on_turns(&cpu, run)).await;
-            let hits = inst.store.data().limiter.hits();
-            // Taken before the instance can serve anyone else.
-            let stderr = output.flush();
-            let healthy = matches!(outcome, Ok(Ok(()))) && !guest_overflow.is_set();
-            if reuse {
-                pools.put_back(&guest_spec, inst, healthy);
-            } else {
-                // Dropping the store ends the response body if the guest did not finish it.
-                drop(inst);
+                let outcome = tokio::time::timeout(wall, run).await;
+                let hits = inst.store.data().limiter.hits();
+                // Taken before the instance can serve anyone else.
+                let stderr = output.flush();
+                let healthy = matches!(outcome, Ok(Ok(()))) && !guest_overflow.is_set();
+                if reuse {
+                    pools.put_back(&guest_spec, inst, healthy);
+                } else {
+                    // Dropping the store ends the response body if the guest did not finish it.
+                    drop(inst);
+                }
+                drop(permits);
+                match outcome {
+                    Err(_elapsed) => Err(GuestFailure::Timeout),
+                    Ok(Err(e)) => Err(GuestFailure::classify(&e, hits, &stderr)),
+                    Ok(Ok(())) => Ok(()),
+                }
             }
-            drop(permits);
-            match outcome {
-                Err(_elapsed) => Err(GuestFailure::Timeout),
-                Ok(Err(e)) => Err(GuestFailure::classify(&e, hits, &stderr)),
-                Ok(Ok(())) => Ok(()),
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
+            .instrument(tracing::Span::current()),
+        ));
 
     let mut rx = rx;
     let head = tokio::select! {

@@ -129,15 +129,24 @@ pub async fn run(
         deadline,
     );
 
-    let call = async {
-        let instance = module.core_pre()?.instantiate_async(&mut store).await?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await
+    let call = async move {
+        let ran = async {
+            let instance = module.core_pre()?.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        .await;
+        let hits = store.data().limiter.hits();
+        // The instance's teardown (its memory reset) is the app's CPU too: in its slot.
+        drop(store);
+        (ran, hits)
     };
     let call = crate::cpu_share::on_turns(cpu, call);
     let outcome = tokio::time::timeout(spec.limits.timeout + guest::DEADLINE_GRACE, call).await;
-    let hits = store.data().limiter.hits();
-    drop(store);
+    let (outcome, hits) = match outcome {
+        Ok((ran, hits)) => (Ok(ran), hits),
+        Err(elapsed) => (Err(elapsed), guest::LimitHits::default()),
+    };
 
     let (stderr_bytes, stderr_dropped) = stderr.take();
     let out = stdout.contents();
