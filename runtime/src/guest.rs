@@ -122,7 +122,7 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
 /// Creates a store for one guest instance with its memory cap and wall-clock deadline.
 ///
 /// Every epoch tick the guest yields to the executor (where [`crate::cpu_share::on_turns`]
-/// puts it behind its app's other runnable guests); past `deadline` it traps with
+/// gives its CPU slot to the next app waiting for one); past `deadline` it traps with
 /// [`wasmtime::Trap::Interrupt`].
 pub fn new_store(engine: &Engine, state: GuestState, deadline: Instant) -> Store<GuestState> {
     let mut store = Store::new(engine, state);
