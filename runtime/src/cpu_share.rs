@@ -23,11 +23,11 @@
 //!   apps' among them) register first: otherwise every request of a flood would start at
 //!   once when polled, and the queue would stay first come, first served.
 //!
-//! A lone app still gets every core; with several busy apps each waits at most about one
-//! slice (≤ 5 ms, [`crate::engine::EPOCH_TICK`]) of each other busy app per slot. Waiting
-//! for a slot counts against the request's deadline (an app sent more than its share
-//! times out its own requests, not its neighbours'). Shares are per app: a tenant with many
-//! busy apps gets a share for each.
+//! A lone app still gets every core; with several busy apps each waits for a slot at most
+//! about one slice (≤ 5 ms, [`crate::engine::EPOCH_TICK`]) of each other busy app per
+//! slot. Waiting for a slot counts against the request's deadline (an app sent more than
+//! its share times out its own requests, not its neighbours'). Shares are per app: a
+//! tenant with many busy apps gets a share for each.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -85,6 +85,14 @@ struct Ticket {
     waker: AtomicWaker,
 }
 
+/// What [`Dispatcher::register`] gave.
+enum Registered {
+    /// A slot, at once; `idle`: every slot was free (nothing else runs: no need to step back).
+    Granted { idle: bool },
+    /// A place in the app's queue.
+    Queued(Arc<Ticket>),
+}
+
 static NEXT_GATE: AtomicU64 = AtomicU64::new(1);
 
 impl Dispatcher {
@@ -98,24 +106,23 @@ impl Dispatcher {
         })
     }
 
-    /// A ticket for `gate`, granted at once if a slot is free and nobody waits. Also says
-    /// whether every slot was free (nothing else runs: no need to step back).
-    fn register(&self, gate: u64) -> (Arc<Ticket>, bool) {
-        let ticket = Arc::new(Ticket::default());
+    /// A slot for `gate` at once if one is free and nobody waits, else a ticket in its
+    /// app's queue (allocated only then).
+    fn register(&self, gate: u64) -> Registered {
         let mut st = self.state.lock();
-        let idle = st.free == self.slots;
         if st.free > 0 && st.ring.is_empty() {
+            let idle = st.free == self.slots;
             st.free -= 1;
             st.apps.entry(gate).or_default().holding += 1;
-            ticket.granted.store(true, Ordering::Release);
-        } else {
-            let app = st.apps.entry(gate).or_default();
-            app.waiting.push_back(ticket.clone());
-            if app.waiting.len() == 1 {
-                st.ring.push_back(gate);
-            }
+            return Registered::Granted { idle };
         }
-        (ticket, idle)
+        let ticket = Arc::new(Ticket::default());
+        let app = st.apps.entry(gate).or_default();
+        app.waiting.push_back(ticket.clone());
+        if app.waiting.len() == 1 {
+            st.ring.push_back(gate);
+        }
+        Registered::Queued(ticket)
     }
 
     /// Gives back a granted slot of `gate`: to the next app's oldest waiting guest, if any.
@@ -243,8 +250,8 @@ impl CpuGate {
     /// Takes a slot for the caller as if a guest ran elsewhere (tests).
     #[cfg(test)]
     fn hold(&self) {
-        let (t, _) = self.0.cpu.register(self.0.id);
-        assert!(t.granted.load(Ordering::Acquire), "a slot was free");
+        let got = self.0.cpu.register(self.0.id);
+        assert!(matches!(got, Registered::Granted { .. }), "a slot was free");
     }
 
     /// Gives back a slot taken with [`CpuGate::hold`] (tests).
@@ -261,7 +268,7 @@ pub fn on_turns<F: Future>(gate: &CpuGate, guest: F) -> OnTurns<F> {
         guest,
         claim: Claim {
             gate: gate.clone(),
-            ticket: None,
+            slot: Slot::None,
             started: false,
         },
     }
@@ -276,50 +283,63 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The ticket an [`OnTurns`] holds or waits with; withdrawn when dropped.
+/// The slot an [`OnTurns`] holds or waits for; given back or withdrawn when dropped.
 struct Claim {
     gate: CpuGate,
-    ticket: Option<Arc<Ticket>>,
+    slot: Slot,
     /// Whether the guest has run yet (a new request steps back once, see the module docs).
     started: bool,
+}
+
+enum Slot {
+    /// Neither held nor asked for.
+    None,
+    /// Held (granted at once).
+    Held,
+    /// Asked for in the app's queue; held once the ticket is granted.
+    Queued(Arc<Ticket>),
 }
 
 impl Claim {
     /// Ready once this guest holds a slot.
     fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let ticket = match &self.ticket {
-            Some(t) => t,
-            None => {
-                let (t, idle) = self.gate.0.cpu.register(self.gate.0.id);
-                let t = self.ticket.insert(t);
-                if t.granted.load(Ordering::Acquire) && (self.started || idle) {
-                    self.started = true;
-                    return Poll::Ready(());
+        match &self.slot {
+            Slot::Held => return Poll::Ready(()),
+            Slot::Queued(t) => {
+                if !t.granted.load(Ordering::Acquire) {
+                    t.waker.register(cx.waker());
+                    if !t.granted.load(Ordering::Acquire) {
+                        return Poll::Pending;
+                    }
                 }
-                if t.granted.load(Ordering::Acquire) {
-                    // Granted, but others run: behind the requests already queued first.
-                    self.started = true;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                t
             }
-        };
-        if ticket.granted.load(Ordering::Acquire) {
-            self.started = true;
-            return Poll::Ready(());
+            Slot::None => match self.gate.0.cpu.register(self.gate.0.id) {
+                Registered::Granted { idle } => {
+                    self.slot = Slot::Held;
+                    if !self.started && !idle {
+                        // Granted, but others run: behind the requests already queued first.
+                        self.started = true;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Registered::Queued(t) => {
+                    t.waker.register(cx.waker());
+                    let granted = t.granted.load(Ordering::Acquire);
+                    self.slot = Slot::Queued(t);
+                    if !granted {
+                        return Poll::Pending;
+                    }
+                }
+            },
         }
-        ticket.waker.register(cx.waker());
-        if ticket.granted.load(Ordering::Acquire) {
-            self.started = true;
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        self.started = true;
+        Poll::Ready(())
     }
 
     /// Gives the slot back after a stretch of running.
     fn release(&mut self) {
-        if self.ticket.take().is_some() {
+        if !matches!(std::mem::replace(&mut self.slot, Slot::None), Slot::None) {
             self.gate.0.cpu.release(self.gate.0.id);
         }
     }
@@ -327,8 +347,10 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Some(t) = self.ticket.take() {
-            self.gate.0.cpu.withdraw(self.gate.0.id, &t);
+        match std::mem::replace(&mut self.slot, Slot::None) {
+            Slot::None => {}
+            Slot::Held => self.gate.0.cpu.release(self.gate.0.id),
+            Slot::Queued(t) => self.gate.0.cpu.withdraw(self.gate.0.id, &t),
         }
     }
 }
