@@ -10,6 +10,7 @@ mod demo;
 mod feed_client;
 mod local_feed;
 mod manifest;
+mod memory;
 mod nats_connection;
 mod process;
 mod telemetry;
@@ -139,10 +140,8 @@ fn main() -> std::process::ExitCode {
             std::env::set_var("RUST_LIB_BACKTRACE", "0");
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    memory::limit_malloc_arenas();
+    let rt = match platform_runtime::executor::multi_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

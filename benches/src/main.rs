@@ -69,6 +69,54 @@ struct Args {
     /// a mix for this long (`30m`), a line a minute; writes soak.md and soak.json to --out.
     #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration)]
     soak: Option<Duration>,
+    /// Only the flooded-neighbour row (the neighbour alone, then beside the flood), printed
+    /// and not written to the report: a quick loop for work on tenant isolation.
+    #[arg(long)]
+    flood_only: bool,
+    /// Polls between two looks for I/O on the in-process server's workers (tokio's default
+    /// is 61); for comparing with the runtime's setting.
+    #[arg(long, default_value_t = platform_runtime::executor::IO_EVENT_INTERVAL)]
+    event_interval: u32,
+}
+
+/// A neighbour's latency while one app is flooded: the Go SDK hello at 4 connections,
+/// alone and then while 64 connections hammer the (much slower) Go mux app. Returns the
+/// neighbour alone, the neighbour beside the flood, and the flood.
+fn flooded_neighbour(
+    client_rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    warmup: Duration,
+    secs: Duration,
+) -> anyhow::Result<(LoadResult, LoadResult, LoadResult)> {
+    eprintln!("flooded neighbour: Go SDK hello while the Go mux app is flooded ...");
+    let alone = client_rt.block_on(loadgen::run(addr, "/sdk", "bench.local", 4, warmup, secs))?;
+    let (beside_flood, flood) = client_rt.block_on(async {
+        let flood = tokio::spawn(loadgen::run(
+            addr,
+            "/mux/items/1",
+            "bench.local",
+            64,
+            warmup,
+            secs,
+        ));
+        let measured = loadgen::run(addr, "/sdk", "bench.local", 4, warmup, secs).await;
+        (measured, flood.await)
+    });
+    Ok((alone, beside_flood?, flood??))
+}
+
+/// The report's line on the flooded neighbour.
+fn flood_note(alone: &LoadResult, beside_flood: &LoadResult, flood: &LoadResult) -> String {
+    format!(
+        "Flooded neighbour: the Go SDK hello's p99 is {:.2}x its p99 alone ({:.0} µs vs {:.0} µs; {} errors); the flooded Go mux app meanwhile served {:.0} req/s with {} refused or failed ({}).",
+        beside_flood.p99_us / alone.p99_us.max(1.0),
+        beside_flood.p99_us,
+        alone.p99_us,
+        beside_flood.errors,
+        flood.rps,
+        flood.errors,
+        "503 with Retry-After once it is at its own cap"
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,10 +124,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(duration) = args.soak {
         return soak::main(&args.platform_bin, duration, &args.out);
     }
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
+    let server_rt = platform_runtime::executor::multi_thread()
         .worker_threads(2)
+        .event_interval(args.event_interval)
         .thread_name("server")
-        .enable_all()
         .build()?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -190,6 +238,16 @@ fn main() -> anyhow::Result<()> {
         println!("{n} requests in {} s: {per:.1} µs each", args.seconds);
         return Ok(());
     }
+    if args.flood_only {
+        let (alone, beside_flood, flood) =
+            flooded_neighbour(&client_rt, platform_addr, warmup, secs)?;
+        println!(
+            "alone p50/p99 {:.0}/{:.0} µs; beside the flood p50/p99 {:.0}/{:.0} µs",
+            alone.p50_us, alone.p99_us, beside_flood.p50_us, beside_flood.p99_us
+        );
+        println!("{}", flood_note(&alone, &beside_flood, &flood));
+        return Ok(());
+    }
     eprintln!("platform: Go WAGI hello ...");
     let go_wagi = load(platform_addr, "/go", args.concurrency)?;
     eprintln!("platform: Rust WAGI hello ...");
@@ -239,25 +297,7 @@ fn main() -> anyhow::Result<()> {
     let sdk_pooled_c1 = load(platform_addr, "/sdk", 1)?;
     let sdk_pr_c1 = load(platform_addr, "/sdk-pr", 1)?;
 
-    // A neighbour's latency while one app is flooded: the Go SDK hello at 4 connections,
-    // alone and then while 64 connections hammer the (much slower) Go mux app. With
-    // per-app caps the flood queues behind its own app's cap, not the host's.
-    eprintln!("flooded neighbour: Go SDK hello while the Go mux app is flooded ...");
-    let alone = load(platform_addr, "/sdk", 4)?;
-    let (beside_flood, flood) = client_rt.block_on(async {
-        let flood = tokio::spawn(loadgen::run(
-            platform_addr,
-            "/mux/items/1",
-            "bench.local",
-            64,
-            warmup,
-            secs,
-        ));
-        let measured = loadgen::run(platform_addr, "/sdk", "bench.local", 4, warmup, secs).await;
-        (measured, flood.await)
-    });
-    let beside_flood = beside_flood?;
-    let flood = flood??;
+    let (alone, beside_flood, flood) = flooded_neighbour(&client_rt, platform_addr, warmup, secs)?;
 
     // Native hyper, after (brackets machine noise).
     eprintln!("native hyper hello (again) ...");
@@ -370,16 +410,7 @@ fn main() -> anyhow::Result<()> {
         beside_flood.p50_us,
         beside_flood.p99_us,
     ));
-    report.note(format!(
-        "Flooded neighbour: the Go SDK hello's p99 is {:.2}x its p99 alone ({:.0} µs vs {:.0} µs; {} errors); the flooded Go mux app meanwhile served {:.0} req/s with {} refused or failed ({}).",
-        beside_flood.p99_us / alone.p99_us.max(1.0),
-        beside_flood.p99_us,
-        alone.p99_us,
-        beside_flood.errors,
-        flood.rps,
-        flood.errors,
-        "503 with Retry-After once it is at its own cap"
-    ));
+    report.note(flood_note(&alone, &beside_flood, &flood));
 
     // In-process through the runtime (no HTTP): the SDK's two modes side by side.
     eprintln!("in-process SDK runs ...");

@@ -53,6 +53,10 @@ pub struct Sample {
     pub p99_us: u64,
     /// The server's resident set, KiB.
     pub rss_kib: u64,
+    /// The anonymous part of it (heap, guest memories, stacks), KiB.
+    pub rss_anon_kib: u64,
+    /// The file-backed part (the binary, mapped artifacts), KiB.
+    pub rss_file_kib: u64,
     /// The server's open file descriptors.
     pub fds: u64,
     /// Uploads and releases that failed in the interval.
@@ -82,19 +86,21 @@ impl SoakReport {
     /// A markdown table and the drift figures.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "Soak: peak {:.0} req/s (mix of {}), held at {:.0} req/s.\n\n| minute | ok | errors | p99 | RSS | open fds | deploy errors |\n|---|---|---|---|---|---|---|\n",
+            "Soak: peak {:.0} req/s (mix of {}), held at {:.0} req/s.\n\n| minute | ok | errors | p99 | RSS | anon | file | open fds | deploy errors |\n|---|---|---|---|---|---|---|---|---|\n",
             self.peak_rps,
             MIX.join(", "),
             self.target_rps
         );
         for x in &self.samples {
             s.push_str(&format!(
-                "| {:.1} | {} | {} | {:.2} ms | {:.1} MiB | {} | {} |\n",
+                "| {:.1} | {} | {} | {:.2} ms | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} |\n",
                 x.at_s as f64 / 60.0,
                 x.ok,
                 x.errors,
                 x.p99_us as f64 / 1000.0,
                 x.rss_kib as f64 / 1024.0,
+                x.rss_anon_kib as f64 / 1024.0,
+                x.rss_file_kib as f64 / 1024.0,
                 x.fds,
                 x.deploy_errors
             ));
@@ -179,12 +185,13 @@ impl Server {
         })
     }
 
-    fn rss_kib(&self) -> u64 {
+    /// A `kB` line of `/proc/PID/status` (`VmRSS:`, `RssAnon:`, `RssFile:`), 0 if missing.
+    fn status_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             })
             .unwrap_or(0)
@@ -330,7 +337,9 @@ pub fn run(bin: &Path, duration: Duration, every: Duration) -> anyhow::Result<So
             ok,
             errors: i.errors,
             p99_us: p99,
-            rss_kib: server.rss_kib(),
+            rss_kib: server.status_kib("VmRSS:"),
+            rss_anon_kib: server.status_kib("RssAnon:"),
+            rss_file_kib: server.status_kib("RssFile:"),
             fds: server.fds(),
             deploy_errors: deploy_errors_now - counted_deploy_errors,
         };

@@ -27,7 +27,9 @@
 //! about one slice (≤ 5 ms, [`crate::engine::EPOCH_TICK`]) of each other busy app per
 //! slot. Waiting for a slot counts against the request's deadline (an app sent more than
 //! its share times out its own requests, not its neighbours'). Shares are per app: a
-//! tenant with many busy apps gets a share for each.
+//! tenant with many busy apps gets a share for each. The slots bound the wait for CPU; the
+//! wait for a request to be *read* while guests keep the workers busy is bounded by the
+//! runtime's I/O interval ([`crate::executor`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;

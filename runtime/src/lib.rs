@@ -17,6 +17,7 @@ pub mod component;
 pub mod cpu_share;
 pub mod dedicated_forward;
 pub mod engine;
+pub mod executor;
 pub mod failure;
 pub mod feed;
 pub mod guest;
