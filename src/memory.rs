@@ -6,7 +6,8 @@
 //! threads got, so every upload left some more memory resident: measured with a release
 //! build, 25 uploads of a 2 MB Go module (no traffic, modules unloaded 10 s after use) took
 //! the process's anonymous memory from 52 to 103 MiB and it kept growing; with two arenas it
-//! stayed at 49–55 MiB. (The 30-minute soak's "unexplained" creep, benches/README.md.)
+//! stayed within 48–66 MiB, and the 30-minute soak's RSS drift went from +17.2% to −0.8%
+//! (benches/README.md, "Soak").
 //! jemalloc, preloaded, peaked higher (108 MiB) before its decay gave memory back.
 //!
 //! So the process keeps [`ARENAS_PER_CORE`] arenas per core unless the operator set
