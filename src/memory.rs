@@ -41,3 +41,99 @@ pub fn limit_malloc_arenas() {
 /// Other allocators keep their own arenas: nothing to do.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn limit_malloc_arenas() {}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use std::process::Command;
+
+    /// Set in the child process the test re-runs itself in: `capped` or `uncapped`.
+    const CHILD: &str = "PLATFORM_ARENA_TEST_CHILD";
+    const TEST: &str = "memory::tests::threads_share_the_capped_arenas";
+
+    /// The heaps (arenas) glibc reports in `malloc_info`.
+    fn arenas() -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("malloc-info.xml");
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        #[expect(unsafe_code, reason = "glibc's malloc_info writes to a C stream")]
+        // SAFETY: the stream is opened, written once and closed here.
+        unsafe {
+            let f = libc::fopen(c_path.as_ptr(), c"w".as_ptr());
+            assert!(!f.is_null(), "cannot open {}", path.display());
+            libc::malloc_info(0, f);
+            libc::fclose(f);
+        }
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .matches("<heap nr=")
+            .count()
+    }
+
+    /// `n` threads allocating at once, as the compile worker's blocking threads do: glibc
+    /// gives each new thread an arena of its own while it may.
+    fn allocate_on_many_threads(n: usize) {
+        let start = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut kept = Vec::new();
+                    for n in 0..2000 {
+                        kept.push(vec![u8::try_from(i % 256).unwrap_or(0); 64 + (n % 4096)]);
+                        if kept.len() > 64 {
+                            kept.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    fn run_child(mode: &str) -> String {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, mode)
+            .env_remove("MALLOC_ARENA_MAX")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "child ({mode}) failed:\n{text}");
+        text
+    }
+
+    /// The regression test of the soak's RSS creep: with the cap, threads that allocate at
+    /// once share at most one arena per core (at least two); without it (the child run
+    /// `uncapped`, which shows this test can fail) glibc grows more.
+    #[test]
+    fn threads_share_the_capped_arenas() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cap = (cores * super::ARENAS_PER_CORE).max(2);
+        match std::env::var(CHILD).as_deref() {
+            Ok("capped") => {
+                super::limit_malloc_arenas();
+                allocate_on_many_threads(2 * cap + 2);
+                let n = arenas();
+                println!("arenas: {n}");
+                assert!(n <= cap, "{n} arenas with the cap of {cap}");
+            }
+            Ok(_) => {
+                allocate_on_many_threads(2 * cap + 2);
+                let n = arenas();
+                println!("arenas: {n}");
+                assert!(n > cap, "only {n} arenas without the cap of {cap}");
+            }
+            Err(_) => {
+                run_child("capped");
+                run_child("uncapped");
+            }
+        }
+    }
+}
