@@ -44,6 +44,7 @@ pub fn limit_malloc_arenas() {}
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use std::process::Command;
 
     /// Set in the child process the test re-runs itself in: `capped` or `uncapped`.
