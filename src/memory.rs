@@ -1,7 +1,7 @@
 //! The process's heap: how many malloc arenas glibc may keep.
 //!
-//! glibc gives a thread that finds the heap locked an arena of its own, up to 8 per core,
-//! and rarely gives an arena's freed pages back. Compiling a module runs Cranelift on
+//! glibc gives each new thread that allocates an arena of its own, up to 8 per core (the
+//! test below sees 8 for 6 threads on 2 cores), and rarely gives an arena's freed pages back. Compiling a module runs Cranelift on
 //! blocking-pool threads, and each compile's allocations land in whichever arenas those
 //! threads got, so every upload left some more memory resident: measured with a release
 //! build, 25 uploads of a 2 MB Go module (no traffic, modules unloaded 10 s after use) took
@@ -10,8 +10,8 @@
 //! (benches/README.md, "Soak").
 //! jemalloc, preloaded, peaked higher (108 MiB) before its decay gave memory back.
 //!
-//! So the process keeps [`ARENAS_PER_CORE`] arenas per core unless the operator set
-//! `MALLOC_ARENA_MAX`, which wins.
+//! So the process keeps [`ARENAS_PER_CORE`] arenas per core (at least two) unless the
+//! operator set `MALLOC_ARENA_MAX`, which wins.
 
 /// Arenas per core: one, so the tokio workers (one per core) rarely wait for each other and
 /// compile threads share them instead of growing new ones.
