@@ -217,6 +217,8 @@ pub struct DeployLog {
 pub struct Deployer {
     pub log: Arc<Mutex<DeployLog>>,
     pub running: Arc<AtomicBool>,
+    /// Set by the loop while it is paused with no round in flight.
+    idle: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -226,13 +228,21 @@ impl Deployer {
     pub fn start(api: Api, base: Vec<u8>, first_digest: String, phase: Arc<Mutex<String>>) -> Self {
         let log = Arc::new(Mutex::new(DeployLog::default()));
         let running = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
-        let (l, r, s, p) = (log.clone(), running.clone(), stop.clone(), phase);
+        let (l, r, i, s, p) = (
+            log.clone(),
+            running.clone(),
+            idle.clone(),
+            stop.clone(),
+            phase,
+        );
         let thread = std::thread::spawn(move || {
             let mut digest = first_digest;
             let mut round: u64 = 0;
             while !s.load(Ordering::SeqCst) {
                 if !r.load(Ordering::SeqCst) {
+                    i.store(true, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 }
@@ -265,6 +275,7 @@ impl Deployer {
         Deployer {
             log,
             running,
+            idle,
             stop,
             thread: Some(thread),
         }
@@ -272,14 +283,24 @@ impl Deployer {
 
     /// Lets the loop run.
     pub fn resume(&self) {
+        // Not idle from here on, so a `pause` right after waits for the loop to look.
+        self.idle.store(false, Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
     }
 
-    /// Pauses the loop after its current round.
+    /// Pauses the loop and waits for the round in flight to finish (or fail), so that
+    /// what is checked next sees every release the loop created. A round after a fault can
+    /// take several client timeouts (upload, release, route: 15 s each).
     pub fn pause(&self) {
         self.running.store(false, Ordering::SeqCst);
-        // A round in flight finishes (or fails) within the client's timeout.
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.idle.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the deployer's round did not end within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
