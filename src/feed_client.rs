@@ -456,3 +456,144 @@ impl FirstHold {
         slot.take().is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use platform_proto::v1::{Release, ServingApp, ServingRoute, WeightedRelease};
+    use platform_runtime::RuntimeConfig;
+
+    use super::*;
+
+    /// A snapshot source whose answer the test changes.
+    struct Snapshots(Mutex<FeedSnapshot>);
+
+    #[async_trait]
+    impl SnapshotSource for Snapshots {
+        async fn snapshot(&self) -> anyhow::Result<FeedSnapshot> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    /// Has no artifacts; fetching `gated`'s fails (control away) until `open` is set.
+    struct GatedSource {
+        gated: Digest,
+        open: AtomicBool,
+        failed: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ModuleSource for GatedSource {
+        async fn module_path(&self, _digest: &Digest) -> Result<PathBuf, SourceError> {
+            Err(SourceError("no module bytes in this test".into()))
+        }
+
+        async fn fetch_artifact(
+            &self,
+            digest: &Digest,
+            _flavor: &str,
+            _dest: &Path,
+        ) -> Result<bool, SourceError> {
+            if *digest == self.gated && !self.open.load(Ordering::SeqCst) {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                return Err(SourceError("control is away".into()));
+            }
+            Ok(false)
+        }
+    }
+
+    fn snapshot(revision: u64, release: &str, digest: char) -> FeedSnapshot {
+        FeedSnapshot {
+            revision,
+            apps: vec![ServingApp {
+                app_id: "app".into(),
+                tenant: "t".into(),
+                name: "app".into(),
+                routes: vec![ServingRoute {
+                    host: String::new(),
+                    path_prefix: "/a".into(),
+                }],
+                releases: vec![WeightedRelease {
+                    weight: 100,
+                    release: Some(Release {
+                        id: release.into(),
+                        module_digest: digest.to_string().repeat(64),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn served_release(rt: &Runtime) -> Option<String> {
+        let m = rt.routes.load().lookup(None, "/a/x")?;
+        Some(m.target.releases.first()?.1.release.clone())
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("not within 10 s: {what}");
+    }
+
+    /// Found by the chaos test: a release made just before control went away was installed
+    /// at once, and its requests answered 5xx while its artifact could not be fetched. The
+    /// table in force must keep serving until the new table's modules are local.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_table_in_force_serves_until_the_new_tables_modules_are_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Arc::new(GatedSource {
+            gated: Digest::parse(&"b".repeat(64)).unwrap(),
+            open: AtomicBool::new(false),
+            failed: AtomicU32::new(0),
+        });
+        let rt = Runtime::new(RuntimeConfig::new(dir.path()), source.clone()).unwrap();
+        let snapshots = Arc::new(Snapshots(Mutex::new(snapshot(1, "r1", 'a'))));
+        let resync = Arc::new(Notify::new());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let following = tokio::spawn(follow(
+            rt.clone(),
+            snapshots.clone(),
+            None,
+            resync.clone(),
+            ServeScope::All,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        until("the first table goes in", || {
+            served_release(&rt).as_deref() == Some("r1")
+        })
+        .await;
+
+        // Release r2 (module b) while its artifact cannot be fetched.
+        *snapshots.0.lock().unwrap() = snapshot(2, "r2", 'b');
+        resync.notify_one();
+        until("the fetch is retried", || {
+            source.failed.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        assert_eq!(served_release(&rt).as_deref(), Some("r1"));
+        assert_eq!(rt.served_revision.load(Ordering::SeqCst), 1);
+
+        // Control back: the new table goes in.
+        source.open.store(true, Ordering::SeqCst);
+        until("the new table goes in once its module is fetched", || {
+            served_release(&rt).as_deref() == Some("r2")
+        })
+        .await;
+        assert_eq!(rt.served_revision.load(Ordering::SeqCst), 2);
+        let _ = stop.send(());
+        following.await.unwrap();
+    }
+}

@@ -112,13 +112,18 @@ fn up_is_ready_only_once_every_manifest_app_serves() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = two_go_apps(dir.path());
     let data = tempfile::tempdir().unwrap();
+    // Its own artifact directory: both modules compile during start-up, so a ready that
+    // came before they are loaded would be seen (compiling the mux takes seconds).
+    let artifacts = tempfile::tempdir().unwrap();
     let mut p = spawn(
         "up",
         &["up", "--manifest", manifest.to_str().unwrap()],
         data.path(),
-        &guests::shared_artifact_dir(),
+        artifacts.path(),
     );
     wait_ready(&mut p, Duration::from_secs(180));
+    let compiled = std::fs::read_dir(artifacts.path()).unwrap().count();
+    assert!(compiled >= 2, "{compiled} artifacts at ready");
     assert_all_routes_serve(&p);
 }
 
@@ -270,6 +275,67 @@ fn sigterm_during_runtime_manifest_start_up_exits_within_the_grace_period() {
         if !point.is_empty() {
             p.proc.wait_line(point, Duration::from_secs(120));
         }
+        sigterm_exits_within(&mut p, grace, point);
+    }
+}
+
+#[test]
+fn sigterm_during_runtime_start_up_following_control_exits_within_the_grace_period() {
+    let grace = Duration::from_secs(2);
+    // Control not there (yet): the runtime retries the feed snapshot until stopped.
+    let data = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    for point in ["", "cannot read the feed snapshot"] {
+        let mut p = spawn(
+            "runtime",
+            &[
+                "runtime",
+                "--control-url",
+                &nowhere,
+                "--token",
+                "t",
+                "--shutdown-grace",
+                "2s",
+            ],
+            data.path(),
+            artifacts.path(),
+        );
+        if !point.is_empty() {
+            p.proc.wait_line(point, Duration::from_secs(60));
+        }
+        sigterm_exits_within(&mut p, grace, point);
+    }
+    // Control there: while the snapshot is read and its modules are fetched.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = two_go_apps(dir.path());
+    let control_data = tempfile::tempdir().unwrap();
+    let mut control = spawn(
+        "up",
+        &["up", "--manifest", manifest.to_str().unwrap()],
+        control_data.path(),
+        &guests::shared_artifact_dir(),
+    );
+    wait_ready(&mut control, Duration::from_secs(180));
+    let token = std::fs::read_to_string(control_data.path().join("admin-token")).unwrap();
+    for point in ["Platform runtime serving on", "feed snapshot applied"] {
+        let data = tempfile::tempdir().unwrap();
+        let artifacts = tempfile::tempdir().unwrap();
+        let mut p = spawn(
+            "runtime",
+            &[
+                "runtime",
+                "--control-url",
+                &control.admin,
+                "--token",
+                token.trim(),
+                "--shutdown-grace",
+                "2s",
+            ],
+            data.path(),
+            artifacts.path(),
+        );
+        p.proc.wait_line(point, Duration::from_secs(60));
         sigterm_exits_within(&mut p, grace, point);
     }
 }

@@ -33,7 +33,7 @@ use crate::failure::GuestFailure;
 use crate::guest::{self, GuestState};
 use crate::host::{BoxError, ConnInfo, ResponseBody, Runtime, full};
 use crate::logs::{LogBus, LogStream};
-use crate::metrics::{RuntimeMetrics, TrapLabels};
+use crate::metrics::RuntimeMetrics;
 use crate::module_cache::LoadedModule;
 use crate::route_table::RouteSpec;
 
@@ -103,9 +103,7 @@ fn encode_head(
 /// What a request's guest run ended with.
 struct RunOutcome {
     failure: Option<GuestFailure>,
-    code: i32,
     body_too_large: bool,
-    head_sent: bool,
     stdout: (Bytes, u64),
     stderr: (Bytes, u64),
 }
@@ -191,14 +189,9 @@ where
             .sdk
             .as_mut()
             .and_then(|s| s.req.take());
-        let (body_too_large, response_too_large, head_sent, sink) = match ctx {
-            Some(c) => (
-                c.body_too_large,
-                c.response_too_large,
-                !matches!(c.sink, ResponseSink::Pending(_)),
-                Some(c.sink),
-            ),
-            None => (false, false, false, None),
+        let (body_too_large, response_too_large, sink) = match ctx {
+            Some(c) => (c.body_too_large, c.response_too_large, Some(c.sink)),
+            None => (false, false, None),
         };
         let (mut failure, code) = match res {
             Err(_elapsed) => (Some(GuestFailure::Timeout), -1),
@@ -245,9 +238,7 @@ where
         pools.put_back(&pool, inst, healthy);
         RunOutcome {
             failure,
-            code,
             body_too_large,
-            head_sent,
             stdout,
             stderr,
         }
@@ -316,9 +307,7 @@ impl RunOutcome {
     fn failed(failure: GuestFailure, stderr: Bytes) -> Self {
         RunOutcome {
             failure: Some(failure),
-            code: -1,
             body_too_large: false,
-            head_sent: false,
             stdout: (Bytes::new(), 0),
             stderr: (stderr, 0),
         }
@@ -363,18 +352,12 @@ impl Reporter {
         );
     }
 
+    /// Reports a run whose response head already went out: a failure can no longer be
+    /// the response, so the app's log (with the request id) and the metrics say it.
     fn outcome(&self, o: &RunOutcome) {
         self.output(o);
         if let Some(f) = &o.failure {
-            tracing::warn!(target: "platform::guest", app = %self.spec.app, request_id = %self.request_id, kind = f.kind(), error = %f, head_sent = o.head_sent, code = o.code, "guest failed");
-            self.metrics
-                .traps
-                .get_or_create(&TrapLabels {
-                    tenant: self.spec.tenant.clone(),
-                    app: self.spec.app.clone(),
-                    kind: f.kind().into(),
-                })
-                .inc();
+            crate::host::report_failure(&self.metrics, &self.logs, &self.spec, f, &self.request_id);
         }
     }
 }

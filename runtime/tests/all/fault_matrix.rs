@@ -71,6 +71,27 @@ const WAT_SDK_HOSTCALL_TRAP: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0x7ffffff0) (i32.const 1) (i32.const 8)))
     (i32.const 0)))"#;
 
+/// An SDK guest spinning in `sched_yield` in the middle of a request.
+const WAT_SDK_YIELD: &str = r#"(module
+  (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+  (memory (export "memory") 1)
+  (func (export "platform_init") (result i32) (i32.const 0))
+  (func (export "platform_handle") (param i32) (result i32)
+    (loop $l (drop (call $yield)) (br $l))
+    (i32.const 0)))"#;
+
+/// An SDK guest growing a table until refused, then trapping, in the middle of a request.
+const WAT_SDK_TABLE_BOMB: &str = r#"(module
+  (memory (export "memory") 1)
+  (table $t 1 funcref)
+  (func (export "platform_init") (result i32) (i32.const 0))
+  (func (export "platform_handle") (param i32) (result i32)
+    (loop $l
+      (if (i32.eq (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1))
+        (then unreachable))
+      (br $l))
+    (i32.const 0)))"#;
+
 /// A plain good WAGI answer, to prove the host still serves.
 const WAT_OK: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
@@ -126,13 +147,18 @@ async fn fault(
         before + 1.0,
         "{path}: counted more than once as {kind}"
     );
+    assert_kill_logged(host, &id, path);
+    healthy(host, ok).await;
+}
+
+/// The runtime logged a kill reason (a `[platform] ` line) under request `id`.
+fn assert_kill_logged(host: &TestHost, id: &str, path: &str) {
     let logs = host.rt.logs.recent();
     assert!(
         logs.iter()
             .any(|e| e.request_id == id && e.line.starts_with("[platform] ")),
         "{path}: no kill reason logged for {id}"
     );
-    healthy(host, ok).await;
 }
 
 async fn healthy(host: &TestHost, ok: &str) {
@@ -301,6 +327,8 @@ async fn sdk_fault_matrix() {
     let faults = guests::go_sdk("sdkfaults");
     let dir = tempfile::tempdir().unwrap();
     let hostcall = wat_module(&dir, "sdk-hostcall", WAT_SDK_HOSTCALL_TRAP);
+    let spin = wat_module(&dir, "sdk-yield", WAT_SDK_YIELD);
+    let table = wat_module(&dir, "sdk-table", WAT_SDK_TABLE_BOMB);
     host.deploy(&[
         App {
             limits: Limits {
@@ -313,6 +341,14 @@ async fn sdk_fault_matrix() {
             limits: limits(),
             ..App::new("sdk-hostcall", &hostcall, &["/hostcall"])
         },
+        App {
+            limits: limits(),
+            ..App::new("sdk-yield", &spin, &["/yield"])
+        },
+        App {
+            limits: limits(),
+            ..App::new("sdk-table", &table, &["/table"])
+        },
     ]);
     let get = |path: &'static str, status, says: &'static str, kind: &'static str| {
         let host = &host;
@@ -324,15 +360,21 @@ async fn sdk_fault_matrix() {
     // stdout and stderr of SDK guests go to the log, capped; the guest meets its deadline.
     get("/stdout-flood", 504, "time limit", "timeout").await;
     get("/stderr-flood", 504, "time limit", "timeout").await;
+    // Spinning in host calls: poll_oneoff (Go's sleep) and sched_yield.
     get("/spin-sleep", 504, "time limit", "timeout").await;
+    get("/yield", 504, "time limit", "timeout").await;
+    // Tables grown without bound.
+    get("/table", 500, "grew a table past its limit", "table").await;
     // A response body without bound is cut off at the limit: the client sees it cut short.
     let before = metric_value(
         &host.rt.metrics.encode(),
         "platform_traps_total",
         &[("kind", "response_too_large")],
     );
+    let id = "matrix-response-flood";
     let r = client()
         .get(host.url("/response-flood"))
+        .header("x-request-id", id)
         .send()
         .await
         .unwrap();
@@ -340,6 +382,7 @@ async fn sdk_fault_matrix() {
     healthy(&host, "/ok").await;
     // The client saw the cut before the guest's run was accounted for.
     wait_for_trap(&host, "response_too_large", before).await;
+    assert_kill_logged(&host, id, "/response-flood");
     // Bodies never read, and read slowly.
     let r = client()
         .post(host.url("/ignore-body"))
@@ -374,14 +417,17 @@ async fn sdk_fault_matrix() {
         &[("kind", "timeout")],
     );
     let mut s = tokio::net::TcpStream::connect(host.addr).await.unwrap();
-    s.write_all(b"GET /big-stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET /big-stream HTTP/1.1\r\nHost: x\r\nX-Request-Id: matrix-big-stream\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut first = [0u8; 1024];
     s.read_exact(&mut first).await.unwrap();
     healthy(&host, "/ok").await;
     // The stalled request's guest is stopped by its deadline.
     wait_for_trap(&host, "timeout", before).await;
+    assert_kill_logged(&host, "matrix-big-stream", "/big-stream");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest).await;
     assert!(

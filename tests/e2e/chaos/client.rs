@@ -344,10 +344,13 @@ impl Traffic {
                 .build()
                 .unwrap();
             while !s.load(Ordering::SeqCst) {
-                let targets = urls.lock().unwrap().clone();
-                for (i, base) in targets.iter().enumerate() {
+                let count = urls.lock().unwrap().len();
+                for i in 0..count {
                     for path in ["/stable", "/churn/getenv/GEN"] {
+                        // The phase first, then the address: a phase begun after a runtime
+                        // was restarted (on a new port) never sends to the old one.
                         let phase = phase.lock().unwrap().clone();
+                        let base = urls.lock().unwrap()[i].clone();
                         let r = http.get(format!("{base}{path}")).send();
                         let (kind, what) = match r {
                             Ok(r) if r.status().is_success() => (0, String::new()),

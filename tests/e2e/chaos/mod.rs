@@ -266,7 +266,16 @@ fn chaos_on_real_postgres_and_nats() {
         std::thread::sleep(Duration::from_secs(2));
         c.start_runtime(1);
         let back = Instant::now();
-        std::thread::sleep(Duration::from_millis(500));
+        // Once it says ready, the restarted runtime is live again: from then on its answers
+        // count as any live runtime's (only requests to it while it was down may fail).
+        if let Some(rt) = c.runtimes[1].as_mut() {
+            rt.wait_line(
+                "modules of the first routes fetched; ready",
+                Duration::from_secs(60),
+            );
+        }
+        let restarted = begin(format!("{name}, restarted"));
+        std::thread::sleep(Duration::from_millis(1500));
         deployer.pause();
         finish(
             &c,
@@ -274,7 +283,7 @@ fn chaos_on_real_postgres_and_nats() {
             &deployer,
             &traffic,
             &name,
-            Some(1),
+            Some((1, &restarted)),
             CONVERGE_BOUND,
             back.duration_since(down),
             back,
@@ -303,7 +312,7 @@ fn finish(
     deployer: &Deployer,
     traffic: &Traffic,
     name: &str,
-    killed_runtime: Option<usize>,
+    killed_runtime: Option<(usize, &str)>,
     bound: Duration,
     down: Duration,
     back: Instant,
@@ -326,15 +335,25 @@ fn finish(
         converged,
         ..Row::default()
     };
+    // The phase after a killed runtime came back, where it is live again.
+    let restarted = killed_runtime.map(|(_, phase)| phase);
     {
         let log = deployer.log.lock().unwrap();
-        row.deploys_ok = log.ok.get(name).copied().unwrap_or(0);
-        row.deploys_failed = log.failed.get(name).copied().unwrap_or(0);
+        for phase in std::iter::once(name).chain(restarted) {
+            row.deploys_ok += log.ok.get(phase).copied().unwrap_or(0);
+            row.deploys_failed += log.failed.get(phase).copied().unwrap_or(0);
+        }
     }
     for i in 0..2 {
+        if let Some(phase) = restarted {
+            let a = traffic.of(phase, i);
+            row.requests += a.ok + a.server_error + a.other_status + a.no_answer;
+            row.failed_on_live += a.server_error + a.other_status + a.no_answer;
+            row.server_errors += a.server_error;
+        }
         let a = traffic.of(name, i);
         row.requests += a.ok + a.server_error + a.other_status + a.no_answer;
-        if Some(i) == killed_runtime {
+        if Some(i) == killed_runtime.map(|(k, _)| k) {
             row.lost_on_killed += a.server_error + a.other_status + a.no_answer;
             if a.other_status > 0 {
                 problems.push(format!(
@@ -351,7 +370,11 @@ fn finish(
         let failures = traffic.failures.lock().unwrap();
         let seen: Vec<&String> = failures
             .iter()
-            .filter(|f| f.starts_with(&format!("{name}:")))
+            .filter(|f| {
+                std::iter::once(name)
+                    .chain(restarted)
+                    .any(|phase| f.starts_with(&format!("{phase}:")))
+            })
             .take(5)
             .collect();
         problems.push(format!(
