@@ -71,6 +71,15 @@ const WAT_SDK_HOSTCALL_TRAP: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0x7ffffff0) (i32.const 1) (i32.const 8)))
     (i32.const 0)))"#;
 
+/// Deep recursion in WebAssembly itself, inside an SDK guest's request.
+const WAT_SDK_RECURSE: &str = r#"(module
+  (memory (export "memory") 1)
+  (func $down (param i32) (result i32)
+    (i32.add (call $down (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "platform_init") (result i32) (i32.const 0))
+  (func (export "platform_handle") (param i32) (result i32)
+    (call $down (local.get 0))))"#;
+
 /// An SDK guest spinning in `sched_yield` in the middle of a request.
 const WAT_SDK_YIELD: &str = r#"(module
   (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
@@ -328,6 +337,7 @@ async fn sdk_fault_matrix() {
     let dir = tempfile::tempdir().unwrap();
     let hostcall = wat_module(&dir, "sdk-hostcall", WAT_SDK_HOSTCALL_TRAP);
     let spin = wat_module(&dir, "sdk-yield", WAT_SDK_YIELD);
+    let recurse = wat_module(&dir, "sdk-recurse", WAT_SDK_RECURSE);
     let table = wat_module(&dir, "sdk-table", WAT_SDK_TABLE_BOMB);
     host.deploy(&[
         App {
@@ -349,12 +359,24 @@ async fn sdk_fault_matrix() {
             limits: limits(),
             ..App::new("sdk-table", &table, &["/table"])
         },
+        App {
+            limits: limits(),
+            ..App::new("sdk-recurse", &recurse, &["/wasm-recurse"])
+        },
     ]);
     let get = |path: &'static str, status, says: &'static str, kind: &'static str| {
         let host = &host;
         async move { fault(host, "GET", path, Vec::new(), status, says, kind, "/ok").await }
     };
+    // Stack overflow: Go's goroutine stack limit, and WebAssembly's own stack.
     get("/recurse", 500, "overflowed its stack", "stack_overflow").await;
+    get(
+        "/wasm-recurse",
+        500,
+        "overflowed its stack",
+        "stack_overflow",
+    )
+    .await;
     // A trap inside a (WASI) host call, mid-request.
     get("/hostcall", 500, "crashed", "trap").await;
     // stdout and stderr of SDK guests go to the log, capped; the guest meets its deadline.
