@@ -147,30 +147,54 @@ fn runtime_with_a_manifest_is_ready_only_once_its_modules_are_compiled() {
     assert_all_routes_serve(&p);
 }
 
-#[test]
-fn runtime_following_control_is_ready_once_the_snapshot_modules_are_fetched() {
+/// `platform up` serving the two Go apps, ready, as the control plane runtimes follow.
+struct Control {
+    up: Started,
+    token: String,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn control_with_two_go_apps() -> Control {
     let dir = tempfile::tempdir().unwrap();
     let manifest = two_go_apps(dir.path());
-    let control_data = tempfile::tempdir().unwrap();
-    let mut control = spawn(
+    let data = tempfile::tempdir().unwrap();
+    let mut up = spawn(
         "up",
         &["up", "--manifest", manifest.to_str().unwrap()],
-        control_data.path(),
+        data.path(),
         &guests::shared_artifact_dir(),
     );
-    wait_ready(&mut control, Duration::from_secs(180));
-    let token = std::fs::read_to_string(control_data.path().join("admin-token")).unwrap();
+    wait_ready(&mut up, Duration::from_secs(180));
+    let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
+    Control {
+        up,
+        token: token.trim().to_string(),
+        _dirs: [dir, data],
+    }
+}
+
+/// `platform runtime` following `control_url`, with `extra` arguments.
+fn runtime_following(
+    control_url: &str,
+    token: &str,
+    extra: &[&str],
+    data: &Path,
+    artifacts: &Path,
+) -> Started {
+    let mut args = vec!["runtime", "--control-url", control_url, "--token", token];
+    args.extend_from_slice(extra);
+    spawn("runtime", &args, data, artifacts)
+}
+
+#[test]
+fn runtime_following_control_is_ready_once_the_snapshot_modules_are_fetched() {
+    let control = control_with_two_go_apps();
     let data = tempfile::tempdir().unwrap();
     let artifacts = tempfile::tempdir().unwrap();
-    let mut rt = spawn(
-        "runtime",
-        &[
-            "runtime",
-            "--control-url",
-            &control.admin,
-            "--token",
-            token.trim(),
-        ],
+    let mut rt = runtime_following(
+        &control.up.admin,
+        &control.token,
+        &[],
         data.path(),
         artifacts.path(),
     );
@@ -287,17 +311,10 @@ fn sigterm_during_runtime_start_up_following_control_exits_within_the_grace_peri
     let artifacts = tempfile::tempdir().unwrap();
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     for point in ["", "cannot read the feed snapshot"] {
-        let mut p = spawn(
-            "runtime",
-            &[
-                "runtime",
-                "--control-url",
-                &nowhere,
-                "--token",
-                "t",
-                "--shutdown-grace",
-                "2s",
-            ],
+        let mut p = runtime_following(
+            &nowhere,
+            "t",
+            &["--shutdown-grace", "2s"],
             data.path(),
             artifacts.path(),
         );
@@ -307,31 +324,14 @@ fn sigterm_during_runtime_start_up_following_control_exits_within_the_grace_peri
         sigterm_exits_within(&mut p, grace, point);
     }
     // Control there: while the snapshot is read and its modules are fetched.
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = two_go_apps(dir.path());
-    let control_data = tempfile::tempdir().unwrap();
-    let mut control = spawn(
-        "up",
-        &["up", "--manifest", manifest.to_str().unwrap()],
-        control_data.path(),
-        &guests::shared_artifact_dir(),
-    );
-    wait_ready(&mut control, Duration::from_secs(180));
-    let token = std::fs::read_to_string(control_data.path().join("admin-token")).unwrap();
+    let control = control_with_two_go_apps();
     for point in ["Platform runtime serving on", "feed snapshot applied"] {
         let data = tempfile::tempdir().unwrap();
         let artifacts = tempfile::tempdir().unwrap();
-        let mut p = spawn(
-            "runtime",
-            &[
-                "runtime",
-                "--control-url",
-                &control.admin,
-                "--token",
-                token.trim(),
-                "--shutdown-grace",
-                "2s",
-            ],
+        let mut p = runtime_following(
+            &control.up.admin,
+            &control.token,
+            &["--shutdown-grace", "2s"],
             data.path(),
             artifacts.path(),
         );
