@@ -349,6 +349,18 @@ impl Runtime {
             (matched, resolved, forwarded_host)
         };
         let Some(matched) = matched else {
+            // Before its first route table the runtime knows no routes at all: a 404 would
+            // tell the client (and caches) the path does not exist. 503 says to come back.
+            if !self.routes.is_loaded() {
+                self.count_unrouted(503);
+                let mut resp = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this runtime is starting: its routes are not loaded yet",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return with_request_id(resp, &request_id);
+            }
             self.count_unrouted(404);
             let resp = plain(
                 StatusCode::NOT_FOUND,

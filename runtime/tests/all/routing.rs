@@ -37,6 +37,17 @@ async fn two_apps_by_host_and_longest_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unrouted_paths_get_404_with_request_id() {
     let host = TestHost::start().await;
+    // No route table yet (a runtime starting): not "no such path", but "come back".
+    let r = client().get(host.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.headers().contains_key("x-request-id"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("routes are not loaded yet")
+    );
     let hello = guests::go("hello");
     host.deploy(&[App::new("hello", &hello, &["/hello"])]);
     let r = client().get(host.url("/nope")).send().await.unwrap();

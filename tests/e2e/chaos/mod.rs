@@ -356,8 +356,18 @@ fn finish(
         if Some(i) == killed_runtime.map(|(k, _)| k) {
             row.lost_on_killed += a.server_error + a.other_status + a.no_answer;
             if a.other_status > 0 {
+                let prefix = format!("{name}: runtime {i} ");
+                let seen: Vec<String> = traffic
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f.starts_with(&prefix))
+                    .take(5)
+                    .cloned()
+                    .collect();
                 problems.push(format!(
-                    "{name}: the killed runtime answered {} non-5xx errors",
+                    "{name}: the killed runtime answered {} non-5xx errors, e.g. {seen:?}",
                     a.other_status
                 ));
             }
