@@ -9,6 +9,7 @@
 
 pub mod abi;
 mod clock;
+pub mod dirty_runs;
 pub mod host_fns;
 pub mod kv;
 pub mod outbound;

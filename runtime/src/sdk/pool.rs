@@ -28,6 +28,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::abi::{SDK_EXPORT_HANDLE, SDK_EXPORT_INIT, result};
 use super::clock::EpochMonotonicClock;
+use super::dirty_runs;
 use super::kv::KvBackend;
 use super::outbound::OutboundClient;
 use super::state::{ReleaseEnv, SdkHostState};
@@ -89,6 +90,8 @@ pub struct ReleasePool {
     /// The release's variables, encoded once for all its instances and request heads.
     pub env: ReleaseEnv,
     last_used_ms: AtomicU64,
+    /// Per-request instances retired so far (paces [`dirty_runs::merge_close_runs`]).
+    retired: AtomicU64,
 }
 
 /// All pools.
@@ -154,6 +157,7 @@ impl SdkPools {
                     idle: Mutex::new(Vec::new()),
                     permits: Arc::new(Semaphore::new(self.settings.max_per_release.max(1))),
                     last_used_ms: AtomicU64::new(0),
+                    retired: AtomicU64::new(0),
                 })
             })
             .clone();
@@ -255,10 +259,19 @@ impl SdkPools {
     /// Returns an instance to its pool, or drops it when it should retire.
     pub fn put_back(&self, pool: &ReleasePool, mut inst: SdkInstance, healthy: bool) {
         inst.uses += 1;
-        if !healthy
-            || pool.spec.isolation != Isolation::Pooled
-            || inst.uses >= self.settings.max_uses
-        {
+        if pool.spec.isolation != Isolation::Pooled {
+            // Now and then, before the slot is reset: see `dirty_runs`.
+            if pool
+                .retired
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(dirty_runs::MERGE_EVERY)
+                && let Some(memory) = inst.store.data().sdk.as_ref().and_then(|s| s.memory)
+            {
+                dirty_runs::merge_close_runs(memory.data_mut(&mut inst.store));
+            }
+            return;
+        }
+        if !healthy || inst.uses >= self.settings.max_uses {
             return;
         }
         let bound = if self.settings.max_memory > 0 {
