@@ -45,7 +45,7 @@ pub async fn bare_wasmtime_with_env(
     env: &[(String, String)],
 ) -> anyhow::Result<(f64, f64)> {
     let engine = engine::build_engine(&engine::EngineSettings::default())?;
-    let _ticker = engine::EpochTicker::start(&engine);
+    let _ticker = engine::EpochTicker::start(&engine, engine::EPOCH_TICK);
     let module = Module::from_file(&engine, wasm)?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |t| t)?;
@@ -254,7 +254,7 @@ pub async fn bare_component(wasm: &Path, iterations: usize) -> anyhow::Result<(f
     }
 
     let engine = engine::build_engine(&engine::EngineSettings::default())?;
-    let _ticker = engine::EpochTicker::start(&engine);
+    let _ticker = engine::EpochTicker::start(&engine, engine::EPOCH_TICK);
     let component = Component::from_file(&engine, wasm)?;
     let mut linker: Linker<State> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

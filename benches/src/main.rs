@@ -73,10 +73,22 @@ struct Args {
     /// and not written to the report: a quick loop for work on tenant isolation.
     #[arg(long)]
     flood_only: bool,
+    /// Only the rows at one connection (native hyper, Rust WAGI, Go SDK pooled and
+    /// per-request), printed and not written to the report: a quick loop for work on
+    /// per-request latency.
+    #[arg(long)]
+    latency_only: bool,
     /// Polls between two looks for I/O on the in-process server's workers (tokio's default
     /// is 61); for comparing with the runtime's setting.
     #[arg(long, default_value_t = platform_runtime::executor::IO_EVENT_INTERVAL)]
     event_interval: u32,
+    /// The runtime's time slice in milliseconds (`EngineSettings::epoch_tick`; 5 by
+    /// default): how long a guest runs before it yields its CPU slot to another app.
+    #[arg(long, default_value_t = platform_runtime::engine::EPOCH_TICK.as_millis() as u64)]
+    epoch_tick_ms: u64,
+    /// Worker threads of the in-process server's tokio runtime (one per CPU by default).
+    #[arg(long, default_value_t = 2)]
+    server_workers: usize,
 }
 
 /// A neighbour's latency while one app is flooded: the Go SDK hello at 4 connections,
@@ -125,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         return soak::main(&args.platform_bin, duration, &args.out);
     }
     let server_rt = platform_runtime::executor::multi_thread()
-        .worker_threads(2)
+        .worker_threads(args.server_workers.max(1))
         .event_interval(args.event_interval)
         .thread_name("server")
         .build()?;
@@ -162,6 +174,7 @@ fn main() -> anyhow::Result<()> {
     let (rt, platform_addr) = server_rt.block_on(async {
         let store = LocalModuleStore::new(data.path().join("modules"))?;
         let mut config = RuntimeConfig::new(data.path());
+        config.engine.epoch_tick = Duration::from_millis(args.epoch_tick_ms.max(1));
         config.artifact_dir = guests::shared_artifact_dir();
         let rt = Runtime::new(config, Arc::new(store.clone()))?;
         let mut entries = Vec::new();
@@ -246,6 +259,21 @@ fn main() -> anyhow::Result<()> {
             alone.p50_us, alone.p99_us, beside_flood.p50_us, beside_flood.p99_us
         );
         println!("{}", flood_note(&alone, &beside_flood, &flood));
+        return Ok(());
+    }
+    if args.latency_only {
+        for (what, addr, path) in [
+            ("native hyper hello", native_addr, "/"),
+            ("Rust WAGI hello", platform_addr, "/rust"),
+            ("Go SDK hello, pooled", platform_addr, "/sdk"),
+            ("Go SDK hello, per-request", platform_addr, "/sdk-pr"),
+        ] {
+            let r = load(addr, path, 1)?;
+            println!(
+                "{what}, 1 connection: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                r.rps, r.p50_us, r.p99_us
+            );
+        }
         return Ok(());
     }
     eprintln!("platform: Go WAGI hello ...");

@@ -18,8 +18,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances. Guests yield to the executor at least this often and
-/// deadlines are enforced with this granularity.
+/// How often the epoch advances by default ([`EngineSettings::epoch_tick`]).
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Tunables for the engine; defaults suit a small serving host.
@@ -35,6 +34,11 @@ pub struct EngineSettings {
     pub max_warm_slots: u32,
     /// Use the pooling allocator (off only for comparisons).
     pub pooling: bool,
+    /// How often the epoch advances: a running guest yields to the executor (and gives its
+    /// CPU slot to the next app waiting) at least this often, and deadlines are enforced
+    /// with this granularity. Shorter slices let a neighbour in sooner beside a flood of
+    /// long requests, at the cost of more yields.
+    pub epoch_tick: Duration,
 }
 
 impl Default for EngineSettings {
@@ -45,6 +49,7 @@ impl Default for EngineSettings {
             keep_resident: 8 << 20,
             max_warm_slots: 64,
             pooling: true,
+            epoch_tick: EPOCH_TICK,
         }
     }
 }
@@ -128,15 +133,15 @@ impl EngineFingerprint {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Advances the engine's epoch every tick ([`EngineSettings::epoch_tick`]) until dropped.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    /// Starts the ticker thread for `engine`.
-    pub fn start(engine: &Engine) -> Self {
+    /// Starts the ticker thread for `engine`, advancing its epoch every `tick`.
+    pub fn start(engine: &Engine, tick: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let engine = engine.weak();
         let flag = stop.clone();
@@ -144,7 +149,7 @@ impl EpochTicker {
             .name("epoch-ticker".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    std::thread::sleep(tick);
                     match engine.upgrade() {
                         Some(e) => e.increment_epoch(),
                         None => break,

@@ -205,7 +205,7 @@ impl Runtime {
         source: Arc<dyn ModuleSource>,
     ) -> Result<Arc<Self>, RuntimeError> {
         let engine = build_engine(&config.engine)?;
-        let ticker = EpochTicker::start(&engine);
+        let ticker = EpochTicker::start(&engine, config.engine.epoch_tick);
         let linker =
             Arc::new(build_linker(&engine).map_err(|e| RuntimeError::Linker(format!("{e:#}")))?);
         let cache = Arc::new(ModuleCache::new(
@@ -217,7 +217,13 @@ impl Runtime {
         )?);
         cache.spawn_evictor();
         let metrics = Arc::new(RuntimeMetrics::new());
-        let sdk_pools = Arc::new(SdkPools::new(config.idle_timeout));
+        let sdk_pools = Arc::new(SdkPools::new(
+            config.idle_timeout,
+            crate::sdk::pool::PoolSettings {
+                keep_resident: config.engine.keep_resident,
+                ..Default::default()
+            },
+        ));
         sdk_pools.set_kv(Arc::new(crate::sdk::kv::FileKv::new(&config.kv_dir)));
         sdk_pools.set_outbound(Arc::new(crate::sdk::outbound::OutboundClient::new(
             &config.outbound,

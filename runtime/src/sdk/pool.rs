@@ -53,6 +53,10 @@ pub struct PoolSettings {
     pub max_memory: u64,
     /// Time allowed for Go's start-up in a new instance.
     pub init_timeout: Duration,
+    /// Bytes of a linear memory the engine keeps resident between uses of a pool slot
+    /// ([`crate::engine::EngineSettings::keep_resident`]): how far
+    /// [`dirty_runs::merge_close_runs`] looks.
+    pub keep_resident: usize,
 }
 
 impl Default for PoolSettings {
@@ -62,6 +66,7 @@ impl Default for PoolSettings {
             max_uses: 10_000,
             max_memory: 0,
             init_timeout: Duration::from_secs(30),
+            keep_resident: crate::engine::EngineSettings::default().keep_resident,
         }
     }
 }
@@ -107,11 +112,11 @@ pub struct SdkPools {
 
 impl SdkPools {
     /// Pools whose idle instances are dropped after `idle_timeout`.
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub fn new(idle_timeout: Duration, settings: PoolSettings) -> Self {
         SdkPools {
             pools: Mutex::new(HashMap::new()),
             idle_timeout,
-            settings: PoolSettings::default(),
+            settings,
             kv: Mutex::new(None),
             outbound: Mutex::new(None),
             started: Instant::now(),
@@ -267,7 +272,10 @@ impl SdkPools {
                 .is_multiple_of(dirty_runs::MERGE_EVERY)
                 && let Some(memory) = inst.store.data().sdk.as_ref().and_then(|s| s.memory)
             {
-                dirty_runs::merge_close_runs(memory.data_mut(&mut inst.store));
+                dirty_runs::merge_close_runs(
+                    memory.data_mut(&mut inst.store),
+                    self.settings.keep_resident,
+                );
             }
             return;
         }
