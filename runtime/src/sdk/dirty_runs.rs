@@ -43,8 +43,8 @@ const PAGE: usize = 4096;
 
 /// The page ranges (indexes into `private`) to make private so that its runs of private
 /// pages number at most `budget`: the smallest gaps first (the fewest pages copied per
-/// run saved), no more than `max_fill` pages in all. Fewer runs than that, or no way to
-/// reach the budget within `max_fill`, fill as much as the cap allows, smallest first.
+/// run saved), no more than `max_fill` pages in all. Nothing when the runs already fit;
+/// where the cap stops short of the budget, the smallest gaps that fit under it.
 pub fn gaps_to_fill(private: &[bool], budget: usize, max_fill: usize) -> Vec<Range<usize>> {
     let mut gaps = Vec::new();
     let mut run_end: Option<usize> = None;

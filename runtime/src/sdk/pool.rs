@@ -54,8 +54,8 @@ pub struct PoolSettings {
     /// Time allowed for Go's start-up in a new instance.
     pub init_timeout: Duration,
     /// Bytes of a linear memory the engine keeps resident between uses of a pool slot
-    /// ([`crate::engine::EngineSettings::keep_resident`]): how far
-    /// [`dirty_runs::merge_close_runs`] looks.
+    /// ([`crate::engine::EngineSettings::keep_resident`]): the most dirty pages
+    /// [`dirty_runs::merge_close_runs`] may leave.
     pub keep_resident: usize,
 }
 
