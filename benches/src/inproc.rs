@@ -44,23 +44,52 @@ pub async fn bare_wasmtime_with_env(
     iterations: usize,
     env: &[(String, String)],
 ) -> anyhow::Result<(f64, f64)> {
-    let engine = engine::build_engine(&engine::EngineSettings::default())?;
-    let _ticker = engine::EpochTicker::start(&engine, engine::EPOCH_TICK);
-    let module = Module::from_file(&engine, wasm)?;
-    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |t| t)?;
-    let pre = linker.instantiate_pre(&module)?;
+    let bare = BareWagi::new(wasm)?;
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 50 {
+        let took = bare.run_once(env).await?;
+        if i >= 50 {
+            samples.push(took);
+        }
+    }
+    Ok(percentiles(&mut samples))
+}
+
+/// A WAGI guest compiled for bare wasmtime runs: the serving engine configuration and
+/// WASI preview 1, none of Platform's code.
+pub struct BareWagi {
+    engine: wasmtime::Engine,
+    _ticker: engine::EpochTicker,
+    pre: wasmtime::InstancePre<WasiP1Ctx>,
+}
+
+impl BareWagi {
+    /// Compiles `wasm` on an engine of its own.
+    pub fn new(wasm: &Path) -> anyhow::Result<Self> {
+        let engine = engine::build_engine(&engine::EngineSettings::default())?;
+        let ticker = engine::EpochTicker::start(&engine, engine::EPOCH_TICK);
+        let module = Module::from_file(&engine, wasm)?;
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |t| t)?;
+        let pre = linker.instantiate_pre(&module)?;
+        Ok(BareWagi {
+            engine,
+            _ticker: ticker,
+            pre,
+        })
+    }
+
+    /// One fresh instance and `_start` with `env`; returns how long it took.
+    pub async fn run_once(&self, env: &[(String, String)]) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(bytes::Bytes::new()))
             .stdout(MemoryOutputPipe::new(1 << 20))
             .envs(env)
             .build_p1();
-        let mut store = Store::new(&engine, wasi);
+        let mut store = Store::new(&self.engine, wasi);
         store.set_epoch_deadline(u64::MAX / 2);
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = self.pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         if let Err(e) = start.call_async(&mut store, ()).await
             && !platform_runtime::failure::is_clean_exit(&e)
@@ -68,11 +97,59 @@ pub async fn bare_wasmtime_with_env(
             return Err(anyhow::anyhow!("guest failed: {e:#}"));
         }
         drop(store);
-        if i >= 50 {
-            samples.push(t0.elapsed());
+        Ok(t0.elapsed())
+    }
+}
+
+/// One WAGI guest three ways, (p50, p99) in µs each: see [`wagi_host_overhead`].
+#[derive(Debug, Clone, Copy)]
+pub struct WagiOverhead {
+    /// Bare wasmtime with the same CGI environment: the guest's own floor.
+    pub bare: (f64, f64),
+    /// The WAGI executor (`wagi::run`): store, limits, stdio, CPU slot, CGI parsing.
+    pub executor: (f64, f64),
+    /// `Runtime::handle`: the executor plus routing, admission, metrics and the log line.
+    pub handle: (f64, f64),
+}
+
+/// Platform's own cost around a WAGI guest, without HTTP: bare wasmtime (same CGI
+/// environment), the WAGI executor and `Runtime::handle` on the same guest, interleaved in
+/// blocks so a machine that speeds up or slows down mid-run moves all three alike.
+pub async fn wagi_host_overhead(
+    rt: &Arc<Runtime>,
+    wasm: &Path,
+    path: &str,
+    iterations: usize,
+) -> anyhow::Result<WagiOverhead> {
+    const ROUNDS: usize = 10;
+    let bare = BareWagi::new(wasm)?;
+    let exec = ExecutorRun::new(rt, path).await?;
+    let env = cgi_env_for(path)?;
+    let per_round = iterations.div_ceil(ROUNDS).max(1);
+    let (mut b, mut e, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20 {
+        bare.run_once(&env).await?;
+        exec.run_once(rt).await?;
+        one_request(rt, "bench.local", path).await?;
+    }
+    for _ in 0..ROUNDS {
+        for _ in 0..per_round {
+            b.push(bare.run_once(&env).await?);
+        }
+        for _ in 0..per_round {
+            e.push(exec.run_once(rt).await?);
+        }
+        for _ in 0..per_round {
+            let t0 = Instant::now();
+            one_request(rt, "bench.local", path).await?;
+            h.push(t0.elapsed());
         }
     }
-    Ok(percentiles(&mut samples))
+    Ok(WagiOverhead {
+        bare: percentiles(&mut b),
+        executor: percentiles(&mut e),
+        handle: percentiles(&mut h),
+    })
 }
 
 /// The WAGI executor (`wagi::run`: CGI env, stdio capture, response parsing) on the app
@@ -82,40 +159,75 @@ pub async fn wagi_executor(
     path: &str,
     iterations: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let m = rt
-        .routes
-        .load()
-        .lookup(None, path)
-        .ok_or_else(|| anyhow::anyhow!("no route {path}"))?;
-    let spec = m
-        .target
-        .pick()
-        .ok_or_else(|| anyhow::anyhow!("no release"))?
-        .clone();
-    let (module, _) = rt.cache.get(&spec.module).await?;
-    let (parts, ()) = http::Request::get(path)
-        .header("host", "bench.local")
-        .body(())?
-        .into_parts();
-    let cpu = platform_runtime::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
+    let exec = ExecutorRun::new(rt, path).await?;
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 50 {
+        let took = exec.run_once(rt).await?;
+        if i >= 50 {
+            samples.push(took);
+        }
+    }
+    Ok(percentiles(&mut samples))
+}
+
+/// The app routed at `path`, set up for direct `wagi::run` calls.
+struct ExecutorRun {
+    module: Arc<platform_runtime::module_cache::LoadedModule>,
+    spec: Arc<platform_runtime::app::AppSpec>,
+    prefix: String,
+    parts: http::request::Parts,
+    cpu: platform_runtime::cpu_share::CpuGate,
+}
+
+impl ExecutorRun {
+    async fn new(rt: &Arc<Runtime>, path: &str) -> anyhow::Result<Self> {
+        let m = rt
+            .routes
+            .load()
+            .lookup(None, path)
+            .ok_or_else(|| anyhow::anyhow!("no route {path}"))?;
+        let spec = m
+            .target
+            .pick()
+            .ok_or_else(|| anyhow::anyhow!("no release"))?
+            .clone();
+        let (module, _) = rt.cache.get(&spec.module).await?;
+        let (parts, ()) = http::Request::get(path)
+            .header("host", "bench.local")
+            .body(())?
+            .into_parts();
+        let cpu = platform_runtime::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
+        Ok(ExecutorRun {
+            module,
+            spec,
+            prefix: m.route.prefix.clone(),
+            parts,
+            cpu,
+        })
+    }
+
+    async fn run_once(&self, rt: &Arc<Runtime>) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         let req = CgiRequest {
-            parts: &parts,
-            route_prefix: &m.route.prefix,
+            parts: &self.parts,
+            route_prefix: &self.prefix,
             content_length: 0,
             remote: "127.0.0.1:1".parse()?,
             local: "127.0.0.1:2".parse()?,
             request_id: "bench",
         };
-        let out = wagi::run(rt.engine(), &module, &spec, &cpu, &req, bytes::Bytes::new()).await;
+        let out = wagi::run(
+            rt.engine(),
+            &self.module,
+            &self.spec,
+            &self.cpu,
+            &req,
+            bytes::Bytes::new(),
+        )
+        .await;
         out.result.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if i >= 50 {
-            samples.push(t0.elapsed());
-        }
+        Ok(t0.elapsed())
     }
-    Ok(percentiles(&mut samples))
 }
 
 /// Whole requests through [`Runtime::handle`] (routing, admission, the executor, the body

@@ -73,9 +73,10 @@ struct Args {
     /// and not written to the report: a quick loop for work on tenant isolation.
     #[arg(long)]
     flood_only: bool,
-    /// Only the rows at one connection (native hyper, Rust WAGI, Go SDK pooled and
-    /// per-request), printed and not written to the report: a quick loop for work on
-    /// per-request latency.
+    /// Only the rows at one connection (native hyper, Go and Rust WAGI, Go SDK pooled and
+    /// per-request) and the in-process host overhead of the two WAGI hellos (bare wasmtime,
+    /// executor, `Runtime::handle`, interleaved), printed and not written to the report: a
+    /// quick loop for work on per-request latency and the host's own cost.
     #[arg(long)]
     latency_only: bool,
     /// Polls between two looks for I/O on the in-process server's workers (tokio's default
@@ -115,6 +116,21 @@ fn flooded_neighbour(
         (measured, flood.await)
     });
     Ok((alone, beside_flood?, flood??))
+}
+
+/// The report's line on Platform's own cost per WAGI request, without HTTP: bare wasmtime
+/// running the same guest with the same CGI environment, the WAGI executor, and
+/// `Runtime::handle` (everything the host does for a request but the HTTP exchange), p50s
+/// from interleaved runs.
+fn host_overhead_note(guest: &str, o: &inproc::WagiOverhead) -> String {
+    let (bare, exec, handle) = (o.bare.0, o.executor.0, o.handle.0);
+    format!(
+        "Host overhead per {guest} WAGI request, in-process (p50s, interleaved): Runtime::handle {handle:.0} µs minus bare wasmtime with the same environment {bare:.0} µs = {:.1} µs = {:.1}% (target: at most 10%); of it the executor (store, limits, stdio, CPU slot, CGI parsing) {:.1} µs, routing, admission, metrics and the log line {:.1} µs",
+        handle - bare,
+        100.0 * (handle - bare) / handle.max(1e-9),
+        exec - bare,
+        handle - exec,
+    )
 }
 
 /// The report's line on the flooded neighbour.
@@ -264,6 +280,7 @@ fn main() -> anyhow::Result<()> {
     if args.latency_only {
         for (what, addr, path) in [
             ("native hyper hello", native_addr, "/"),
+            ("Go WAGI hello", platform_addr, "/go"),
             ("Rust WAGI hello", platform_addr, "/rust"),
             ("Go SDK hello, pooled", platform_addr, "/sdk"),
             ("Go SDK hello, per-request", platform_addr, "/sdk-pr"),
@@ -273,6 +290,11 @@ fn main() -> anyhow::Result<()> {
                 "{what}, 1 connection: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
                 r.rps, r.p50_us, r.p99_us
             );
+        }
+        for (what, wasm, path) in [("Go", &go_hello, "/go"), ("Rust", &rust_hello, "/rust")] {
+            let o =
+                server_rt.block_on(inproc::wagi_host_overhead(&rt, wasm, path, args.iterations))?;
+            println!("{}", host_overhead_note(what, &o));
         }
         return Ok(());
     }
@@ -484,6 +506,22 @@ fn main() -> anyhow::Result<()> {
         server_rt.block_on(inproc::through_runtime(&rt, "bench.local", "/comp", n))?;
     let exec_go = server_rt.block_on(inproc::wagi_executor(&rt, "/go", n))?;
     let exec_rust = server_rt.block_on(inproc::wagi_executor(&rt, "/rust", n))?;
+    let go_overhead = server_rt.block_on(inproc::wagi_host_overhead(&rt, &go_hello, "/go", n))?;
+    report.inproc(
+        "interleaved: bare wasmtime, Go WAGI hello with the CGI environment",
+        go_overhead.bare,
+        None,
+    );
+    report.inproc(
+        "interleaved: Platform WAGI executor, Go hello",
+        go_overhead.executor,
+        Some(go_overhead.bare),
+    );
+    report.inproc(
+        "interleaved: Platform, Go WAGI hello through Runtime::handle",
+        go_overhead.handle,
+        Some(go_overhead.bare),
+    );
     report.inproc(
         "bare wasmtime, Go WAGI hello (instantiate + _start)",
         bare_go,
@@ -517,8 +555,16 @@ fn main() -> anyhow::Result<()> {
     );
     // Host overhead: the floor is bare wasmtime running the guest with the same CGI
     // environment (Go's start-up and the program's own work both depend on it).
+    report.note(host_overhead_note("Go", &go_overhead));
     report.note(format!(
-        "Host overhead per Go WAGI request (HTTP at c=1, p50, minus bare wasmtime with the same environment, p50): {:.0} µs of {:.0} µs = {:.1}%",
+        "Go WAGI over HTTP at c=1 (p50 {:.0} µs) minus native hyper at c=1 (p50 {:.0} µs, the HTTP exchange any server pays) minus bare wasmtime with the same environment (p50 {:.0} µs): {:.0} µs. The one-connection rows move by tens of µs with where the scheduler puts the client and the server threads (benches/README), so this is the noisy view of the row above.",
+        go_wagi_c1.p50_us,
+        native_c1.p50_us,
+        bare_go_env.0,
+        go_wagi_c1.p50_us - native_c1.p50_us - bare_go_env.0,
+    ));
+    report.note(format!(
+        "Go WAGI over HTTP at c=1 minus bare wasmtime with the same environment (p50; the HTTP exchange included, as reported before 2026-12-01): {:.0} µs of {:.0} µs = {:.1}%",
         go_wagi_c1.p50_us - bare_go_env.0,
         go_wagi_c1.p50_us,
         100.0 * (go_wagi_c1.p50_us - bare_go_env.0) / go_wagi_c1.p50_us
