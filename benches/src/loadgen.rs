@@ -8,10 +8,10 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What one load run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadResult {
     /// Successful requests per second.
     pub rps: f64,
@@ -127,4 +127,33 @@ pub async fn one_request(addr: SocketAddr, path: &str) -> anyhow::Result<Duratio
     anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
     resp.into_body().collect().await?;
     Ok(t0.elapsed())
+}
+
+/// Runs [`run`] in a child process (this binary with `--client`), so the load generator's
+/// threads are not threads of the measured server: a server that changes its page tables
+/// (wasmtime's `mprotect` on instance recycling) must then flush the TLB of every CPU
+/// running one of its own threads, and an in-process client is one of them.
+pub fn run_in_child(
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<LoadResult> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--client")
+        .arg(addr.to_string())
+        .args(["--client-path", path, "--client-host", host])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--warmup", &warmup.as_secs().to_string()])
+        .args(["--seconds", &duration.as_secs().to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the load generator for {path} failed: {}",
+        out.status
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -90,6 +90,21 @@ struct Args {
     /// Worker threads of the in-process server's tokio runtime (one per CPU by default).
     #[arg(long, default_value_t = 2)]
     server_workers: usize,
+    /// Run the load generator in a child process instead of as a thread of the bench
+    /// process (the default, as all recorded figures were measured): the server's TLB
+    /// shootdowns then do not hit a client thread (benches/README, "TLB shootdowns").
+    #[arg(long)]
+    client_process: bool,
+    /// Internal: be the load generator against ADDR (--client-path, --client-host,
+    /// --concurrency, --warmup, --seconds) and print its result as JSON.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    client: Option<SocketAddr>,
+    /// Internal: the path the load generator requests.
+    #[arg(long, default_value = "/", hide = true)]
+    client_path: String,
+    /// Internal: the Host header the load generator sends.
+    #[arg(long, default_value = "bench.local", hide = true)]
+    client_host: String,
 }
 
 /// A neighbour's latency while one app is flooded: the Go SDK hello at 4 connections,
@@ -152,6 +167,23 @@ fn main() -> anyhow::Result<()> {
     if let Some(duration) = args.soak {
         return soak::main(&args.platform_bin, duration, &args.out);
     }
+    if let Some(addr) = args.client {
+        let client_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("client")
+            .enable_all()
+            .build()?;
+        let r = client_rt.block_on(loadgen::run(
+            addr,
+            &args.client_path,
+            &args.client_host,
+            args.concurrency,
+            Duration::from_secs(args.warmup),
+            Duration::from_secs(args.seconds),
+        ))?;
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
     let server_rt = platform_runtime::executor::multi_thread()
         .worker_threads(args.server_workers.max(1))
         .event_interval(args.event_interval)
@@ -174,9 +206,16 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&args.concurrency);
     let warmup = Duration::from_secs(args.warmup);
     let secs = Duration::from_secs(args.seconds);
+    // The load generator is a thread of this process unless --client-process (see
+    // `loadgen::run_in_child` for the difference). The flooded-neighbour row's two
+    // concurrent loads always run in-process.
     let load_as =
         |addr: SocketAddr, host: &str, path: &str, c: usize| -> anyhow::Result<LoadResult> {
-            client_rt.block_on(loadgen::run(addr, path, host, c, warmup, secs))
+            if args.client_process {
+                loadgen::run_in_child(addr, path, host, c, warmup, secs)
+            } else {
+                client_rt.block_on(loadgen::run(addr, path, host, c, warmup, secs))
+            }
         };
     let load = |addr: SocketAddr, path: &str, c: usize| load_as(addr, "bench.local", path, c);
 
