@@ -148,6 +148,16 @@ fn host_overhead_note(guest: &str, o: &inproc::WagiOverhead) -> String {
     )
 }
 
+/// The load generator's runtime, in the bench process or in a `--client` child alike: one
+/// worker, so the client's share of the CPUs is the same either way.
+fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("client")
+        .enable_all()
+        .build()
+}
+
 /// The report's line on the flooded neighbour.
 fn flood_note(alone: &LoadResult, beside_flood: &LoadResult, flood: &LoadResult) -> String {
     format!(
@@ -168,12 +178,7 @@ fn main() -> anyhow::Result<()> {
         return soak::main(&args.platform_bin, duration, &args.out);
     }
     if let Some(addr) = args.client {
-        let client_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("client")
-            .enable_all()
-            .build()?;
-        let r = client_rt.block_on(loadgen::run(
+        let r = client_runtime()?.block_on(loadgen::run(
             addr,
             &args.client_path,
             &args.client_host,
@@ -189,11 +194,7 @@ fn main() -> anyhow::Result<()> {
         .event_interval(args.event_interval)
         .thread_name("server")
         .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("client")
-        .enable_all()
-        .build()?;
+    let client_rt = client_runtime()?;
 
     eprintln!("building guests from source...");
     let go_hello = guests::go("hello");
