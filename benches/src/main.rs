@@ -57,7 +57,7 @@ struct Args {
     /// Set PLATFORM_WASM_PROFILER=perfmap to name guest functions.
     #[arg(long, value_name = "PATH")]
     profile: Option<String>,
-    /// Host header for --profile.
+    /// Host header for --profile and --only-path.
     #[arg(long, default_value = "bench.local")]
     profile_host: String,
     /// A `wasmtime` CLI (48) to run `wasmtime serve` on the same Rust wasi:http component,
@@ -79,6 +79,14 @@ struct Args {
     /// quick loop for work on per-request latency and the host's own cost.
     #[arg(long)]
     latency_only: bool,
+    /// Only native hyper and PATH at --concurrency connections, alternating for --repeat
+    /// pairs, printed with the ratio and not written to the report: a quick loop for one
+    /// row, or for a profiler attached while PATH runs.
+    #[arg(long, value_name = "PATH")]
+    only_path: Option<String>,
+    /// Pairs of runs for --only-path.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Polls between two looks for I/O on the in-process server's workers (tokio's default
     /// is 61); for comparing with the runtime's setting.
     #[arg(long, default_value_t = platform_runtime::executor::IO_EVENT_INTERVAL)]
@@ -315,6 +323,23 @@ fn main() -> anyhow::Result<()> {
             alone.p50_us, alone.p99_us, beside_flood.p50_us, beside_flood.p99_us
         );
         println!("{}", flood_note(&alone, &beside_flood, &flood));
+        return Ok(());
+    }
+    if let Some(path) = &args.only_path {
+        for _ in 0..args.repeat.max(1) {
+            let native = load(native_addr, "/", args.concurrency)?;
+            eprintln!("platform: {path} (pid {}) ...", std::process::id());
+            let r = load_as(platform_addr, &args.profile_host, path, args.concurrency)?;
+            println!(
+                "{path}, {} connections: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs; native {:.0} req/s; {:.3}x native",
+                args.concurrency,
+                r.rps,
+                r.p50_us,
+                r.p99_us,
+                native.rps,
+                r.rps / native.rps.max(1.0)
+            );
+        }
         return Ok(());
     }
     if args.latency_only {

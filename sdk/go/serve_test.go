@@ -220,3 +220,38 @@ func TestHeadersChangedAfterWriteHeaderAreNotSent(t *testing.T) {
 		t.Fatalf("trailers: %v", f.gotTrailers)
 	}
 }
+
+// The snapshot's warm-up must decode header names as the host sends them (lower case, as
+// http::HeaderName::as_str gives them): only then does it take net/textproto's slow path
+// and build its common-name table inside the snapshot instead of in every fresh instance.
+func TestWarmRequestHeadCarriesNamesAsTheHostSendsThem(t *testing.T) {
+	raw := warmRequestHead()
+	r := wire.NewReader(raw)
+	r.U32()
+	for i := 0; i < 6; i++ {
+		r.Str16()
+		if i == 0 {
+			r.Str32()
+		}
+	}
+	r.U64()
+	r.U64()
+	n := int(r.U32())
+	if n == 0 {
+		t.Fatal("the warm request has no header")
+	}
+	for i := 0; i < n; i++ {
+		name := r.Str16()
+		r.Str32()
+		if name != strings.ToLower(name) || name == http.CanonicalHeaderKey(name) {
+			t.Errorf("header name %q: the host sends lower-case names, which decoding canonicalizes", name)
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	head, err := wire.DecodeRequestHead(raw)
+	if err != nil || head.Header.Get("User-Agent") == "" {
+		t.Fatalf("the warm head does not decode: %v %v", head, err)
+	}
+}

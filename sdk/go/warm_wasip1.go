@@ -5,7 +5,6 @@ package platform
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"runtime"
 
 	"github.com/platform-dev/platform/sdk/go/internal/wire"
@@ -45,19 +44,23 @@ func warmServePath() {
 	}
 }
 
-// serveWarmRequest runs the SDK's request path once against warmHost.
+// serveWarmRequest runs the SDK's request path once against warmHost, from the request
+// head's wire encoding on, as a real request arrives.
+//
+// The header names are lower case because the host sends them so (hyper and HTTP/2
+// lower-case every name): decoding one takes net/textproto's slow path, whose first use
+// builds its table of common header names (initCommonHeader, a sync.Once). A warm-up
+// with canonical names left that to every fresh instance: 19% of a per-request request's
+// CPU in the profile (benches/README.md, "The snapshot's warm-up missed a lazy table").
 //
 // Kept small on purpose: warming more (a browser's header set, a 4 KiB head buffer) made
 // fresh instances fault more, not less (13.7 against 8.4 faults per request): the pages a
 // request dirties must stay within the 32 regions wasmtime 48 resets in place
 // (benches/README.md).
 func serveWarmRequest() {
-	head := wire.RequestHead{
-		Method: "GET",
-		URI:    "/",
-		Host:   "warmup.invalid",
-		Proto:  "HTTP/1.1",
-		Header: http.Header{"Accept": {"*/*"}, "User-Agent": {"platform-warmup"}},
+	head, err := wire.DecodeRequestHead(warmRequestHead())
+	if err != nil {
+		return
 	}
 	req, err := newRequest(head)
 	if err != nil {
