@@ -34,8 +34,23 @@ type hostABI interface {
 
 type realHost struct{}
 
-func (realHost) requestHead() ([]byte, error) { return abi.Sized(4096, abi.RequestHead) }
-func (realHost) bodyRead(p []byte) int32      { return abi.RequestBodyRead(p) }
+// headBuf receives every request's head. An instance serves one request at a time and
+// decoding copies everything out of it, so one buffer does: allocating (and clearing) a
+// fresh 4 KiB per request was a tenth of a pooled hello's guest time (benches/README.md).
+var headBuf = make([]byte, 4096)
+
+// maxKeptHead bounds the head buffer kept after a request with a larger head.
+const maxKeptHead = 64 << 10
+
+func (realHost) requestHead() ([]byte, error) {
+	b, err := abi.SizedInto(headBuf, abi.RequestHead)
+	if err == nil && cap(b) > cap(headBuf) && cap(b) <= maxKeptHead {
+		headBuf = b[:cap(b)]
+	}
+	return b, err
+}
+
+func (realHost) bodyRead(p []byte) int32 { return abi.RequestBodyRead(p) }
 func (realHost) send(status int, head, body []byte, flags int32) int32 {
 	return abi.ResponseSend(int32(status), head, body, flags)
 }

@@ -85,7 +85,12 @@ func (e *hostError) Unwrap() error { return e.base }
 // Sized calls f with a buffer, growing it once when the host says the result is larger
 // (host functions return the full length and write only when it fits).
 func Sized(initial int, f func(buf []byte) int32) ([]byte, error) {
-	buf := make([]byte, initial)
+	return SizedInto(make([]byte, initial), f)
+}
+
+// SizedInto is Sized starting with buf, so a caller can reuse one buffer across calls.
+// The result is buf itself when it fits, a new buffer when it did not.
+func SizedInto(buf []byte, f func(buf []byte) int32) ([]byte, error) {
 	n := f(buf)
 	if n < 0 {
 		return nil, Err(n)
