@@ -150,6 +150,35 @@ async fn pooled_instances_are_reused_and_never_shared_between_apps() {
     host.stop().await;
 }
 
+/// A request head larger than the SDK's reused 4 KiB head buffer arrives whole, and each
+/// later request served by the same pooled instance sees its own head only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_larger_than_the_sdk_head_buffer_arrive_whole() {
+    let host = TestHost::start().await;
+    let faults = guests::go_sdk("sdkfaults");
+    host.deploy(&[App::new("a", &faults, &["/"])]);
+    let c = client();
+    let big = "x".repeat(20 << 10);
+    let huge = "y".repeat(100 << 10);
+    for value in [big.as_str(), "small", huge.as_str(), "s", big.as_str(), "t"] {
+        let r = c
+            .get(host.url("/headers"))
+            .header("x-test", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.starts_with(&format!("GET /headers  {value} ")),
+            "x-test of {} bytes came back as {}",
+            value.len(),
+            &text[..text.len().min(120)]
+        );
+    }
+    host.stop().await;
+}
+
 /// The route table holds each release's pool and module slot (so warm requests look
 /// nothing up), yet an idle app still scales to zero: its instances are reaped and its
 /// module evicted while the route stays installed, and the next request starts afresh.
