@@ -39,7 +39,10 @@ type realHost struct{}
 // fresh 4 KiB per request was a tenth of a pooled hello's guest time (benches/README.md).
 var headBuf = make([]byte, 4096)
 
-// maxKeptHead bounds the head buffer kept after a request with a larger head.
+// respHeadBuf holds each response's encoded header block while the host copies it out.
+var respHeadBuf = make([]byte, 0, 256)
+
+// maxKeptHead bounds the head buffers kept after a request or response with a larger head.
 const maxKeptHead = 64 << 10
 
 func (realHost) requestHead() ([]byte, error) {
@@ -274,7 +277,7 @@ func (w *responseWriter) flush(end bool) error {
 		if end && w.sentHeader.Get("Content-Length") == "" && !bodyless(w.status) {
 			length = strconv.Itoa(w.buf.Len())
 		}
-		hw := wire.Writer{B: make([]byte, 0, 256)}
+		hw := wire.Writer{B: respHeadBuf[:0]}
 		if length != "" {
 			hw.ResponseHeaders(w.sentHeader, http.TrailerPrefix, "Content-Length", length)
 		} else {
@@ -285,6 +288,9 @@ func (w *responseWriter) flush(end bool) error {
 			flags = abi.FlagEnd
 		}
 		n = host.send(w.status, hw.B, w.buf.Bytes(), flags)
+		if cap(hw.B) <= maxKeptHead {
+			respHeadBuf = hw.B[:0]
+		}
 		w.sent = true
 	} else if w.buf.Len() > 0 {
 		n = host.write(w.buf.Bytes())
