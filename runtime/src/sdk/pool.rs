@@ -245,7 +245,9 @@ impl SdkPools {
         });
     }
 
-    /// Takes an idle instance of `pool`, or makes one.
+    /// Takes an idle instance of `pool`, or makes one. Making one runs guest code (Go's
+    /// start-up, or instantiation), so call it inside the app's CPU slot
+    /// ([`crate::cpu_share::on_turns`]), as the request's call that follows.
     pub async fn take(
         &self,
         engine: &Engine,
@@ -334,7 +336,6 @@ impl SdkPools {
                 ..SdkHostState::with_env(spec.clone(), env, self.kv())
             }),
         };
-        let gate = crate::cpu_share::CpuGate::of(&spec.tenant, &spec.app);
         let mut store =
             guest::new_store(engine, state, Instant::now() + self.settings.init_timeout);
         let started = async {
@@ -355,7 +356,6 @@ impl SdkPools {
             }
             instance.get_typed_func::<i32, i32>(&mut store, SDK_EXPORT_HANDLE)
         };
-        let started = crate::cpu_share::on_turns(&gate, started);
         let handle =
             match tokio::time::timeout(self.settings.init_timeout + guest::DEADLINE_GRACE, started)
                 .await
