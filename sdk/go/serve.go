@@ -36,7 +36,7 @@ type realHost struct{}
 
 // headBuf receives every request's head. An instance serves one request at a time and
 // decoding copies everything out of it, so one buffer does: allocating (and clearing) a
-// fresh 4 KiB per request was a tenth of a pooled hello's guest time (benches/README.md).
+// fresh 4 KiB per request was ~9% of a pooled hello's CPU samples (benches/README.md).
 var headBuf = make([]byte, 4096)
 
 // respHeadBuf holds each response's encoded header block while the host copies it out.
