@@ -30,8 +30,8 @@ type RequestHead struct {
 
 // Reader walks a buffer. It copies the buffer into one string up front and hands out
 // substrings of it, so decoding a request head costs one allocation for all its strings
-// instead of one per field and header (a pooled hello's head decoding was a sixth of its
-// guest time, benches/README.md); the caller's buffer can be reused at once.
+// instead of one per field and header (decoding the head was a sixth of a pooled hello's
+// CPU samples, benches/README.md); the caller's buffer can be reused at once.
 type Reader struct {
 	s   string
 	off int
