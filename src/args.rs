@@ -21,6 +21,12 @@ pub struct CommonArgs {
     /// OTLP/HTTP endpoint for traces, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "PLATFORM_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Log every request on stderr (a `request served` line in a `request` span). Off by
+    /// default: at thousands of requests a second the line costs a runtime about a fifth of
+    /// its throughput (benches/README.md, "The access log"). Requests are in the app's own
+    /// log either way (dashboard, `platform logs`), in the metrics, and in OTLP traces.
+    #[arg(long, env = "PLATFORM_ACCESS_LOG")]
+    pub access_log: bool,
 }
 
 /// The data plane's flags.

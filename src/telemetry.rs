@@ -9,6 +9,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+use crate::args::CommonArgs;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -33,29 +35,55 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Sets up the global subscriber. `otlp_endpoint` is an OTLP/HTTP base URL such as
-/// `http://collector:4318` (`/v1/traces` is added unless a path is given).
-pub fn init(
-    format: LogFormat,
-    otlp_endpoint: Option<&str>,
-    service: &str,
-) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_env("PLATFORM_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,h2=warn,hyper=warn"));
-    let fmt_layer = match format {
+/// The target of each request's span and of its `request served` line: on stderr only with
+/// `--access-log`; always in OTLP traces.
+pub const ACCESS_LOG_TARGET: &str = "platform::request";
+
+/// The filter when neither `PLATFORM_LOG` nor `RUST_LOG` gives a valid one.
+const DEFAULT_FILTER: &str = "info,wasmtime=warn,cranelift=warn,h2=warn,hyper=warn";
+
+/// The operator's filter directives: `PLATFORM_LOG`, else `RUST_LOG`, else the default.
+fn filter_directives() -> String {
+    ["PLATFORM_LOG", "RUST_LOG"]
+        .into_iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|d| EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_string())
+}
+
+/// The directives for stderr: the operator's, with the per-request lines left out unless
+/// `access_log` (or the directives name [`ACCESS_LOG_TARGET`] themselves).
+fn stderr_directives(directives: &str, access_log: bool) -> String {
+    if access_log || directives.contains(ACCESS_LOG_TARGET) {
+        directives.to_string()
+    } else {
+        format!("{directives},{ACCESS_LOG_TARGET}=warn")
+    }
+}
+
+/// Sets up the global subscriber: logs on stderr in `common.log_format`, filtered by
+/// `PLATFORM_LOG`/`RUST_LOG` (per-request lines only with `--access-log`), and traces to
+/// `common.otlp_endpoint`, an OTLP/HTTP base URL such as `http://collector:4318`
+/// (`/v1/traces` is added unless a path is given). Each output has its own filter, so a
+/// request's span is made only when a trace or the access log wants it.
+pub fn init(common: &CommonArgs, service: &str) -> anyhow::Result<TelemetryGuard> {
+    let directives = filter_directives();
+    let stderr_filter = EnvFilter::new(stderr_directives(&directives, common.access_log));
+    let fmt_layer = match common.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
+            .with_filter(stderr_filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_writer(std::io::stderr)
+            .with_filter(stderr_filter)
             .boxed(),
     };
-    let (otel_layer, provider) = match otlp_endpoint {
+    let (otel_layer, provider) = match common.otlp_endpoint.as_deref() {
         Some(endpoint) => {
             let url = traces_url(endpoint);
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -73,14 +101,17 @@ pub fn init(
                 .build();
             let tracer = provider.tracer("platform");
             (
-                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(EnvFilter::new(&directives)),
+                ),
                 Some(provider),
             )
         }
         None => (None, None),
     };
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt_layer)
         .with(otel_layer)
         .try_init()
@@ -103,6 +134,18 @@ fn traces_url(endpoint: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stderr_leaves_out_request_lines_unless_asked() {
+        use super::{ACCESS_LOG_TARGET, EnvFilter, stderr_directives};
+        let off = stderr_directives("info", false);
+        assert_eq!(off, format!("info,{ACCESS_LOG_TARGET}=warn"));
+        assert!(EnvFilter::try_new(&off).is_ok());
+        assert_eq!(stderr_directives("info", true), "info");
+        // Operators who name the target themselves get what they asked for.
+        let named = format!("warn,{ACCESS_LOG_TARGET}=info");
+        assert_eq!(stderr_directives(&named, false), named);
+    }
+
     #[test]
     fn traces_url_adds_the_signal_path() {
         assert_eq!(

@@ -58,7 +58,9 @@ impl LogEvent {
 /// flood of lines from one app, or one tenant, cannot evict another's recent lines.
 pub struct LogBus {
     tx: broadcast::Sender<Arc<LogEvent>>,
-    rings: Mutex<HashMap<(String, String), Ring>>,
+    /// Rings by tenant, then app: looked up by `&str`, so a line of a known app clones no
+    /// names (one per request, on the request path).
+    rings: Mutex<HashMap<String, HashMap<String, Ring>>>,
     keep: usize,
     seq: std::sync::atomic::AtomicU64,
 }
@@ -100,20 +102,33 @@ impl LogBus {
         let event = Arc::new(event);
         if let Ok(mut rings) = self.rings.lock() {
             let now = event.ts_ms;
-            let key = (event.tenant.clone(), event.app.clone());
-            if !rings.contains_key(&key) {
+            let known = rings
+                .get(event.tenant.as_str())
+                .is_some_and(|apps| apps.contains_key(event.app.as_str()));
+            if !known {
                 // New app: forget the rings of apps that went quiet long ago.
-                rings.retain(|_, r| now.saturating_sub(r.last_ms) < RING_IDLE_MS);
+                rings.retain(|_, apps| {
+                    apps.retain(|_, r| now.saturating_sub(r.last_ms) < RING_IDLE_MS);
+                    !apps.is_empty()
+                });
+                rings
+                    .entry(event.tenant.clone())
+                    .or_default()
+                    .insert(event.app.clone(), Ring::default());
             }
             let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let ring = rings.entry(key).or_default();
-            ring.last_ms = now;
-            ring.bytes += event.line.len();
-            ring.lines.push_back((seq, event.clone()));
-            while ring.lines.len() > self.keep || ring.bytes > RING_BYTES {
-                match ring.lines.pop_front() {
-                    Some((_, old)) => ring.bytes -= old.line.len(),
-                    None => break,
+            if let Some(ring) = rings
+                .get_mut(event.tenant.as_str())
+                .and_then(|apps| apps.get_mut(event.app.as_str()))
+            {
+                ring.last_ms = now;
+                ring.bytes += event.line.len();
+                ring.lines.push_back((seq, event.clone()));
+                while ring.lines.len() > self.keep || ring.bytes > RING_BYTES {
+                    match ring.lines.pop_front() {
+                        Some((_, old)) => ring.bytes -= old.line.len(),
+                        None => break,
+                    }
                 }
             }
         }
@@ -127,22 +142,23 @@ impl LogBus {
 
     /// The recent lines of `tenant`'s apps (or of one app), oldest first.
     pub fn recent_for(&self, tenant: &str, app: Option<&str>) -> Vec<Arc<LogEvent>> {
-        self.collect(|(t, a)| t == tenant && app.is_none_or(|want| want == a))
+        self.collect(|t, a| t == tenant && app.is_none_or(|want| want == a))
     }
 
     /// The recent lines of every app, oldest first.
     pub fn recent(&self) -> Vec<Arc<LogEvent>> {
-        self.collect(|_| true)
+        self.collect(|_, _| true)
     }
 
-    fn collect(&self, want: impl Fn(&(String, String)) -> bool) -> Vec<Arc<LogEvent>> {
+    fn collect(&self, want: impl Fn(&str, &str) -> bool) -> Vec<Arc<LogEvent>> {
         let Ok(rings) = self.rings.lock() else {
             return Vec::new();
         };
         let mut out: Vec<(u64, Arc<LogEvent>)> = rings
             .iter()
-            .filter(|(k, _)| want(k))
-            .flat_map(|(_, r)| r.lines.iter().cloned())
+            .flat_map(|(t, apps)| apps.iter().map(move |(a, r)| (t, a, r)))
+            .filter(|(t, a, _)| want(t, a))
+            .flat_map(|(_, _, r)| r.lines.iter().cloned())
             .collect();
         out.sort_unstable_by_key(|(seq, _)| *seq);
         out.into_iter().map(|(_, e)| e).collect()
@@ -331,6 +347,22 @@ mod tests {
         assert!(bus.recent_for("other", Some("shop")).is_empty());
         // Publish order across apps is kept.
         assert_eq!(bus.recent().first().unwrap().line, "acme-1");
+    }
+
+    #[test]
+    fn a_new_app_forgets_only_the_rings_gone_quiet() {
+        let bus = LogBus::new(10);
+        let mut old = line("t", "quiet", "old");
+        old.ts_ms -= RING_IDLE_MS + 1;
+        bus.publish(old);
+        bus.publish(line("t", "busy", "busy-1"));
+        bus.publish(line("u", "other", "other-1"));
+        assert!(bus.recent_for("t", Some("quiet")).is_empty());
+        assert_eq!(bus.recent_for("t", None).len(), 1);
+        assert_eq!(bus.recent_for("u", None).len(), 1);
+        // A known app's line does not sweep.
+        bus.publish(line("t", "busy", "busy-2"));
+        assert_eq!(bus.recent().len(), 3);
     }
 
     #[test]

@@ -50,7 +50,8 @@ func (config) Keys() []string {
 }
 
 // syncEnv makes Config and the process environment match the release's variables, when
-// the host reports a different generation than the one last applied.
+// the host reports a different generation than the one last applied. Generation 0 is a
+// release without variables, where every instance starts: nothing to fetch.
 func syncEnv(gen uint64) error {
 	envMu.RLock()
 	same := gen == envGen

@@ -18,11 +18,7 @@ pub async fn run(
     addresses: Option<platform_control::app_address::AppAddressTemplate>,
     dashboard: DashboardArgs,
 ) -> anyhow::Result<()> {
-    let _telemetry = crate::telemetry::init(
-        common.log_format,
-        common.otlp_endpoint.as_deref(),
-        "platform-control",
-    )?;
+    let _telemetry = crate::telemetry::init(&common, "platform-control")?;
     let public_url_is_https = public_url.starts_with("https://");
     let ctl = build_control(
         &common,

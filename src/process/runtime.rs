@@ -27,11 +27,7 @@ pub async fn run(
     common: CommonArgs,
     args: RuntimeArgs,
 ) -> anyhow::Result<()> {
-    let _telemetry = crate::telemetry::init(
-        common.log_format,
-        common.otlp_endpoint.as_deref(),
-        "platform-runtime",
-    )?;
+    let _telemetry = crate::telemetry::init(&common, "platform-runtime")?;
     let manifest = manifest.map(|p| Manifest::load(&p)).transpose()?;
     if manifest.is_none() && control_url.is_none() {
         bail!("platform runtime needs --control-url URL (with --token) or --manifest FILE");

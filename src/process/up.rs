@@ -31,11 +31,7 @@ pub async fn run(
     addresses: Option<platform_control::app_address::AppAddressTemplate>,
     dashboard: DashboardArgs,
 ) -> anyhow::Result<()> {
-    let _telemetry = crate::telemetry::init(
-        common.log_format,
-        common.otlp_endpoint.as_deref(),
-        "platform",
-    )?;
+    let _telemetry = crate::telemetry::init(&common, "platform")?;
     // Signals are watched from the start: SIGTERM at any point of start-up stops cleanly.
     let shutdown = Shutdown::on_signals();
     // A bad manifest fails fast, with its location, before anything starts.

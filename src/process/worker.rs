@@ -13,11 +13,7 @@ pub async fn run(
     common: CommonArgs,
     store: StoreArgs,
 ) -> anyhow::Result<()> {
-    let _telemetry = crate::telemetry::init(
-        common.log_format,
-        common.otlp_endpoint.as_deref(),
-        "platform-worker",
-    )?;
+    let _telemetry = crate::telemetry::init(&common, "platform-worker")?;
     let ctl = build_control(
         &common,
         &store,

@@ -123,6 +123,7 @@ isolation = "per-request"
             manifest.to_str().unwrap(),
             "--otlp-endpoint",
             &otlp,
+            "--access-log",
         ],
         tempfile::tempdir().unwrap(),
         &[(

@@ -205,7 +205,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
 
 #[test]
 fn json_logs_carry_the_request_id() {
-    let p = start(&["up", "--log-format", "json"]);
+    let p = start(&["up", "--log-format", "json", "--access-log"]);
     let r = client()
         .get(p.url("/"))
         .header("x-request-id", "json-log-test-1")
@@ -237,6 +237,64 @@ fn json_logs_carry_the_request_id() {
             "not JSON: {line}"
         );
     }
+}
+
+#[test]
+fn requests_are_logged_on_stderr_only_with_the_access_log() {
+    // Off by default (a fifth of a runtime's throughput at load: benches/README.md), yet
+    // the app's own log still has the request.
+    let p = start(&["up"]);
+    let r = client()
+        .get(p.url("/"))
+        .header("x-request-id", "no-access-log-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new(support::bin())
+            .args([
+                "logs", "demo", "--json", "--lines", "50", "--server", &p.admin,
+            ])
+            .arg("--data-dir")
+            .arg(p.data_dir.path())
+            .env_remove("PLATFORM_TOKEN")
+            .env_remove("PLATFORM_SERVER")
+            .output()
+            .unwrap();
+        let logs = String::from_utf8_lossy(&out.stdout);
+        if logs.contains("no-access-log-1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not in the app's log: {logs}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = p.stderr_text();
+    assert!(!stderr.contains("no-access-log-1"), "{stderr}");
+    assert!(!stderr.contains("request served"), "{stderr}");
+    drop(p);
+
+    let p = start(&["up", "--access-log"]);
+    let r = client()
+        .get(p.url("/"))
+        .header("x-request-id", "access-log-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.stderr_text().contains("access-log-1") {
+        assert!(
+            Instant::now() < deadline,
+            "no access log line:\n{}",
+            p.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(p.stderr_text().contains("request served"));
 }
 
 #[test]

@@ -181,8 +181,10 @@ impl SdkHostState {
 pub struct ReleaseEnv {
     /// Encoded pairs for `env_get`.
     pub pairs: Arc<Vec<u8>>,
-    /// Identifies `pairs` (never 0); in every request head, so the SDK re-reads its
-    /// environment when a release's variables change.
+    /// Identifies `pairs`; in every request head, so the SDK re-reads its environment
+    /// when a release's variables change. 0 for a release without variables: the SDK
+    /// starts at generation 0 with none, so a fresh instance (a per-request snapshot's
+    /// above all) skips the `env_get` round trip when there is nothing to fetch.
     pub generation: u64,
 }
 
@@ -190,13 +192,36 @@ impl ReleaseEnv {
     /// The variables of `spec`.
     pub fn of(spec: &AppSpec) -> Self {
         let pairs = crate::sdk::wire::pairs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if spec.env.is_empty() {
+            return ReleaseEnv {
+                pairs: Arc::new(pairs),
+                generation: 0,
+            };
+        }
         let mut h = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(&pairs, &mut h);
         std::hash::Hash::hash(&spec.release, &mut h);
         ReleaseEnv {
             pairs: Arc::new(pairs),
-            // Never 0: the SDK starts at generation 0 and must sync on its first request.
+            // Never 0 with variables: 0 is the SDK's starting point (none applied), so
+            // the first request of a fresh instance fetches them.
             generation: std::hash::Hasher::finish(&h) | 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_without_variables_is_generation_zero_and_others_are_not() {
+        let mut spec = AppSpec::for_tests("a");
+        assert_eq!(ReleaseEnv::of(&spec).generation, 0);
+        spec.env = vec![("K".into(), "v".into())];
+        let with = ReleaseEnv::of(&spec).generation;
+        assert_ne!(with, 0);
+        spec.env = vec![("K".into(), "w".into())];
+        assert_ne!(ReleaseEnv::of(&spec).generation, with);
     }
 }

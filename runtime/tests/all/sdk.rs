@@ -457,10 +457,10 @@ async fn per_request_isolation_starts_each_request_from_the_snapshot() {
             },
             App {
                 isolation: Isolation::PerRequest,
-                env: if greeting == "one" {
-                    &[("GREETING", "one")]
-                } else {
-                    &[("GREETING", "two")]
+                env: match greeting {
+                    "one" => &[("GREETING", "one")],
+                    "two" => &[("GREETING", "two")],
+                    _ => &[],
                 },
                 release,
                 ..App::new("api", &api, &["api.example.com/"])
@@ -501,6 +501,12 @@ async fn per_request_isolation_starts_each_request_from_the_snapshot() {
     let v: serde_json::Value = serde_json::from_str(&get("/config", api_host).await.1).unwrap();
     assert_eq!(v["greeting_getenv"], "two");
     assert_eq!(v["greeting_config"], "two");
+    // A release without variables (generation 0: the fresh instance fetches nothing) sees
+    // none, neither the snapshot's nor the previous release's.
+    deploy("", "r3");
+    let v: serde_json::Value = serde_json::from_str(&get("/config", api_host).await.1).unwrap();
+    assert_eq!(v["greeting_getenv"], "");
+    assert_eq!(v["greeting_config"], "");
     // Nothing a request leaves in memory reaches the next one.
     let r = c
         .post(host.url("/todos"))
