@@ -88,14 +88,26 @@ func (r *Reader) Str32() string { return r.take(int(r.U32())) }
 // Headers reads a header block: uint32 count, then (Str16 name, Str32 value) pairs.
 func (r *Reader) Headers() http.Header {
 	n := int(r.U32())
-	if r.err != nil || n > 100000 {
+	// Each header takes at least its two length prefixes (6 bytes): a count the rest of
+	// the buffer cannot hold is malformed, and must not size the allocations below.
+	if r.err != nil || n > 100000 || n > (len(r.s)-r.off)/6 {
 		r.err = ErrShort
 		return nil
 	}
 	h := make(http.Header, n)
+	// One backing array for the values, as net/textproto's ReadMIMEHeader has: a value
+	// slice per header would be an allocation per header. Each slice is capped at its own
+	// element, so a repeated name's append copies instead of overwriting its neighbour.
+	vals := make([]string, n)
 	for i := 0; i < n && r.err == nil; i++ {
 		k := http.CanonicalHeaderKey(r.Str16())
-		h[k] = append(h[k], r.Str32())
+		v := r.Str32()
+		if prev, ok := h[k]; ok {
+			h[k] = append(prev, v)
+			continue
+		}
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1]
 	}
 	return h
 }

@@ -46,6 +46,41 @@ func TestHeadersSkipInvalidNames(t *testing.T) {
 	}
 }
 
+func TestHeaderValuesShareNoSpace(t *testing.T) {
+	var w Writer
+	w.U32(4)
+	for _, kv := range [][2]string{{"a", "1"}, {"b", "2"}, {"a", "3"}, {"c", "4"}} {
+		w.Str16(kv[0])
+		w.Str32(kv[1])
+	}
+	r := NewReader(w.B)
+	h := r.Headers()
+	if r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	want := http.Header{"A": {"1", "3"}, "B": {"2"}, "C": {"4"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("got %v, want %v", h, want)
+	}
+	// A handler appending to one header must not write into another's value.
+	h["B"] = append(h["B"], "x")
+	h.Add("A", "y")
+	if h.Get("C") != "4" || len(h["C"]) != 1 || !reflect.DeepEqual(h["A"], []string{"1", "3", "y"}) {
+		t.Fatalf("values overlap: %v", h)
+	}
+}
+
+func TestHeaderCountBeyondTheBufferIsAnError(t *testing.T) {
+	var w Writer
+	w.U32(1000)
+	w.Str16("a")
+	w.Str32("1")
+	r := NewReader(w.B)
+	if h := r.Headers(); h != nil || r.Err() == nil {
+		t.Fatalf("decoded %v", h)
+	}
+}
+
 func TestListsAndPairs(t *testing.T) {
 	var w Writer
 	w.U32(2)
