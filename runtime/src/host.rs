@@ -6,8 +6,8 @@
 //!         ─► response + x-request-id, metrics, request log line
 //! ```
 
-use std::fmt::Write as _;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
