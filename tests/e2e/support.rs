@@ -135,6 +135,21 @@ impl Platform {
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
+
+    /// Runs the CLI against this process's admin API, signed in as the admin whose token
+    /// `up` saved in the data directory (no token or server from the environment).
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--server")
+            .arg(&self.admin)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env_remove("PLATFORM_TOKEN")
+            .env_remove("PLATFORM_SERVER")
+            .output()
+            .unwrap()
+    }
 }
 
 impl Drop for Platform {

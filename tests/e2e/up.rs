@@ -252,16 +252,7 @@ fn requests_are_logged_on_stderr_only_with_the_access_log() {
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = std::process::Command::new(support::bin())
-            .args([
-                "logs", "demo", "--json", "--lines", "50", "--server", &p.admin,
-            ])
-            .arg("--data-dir")
-            .arg(p.data_dir.path())
-            .env_remove("PLATFORM_TOKEN")
-            .env_remove("PLATFORM_SERVER")
-            .output()
-            .unwrap();
+        let out = p.cli_output(&["logs", "demo", "--json", "--lines", "50"]);
         let logs = String::from_utf8_lossy(&out.stdout);
         if logs.contains("no-access-log-1") {
             break;

@@ -94,16 +94,7 @@ fn split_sends_a_share_to_a_canary() {
     let p = start(&["up"]);
     let hello = guests::go("hello");
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(support::bin())
-            .args(args)
-            .arg("--server")
-            .arg(&p.admin)
-            .arg("--data-dir")
-            .arg(p.data_dir.path())
-            .env_remove("PLATFORM_TOKEN")
-            .env_remove("PLATFORM_SERVER")
-            .output()
-            .unwrap();
+        let out = p.cli_output(args);
         assert!(
             out.status.success(),
             "platform {args:?}: {}",
