@@ -9,6 +9,7 @@ mod loadgen;
 mod native;
 mod peer;
 mod report;
+mod shipped;
 mod soak;
 mod startup;
 
@@ -414,6 +415,25 @@ fn main() -> anyhow::Result<()> {
 
     let (alone, beside_flood, flood) = flooded_neighbour(&client_rt, platform_addr, warmup, secs)?;
 
+    // The shipped binary with its defaults, and with the access log (same app as /sdk).
+    let shipped = if args.platform_bin.exists() {
+        eprintln!("platform runtime binary, Go SDK hello pooled ...");
+        let mut rows = Vec::new();
+        for (what, extra) in [
+            ("as shipped", &[][..]),
+            ("with --access-log", &["--access-log"][..]),
+        ] {
+            let running = shipped::ShippedRuntime::start(&args.platform_bin, &sdk_hello, extra)?;
+            rows.push((
+                what,
+                load_as(running.addr, "127.0.0.1", "/", args.concurrency)?,
+            ));
+        }
+        rows
+    } else {
+        Vec::new()
+    };
+
     // Native hyper, after (brackets machine noise).
     eprintln!("native hyper hello (again) ...");
     let native_after = load(native_addr, "/", args.concurrency)?;
@@ -422,6 +442,13 @@ fn main() -> anyhow::Result<()> {
     report.http("native hyper hello (before)", &native_before, native_rps);
     report.http("native hyper hello (after)", &native_after, native_rps);
     report.http("Platform, Go WAGI hello", &go_wagi, native_rps);
+    for (what, r) in &shipped {
+        report.http(
+            &format!("platform runtime binary, Go SDK hello, pooled, {what}"),
+            r,
+            native_rps,
+        );
+    }
     report.http("Platform, Rust WAGI hello", &rust_wagi, native_rps);
     report.http(
         "Platform, Rust wasi:http component hello, fresh instance",

@@ -67,26 +67,7 @@ fn once(bin: &Path, manifest: &Path, data: &Path) -> anyhow::Result<(Duration, D
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut traffic = None;
-        let mut admin = None;
-        while traffic.is_none() || admin.is_none() {
-            let line = lines
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("platform runtime exited before its banner"))??;
-            if let Some(url) = line.split("serving on ").nth(1) {
-                traffic = Some(url.trim().to_string());
-            }
-            if let Some(rest) = line.trim().strip_prefix("admin") {
-                admin = rest
-                    .split_whitespace()
-                    .next()
-                    .map(|u| u.trim_end_matches("/healthz").to_string());
-            }
-        }
-        // Keep draining the banner (one line per route) so the child never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        let (traffic, admin) = (traffic.unwrap_or_default(), admin.unwrap_or_default());
+        let (traffic, admin) = read_banner(stdout)?;
         let ready = poll(&format!("{admin}/readyz"), started)?;
         let first = poll(&format!("{traffic}/app-0"), started)?;
         Ok((ready, first))
@@ -96,8 +77,34 @@ fn once(bin: &Path, manifest: &Path, data: &Path) -> anyhow::Result<(Duration, D
     result
 }
 
+/// The traffic and admin base URLs from `platform runtime`'s banner on `stdout`; the rest
+/// of stdout (one line per route) is drained on a thread so the child never blocks on it.
+pub(crate) fn read_banner(
+    stdout: impl std::io::Read + Send + 'static,
+) -> anyhow::Result<(String, String)> {
+    let mut lines = BufReader::new(stdout).lines();
+    let mut traffic = None;
+    let mut admin = None;
+    while traffic.is_none() || admin.is_none() {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("platform runtime exited before its banner"))??;
+        if let Some(url) = line.split("serving on ").nth(1) {
+            traffic = Some(url.trim().to_string());
+        }
+        if let Some(rest) = line.trim().strip_prefix("admin") {
+            admin = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches("/healthz").to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok((traffic.unwrap_or_default(), admin.unwrap_or_default()))
+}
+
 /// Polls `url` until it answers 200; returns the time since `since`.
-fn poll(url: &str, since: Instant) -> anyhow::Result<Duration> {
+pub(crate) fn poll(url: &str, since: Instant) -> anyhow::Result<Duration> {
     let url = url.strip_prefix("http://").unwrap_or(url);
     let (host, path) = url.split_once('/').unwrap_or((url, ""));
     let path = format!("/{path}");
