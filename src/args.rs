@@ -22,7 +22,7 @@ pub struct CommonArgs {
     #[arg(long, env = "PLATFORM_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Log every request on stderr (a `request served` line in a `request` span). Off by
-    /// default: at thousands of requests a second the line costs a runtime about a fifth of
+    /// default: at thousands of requests a second the line costs a runtime a fifth to a third of
     /// its throughput (benches/README.md, "The access log"). Requests are in the app's own
     /// log either way (dashboard, `platform logs`), in the metrics, and in OTLP traces.
     #[arg(long, env = "PLATFORM_ACCESS_LOG")]

@@ -241,7 +241,7 @@ fn json_logs_carry_the_request_id() {
 
 #[test]
 fn requests_are_logged_on_stderr_only_with_the_access_log() {
-    // Off by default (a fifth of a runtime's throughput at load: benches/README.md), yet
+    // Off by default (a fifth to a third of a runtime's throughput at load: benches/README.md), yet
     // the app's own log still has the request.
     let p = start(&["up"]);
     let r = client()
